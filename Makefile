@@ -1,0 +1,151 @@
+# tpdiff — build, test and benchmark.
+#
+#   make              every binary into bin/ (objects under build/)
+#   make test         the whole suite; ends with one line "N passed, N failed"
+#   make demo         a short CPU training run on configs/demo.yaml
+#   make bench-cpu    tpdiff against PyTorch, forward+backward per step
+#   make SAN=1 ...    AddressSanitizer + UBSan build (objects under build-san/)
+#   make CUDA=0       never build the CUDA backend, even where nvcc exists
+#   make ARCH=...     target flags (default -march=native)
+
+SHELL := /bin/bash
+CC ?= gcc
+ifeq ($(CC),cc)
+CC := gcc
+endif
+ARCH ?= -march=native
+CUDA ?= 1
+SAN ?= 0
+MULTIARCH := $(shell $(CC) -print-multiarch 2>/dev/null)
+
+# ---- optional pieces: detect and say what was found ------------------------------------------
+NVCC := $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
+CUDA_HOME ?= $(if $(NVCC),$(patsubst %/bin/nvcc,%,$(NVCC)),/usr/local/cuda)
+NCCL_HEADER := $(firstword $(wildcard $(CUDA_HOME)/include/nccl.h /usr/include/nccl.h))
+MPICC := $(shell command -v mpicc 2>/dev/null)
+HDF5_CFLAGS := $(shell pkg-config --cflags hdf5-serial 2>/dev/null)
+HDF5_LIBS := $(shell pkg-config --libs hdf5-serial 2>/dev/null)
+YAML_LIBS := $(shell pkg-config --libs yaml-0.1 2>/dev/null || echo -lyaml)
+# OpenBLAS's OpenMP build shares the OpenMP thread pool with our kernels; the pthread build would
+# keep its own spinning threads that fight OpenMP regions for the same cores.
+OPENBLAS_OMP_LIB := $(wildcard /usr/lib/$(MULTIARCH)/openblas-openmp/libopenblas.so)
+OPENBLAS_OMP_INC := $(wildcard /usr/include/$(MULTIARCH)/openblas-openmp/cblas.h)
+ifneq ($(and $(OPENBLAS_OMP_LIB),$(OPENBLAS_OMP_INC)),)
+BLAS_KIND := openblas-openmp
+BLAS_CFLAGS := -I/usr/include/$(MULTIARCH)/openblas-openmp
+BLAS_LIBS := -L/usr/lib/$(MULTIARCH)/openblas-openmp -Wl,-rpath,/usr/lib/$(MULTIARCH)/openblas-openmp -lopenblas
+else
+BLAS_KIND := openblas
+BLAS_CFLAGS :=
+BLAS_LIBS := -lopenblas
+endif
+
+ifeq ($(CUDA),0)
+BUILD_CUDA :=
+else
+BUILD_CUDA := $(NVCC)
+endif
+
+
+# ---- flags -----------------------------------------------------------------------------------
+ifeq ($(SAN),1)
+BUILD := build-san
+SAN_FLAGS := -fsanitize=address,undefined
+OPT := -O1 -g -fno-omit-frame-pointer $(SAN_FLAGS) -fno-sanitize-recover=undefined
+else
+BUILD := build
+OPT := -O3 -g $(ARCH)
+endif
+BIN := $(if $(filter 1,$(SAN)),$(BUILD)/bin,bin)
+# -Wno-format-truncation: error lines are built with snprintf into fixed buffers on purpose; a
+# path longer than the buffer is cut, never overflowed.
+CFLAGS := -std=c11 $(OPT) -fopenmp -Wall -Wextra -Werror -Wshadow -Wno-format-truncation -D_POSIX_C_SOURCE=200809L -I. $(BLAS_CFLAGS)
+LDLIBS := $(BLAS_LIBS) $(YAML_LIBS) -fopenmp -lm
+LDFLAGS := $(SAN_FLAGS)
+
+# ---- sources ---------------------------------------------------------------------------------
+KERNEL_SRCS := $(wildcard kernels/cpu/*.c)
+MODEL_SRCS := $(wildcard model/*.c)
+DATA_SRCS := data/npy.c
+TRAINER_SRCS := $(filter-out %_main.c,$(wildcard trainer/*.c))
+LIB_SRCS := $(KERNEL_SRCS) $(MODEL_SRCS) $(DATA_SRCS) $(TRAINER_SRCS)
+LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
+LIB := $(BUILD)/libtpdiff.a
+
+BINARIES := $(BIN)/tpdiff-train
+TEST_SRCS := $(wildcard tests/unit/*.c)
+TEST_BINS := $(TEST_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+BENCH_BINS := $(BUILD)/bench/bench_step
+TOOL_BINS := $(BUILD)/tests/ref/parity_dump
+
+CUDA_SRCS := $(wildcard kernels/cuda/*.cu)
+CUDA_LIB := $(if $(and $(BUILD_CUDA),$(CUDA_SRCS)),$(BUILD)/lib/libtpdiff_cuda.so,)
+
+ifeq ($(MAKELEVEL),0)
+$(info tpdiff build: blas=$(BLAS_KIND) hdf5=$(if $(HDF5_LIBS),yes,no) mpi=$(if $(MPICC),yes,no) nvcc=$(if $(NVCC),yes,no) nccl=$(if $(NCCL_HEADER),yes,no) cuda-backend=$(if $(BUILD_CUDA),$(if $(CUDA_SRCS),build,no-sources-yet),off))
+endif
+
+# Keep objects of chained rules (tests, bench) so a rebuild is incremental.
+.SECONDARY:
+
+.PHONY: all test test-build demo bench-cpu clean setup
+all: $(BINARIES) $(CUDA_LIB)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(LIB): $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(BIN)/tpdiff-train: $(BUILD)/trainer/train_main.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+
+$(BUILD)/tests/ref/%: $(BUILD)/tests/ref/%.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+
+$(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+
+$(BUILD)/bench/%: $(BUILD)/bench/%.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+
+# CUDA backend: a shared library with static cudart, dlopen'ed by the binaries (DESIGN.md).
+NVCC_FLAGS := -O3 -std=c++17 -Xcompiler -fPIC -cudart static -gencode arch=compute_90,code=sm_90 \
+	-gencode arch=compute_80,code=sm_80 -I.
+$(BUILD)/lib/libtpdiff_cuda.so: $(CUDA_SRCS)
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCC_FLAGS) -shared $^ -o $@ -lcublasLt -lnccl
+
+test-build: all $(TEST_BINS) $(BENCH_BINS) $(TOOL_BINS)
+
+# The suite: installs what is missing (scripts/setup.sh), builds the normal and the sanitizer
+# flavours, runs every test and prints the summary line.
+test:
+	@scripts/setup.sh --if-missing
+	@$(MAKE) --no-print-directory test-build
+	@$(MAKE) --no-print-directory SAN=1 test-build
+	@tests/run_all.sh
+
+demo:
+	@scripts/setup.sh --if-missing
+	@$(MAKE) --no-print-directory all
+	$(BIN)/tpdiff-train configs/demo.yaml
+
+bench-cpu:
+	@scripts/setup.sh --if-missing
+	@$(MAKE) --no-print-directory test-build
+	@bench/bench_cpu.sh
+
+setup:
+	scripts/setup.sh
+
+clean:
+	rm -rf build build-san bin
+
+-include $(LIB_OBJS:.o=.d) $(BUILD)/trainer/train_main.d $(TEST_SRCS:tests/unit/%.c=$(BUILD)/tests/unit/%.d)

@@ -1,0 +1,93 @@
+/* dit.h — the DiT video denoiser of DESIGN.md ("Model"): parameter registry, activation arena,
+ * forward and backward. Knows nothing of files, MPI or the trainer; all arithmetic goes through
+ * kernels.h. */
+#ifndef TPDIFF_DIT_H
+#define TPDIFF_DIT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define DIT_NAME_MAX 64
+#define DIT_TIME_FREQ_DIM 256 /* width of the sin-cos table that feeds the time MLP */
+#define DIT_LN_EPS 1e-6f
+
+typedef struct {
+  int depth, dim, heads, patch, classes; /* model.* */
+  int channels, frames, height, width;   /* data.*: frames at full rate */
+  int stages;                            /* pyramid.stages (K) */
+} dit_shape;
+
+typedef enum { DIT_LINEAR_WEIGHT, DIT_LINEAR_BIAS, DIT_EMBEDDING } dit_param_kind;
+
+/* One named tensor in the flat parameter buffer; names and shapes are the PyTorch export contract. */
+typedef struct {
+  char name[DIT_NAME_MAX];
+  int ndim;
+  int shape[2];
+  size_t offset; /* in floats, into the flat buffer */
+  size_t numel;
+  dit_param_kind kind;
+  int fan_in, fan_out; /* of the layer the tensor belongs to (for initialisation) */
+} dit_param;
+
+/* Offsets (in floats) of one block's tensors. */
+typedef struct {
+  size_t ada_w, ada_b, qkv_w, qkv_b, proj_w, proj_b, fc1_w, fc1_b, fc2_w, fc2_b;
+} dit_block_offsets;
+
+typedef struct {
+  dit_shape shape;
+  dit_param *params; /* registry, in export order */
+  int num_params;
+  size_t num_floats; /* total parameter count */
+  float *weights;    /* flat fp32 master weights [num_floats] */
+  float *grads;      /* flat gradient buffer [num_floats], accumulated by dit_backward */
+  /* offsets of the non-block tensors; y_embed is SIZE_MAX when classes == 0 */
+  size_t x_embed_w, x_embed_b, t_mlp0_w, t_mlp0_b, t_mlp2_w, t_mlp2_b, y_embed, stage_embed;
+  size_t final_ada_w, final_ada_b, final_linear_w, final_linear_b;
+  dit_block_offsets *blocks; /* [depth] */
+} dit_model;
+
+/* Builds the registry and allocates weights and grads (zeroed). Returns 0, or -1 with err set
+ * when the shape is invalid or memory runs out. */
+int dit_create(dit_model *m, const dit_shape *shape, char *err, size_t err_size);
+void dit_destroy(dit_model *m);
+
+/* DiT initialisation (DESIGN.md): Xavier-uniform linears, zero biases, normal(0.02) embeddings and
+ * time MLP weights, zero adaLN and final linear. Deterministic in seed. */
+void dit_init_dit(dit_model *m, uint64_t seed);
+/* Every tensor random (U(±1/sqrt(fan_in)), embeddings N(0,1)·0.5), for tests: nothing is zero, so no
+ * path is hidden by a zero weight. */
+void dit_init_random(dit_model *m, uint64_t seed);
+
+/* Registry lookup by name; NULL when absent. */
+const dit_param *dit_find_param(const dit_model *m, const char *name);
+
+/* Frames of stage k (F / 2^(K-1-k)) and its frame stride m = 2^(K-1-k). */
+int dit_stage_frames(const dit_shape *s, int stage);
+int dit_stage_stride(const dit_shape *s, int stage);
+/* Tokens per clip at stage k. */
+int dit_stage_tokens(const dit_shape *s, int stage);
+
+/* The activation arena: every buffer forward and backward need, allocated once for the largest
+ * microbatch of any stage; each forward lays the current (clips, stage) out inside it. */
+typedef struct dit_acts dit_acts;
+
+/* max_clips[k] = the most clips a microbatch of stage k will hold. Returns NULL with err set
+ * when memory runs out. */
+dit_acts *dit_acts_create(const dit_model *m, const int *max_clips, char *err, size_t err_size);
+void dit_acts_destroy(dit_acts *a);
+/* Bytes the arena would need for a microbatch of `clips` clips at `stage`. */
+size_t dit_acts_bytes(const dit_model *m, int clips, int stage);
+/* Total bytes allocated. */
+size_t dit_acts_allocated_bytes(const dit_acts *a);
+
+/* Forward: x [B, C, T_k, H, W] at stage k, t [B] in [0, 1], y [B] labels (NULL when unconditional;
+ * index `classes` is the null class). Returns the prediction [B, C, T_k, H, W], owned by the arena
+ * and valid until the next forward. B must not exceed max_clips[stage]. */
+const float *dit_forward(const dit_model *m, dit_acts *a, const float *x, const float *t, const int *y,
+                         int stage, int B);
+/* Backward of the last forward: d_out [B, C, T_k, H, W]; parameter gradients are ADDED to m->grads. */
+void dit_backward(dit_model *m, dit_acts *a, const float *d_out);
+
+#endif

@@ -1,0 +1,154 @@
+/* dit_activations.c — the activation arena: one allocation sized for the largest microbatch of any
+ * stage, laid out afresh (pointer arithmetic only) for each microbatch's clip count and stage. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/kernels.h"
+#include "model/dit_internal.h"
+
+/* Every buffer starts on a 64-byte boundary (cache line, AVX-512 load). */
+static float *take(dit_acts *a, size_t *used, size_t count) {
+  size_t start = *used;
+  *used = (start + count + 15) & ~(size_t)15;
+  return a->base ? a->base + start : NULL;
+}
+
+size_t dit_acts_layout(const dit_model *m, dit_acts *a, int B, int stage) {
+  const dit_shape *s = &m->shape;
+  size_t D = (size_t)s->dim, P = (size_t)s->channels * s->patch * s->patch;
+  size_t N = (size_t)dit_stage_tokens(s, stage), BN = (size_t)B * N, H = (size_t)s->heads;
+  size_t used = 0;
+  a->B = B;
+  a->stage = stage;
+  a->T = dit_stage_frames(s, stage);
+  a->N = (int)N;
+  a->t_freq = take(a, &used, (size_t)B * DIT_TIME_FREQ_DIM);
+  a->t_hidden = take(a, &used, B * D);
+  a->t_act = take(a, &used, B * D);
+  a->cond = take(a, &used, B * D);
+  a->cond_act = take(a, &used, B * D);
+  a->final_ada = take(a, &used, B * 2 * D);
+  a->tokens = take(a, &used, BN * P);
+  for (int l = 0; l < s->depth; l++) {
+    dit_block_acts *b = &a->blocks[l];
+    b->x_in = take(a, &used, BN * D);
+    b->ada = take(a, &used, B * 6 * D);
+    b->ln1_mean = take(a, &used, BN);
+    b->ln1_rstd = take(a, &used, BN);
+    b->h1 = take(a, &used, BN * D);
+    b->qkv = take(a, &used, BN * 3 * D);
+    b->probs = take(a, &used, (size_t)B * H * N * N);
+    b->attn = take(a, &used, BN * D);
+    b->proj = take(a, &used, BN * D);
+    b->x_mid = take(a, &used, BN * D);
+    b->ln2_mean = take(a, &used, BN);
+    b->ln2_rstd = take(a, &used, BN);
+    b->h2 = take(a, &used, BN * D);
+    b->fc1 = take(a, &used, BN * 4 * D);
+    b->gelu = take(a, &used, BN * 4 * D);
+    b->fc2 = take(a, &used, BN * D);
+  }
+  a->x_final = take(a, &used, BN * D);
+  a->final_mean = take(a, &used, BN);
+  a->final_rstd = take(a, &used, BN);
+  a->final_h = take(a, &used, BN * D);
+  a->out_tokens = take(a, &used, BN * P);
+  a->out = take(a, &used, BN * P);
+  a->d_x = take(a, &used, BN * D);
+  a->d_h = take(a, &used, BN * D);
+  a->d_f = take(a, &used, BN * D);
+  a->d_attn = take(a, &used, BN * D);
+  a->d_big = take(a, &used, BN * 4 * D);
+  a->d_tokens = take(a, &used, BN * P);
+  a->attn_scratch = take(a, &used, k_attention_scratch_floats((int)N));
+  a->d_cond_act = take(a, &used, B * D);
+  a->d_cond = take(a, &used, B * D);
+  a->d_small = take(a, &used, B * D);
+  a->d_t_act = take(a, &used, B * D);
+  a->d_ada = take(a, &used, B * 6 * D);
+  a->d_final_ada = take(a, &used, B * 2 * D);
+  return used;
+}
+
+size_t dit_acts_bytes(const dit_model *m, int clips, int stage) {
+  dit_acts *probe = calloc(1, sizeof(dit_acts) + (size_t)m->shape.depth * sizeof(dit_block_acts));
+  if (!probe) return 0;
+  probe->blocks = probe->blocks_storage;
+  size_t floats = dit_acts_layout(m, probe, clips, stage);
+  free(probe);
+  return floats * sizeof(float);
+}
+
+size_t dit_acts_allocated_bytes(const dit_acts *a) { return a->capacity_floats * sizeof(float); }
+
+/* Position table of stage k: spatial 2-D sin-cos (row, col halves) + temporal 1-D sin-cos at the
+ * frame's full-rate time m·j + (m-1)/2 (the centre of the frames a coarse frame averages). */
+static void build_positions(const dit_shape *s, int stage, float *pos) {
+  int D = s->dim, hp = s->height / s->patch, wp = s->width / s->patch;
+  int T = dit_stage_frames(s, stage), m = dit_stage_stride(s, stage);
+  int N = T * hp * wp, half = D / 2;
+  float *row_tab = malloc(sizeof(float) * (size_t)hp * half), *col_tab = malloc(sizeof(float) * (size_t)wp * half);
+  float *time_tab = malloc(sizeof(float) * (size_t)T * D);
+  double *q = malloc(sizeof(double) * (size_t)(hp > wp ? (hp > T ? hp : T) : (wp > T ? wp : T)));
+  for (int i = 0; i < hp; i++) q[i] = i;
+  k_sincos_table(row_tab, q, hp, half);
+  for (int i = 0; i < wp; i++) q[i] = i;
+  k_sincos_table(col_tab, q, wp, half);
+  for (int j = 0; j < T; j++) q[j] = (double)m * j + (m - 1) / 2.0;
+  k_sincos_table(time_tab, q, T, D);
+  for (int n = 0; n < N; n++) {
+    int j = n / (hp * wp), r = n / wp % hp, c = n % wp;
+    float *p = pos + (size_t)n * D;
+    for (int d = 0; d < half; d++) {
+      p[d] = row_tab[(size_t)r * half + d] + time_tab[(size_t)j * D + d];
+      p[half + d] = col_tab[(size_t)c * half + d] + time_tab[(size_t)j * D + half + d];
+    }
+  }
+  free(row_tab);
+  free(col_tab);
+  free(time_tab);
+  free(q);
+}
+
+dit_acts *dit_acts_create(const dit_model *m, const int *max_clips, char *err, size_t err_size) {
+  const dit_shape *s = &m->shape;
+  dit_acts *a = calloc(1, sizeof(dit_acts) + (size_t)s->depth * sizeof(dit_block_acts));
+  if (!a) goto oom;
+  a->blocks = a->blocks_storage;
+  int most_clips = 1;
+  for (int k = 0; k < s->stages; k++) {
+    a->max_clips[k] = max_clips[k];
+    size_t floats = dit_acts_layout(m, a, max_clips[k], k);
+    if (floats > a->capacity_floats) a->capacity_floats = floats;
+    if (max_clips[k] > most_clips) most_clips = max_clips[k];
+  }
+  a->base = aligned_alloc(64, a->capacity_floats * sizeof(float));
+  a->pos = calloc((size_t)s->stages, sizeof(float *));
+  a->stages = a->pos ? s->stages : 0;
+  a->labels = calloc((size_t)most_clips, sizeof(int));
+  a->stage_index = calloc((size_t)most_clips, sizeof(int));
+  if (!a->base || !a->pos || !a->labels || !a->stage_index) goto oom;
+  for (int k = 0; k < s->stages; k++) {
+    a->pos[k] = malloc(sizeof(float) * (size_t)dit_stage_tokens(s, k) * s->dim);
+    if (!a->pos[k]) goto oom;
+    build_positions(s, k, a->pos[k]);
+  }
+  return a;
+oom:
+  snprintf(err, err_size, "out of memory for the activation arena (%.1f MiB)",
+           a ? a->capacity_floats * 4.0 / 1048576.0 : 0.0);
+  dit_acts_destroy(a);
+  return NULL;
+}
+
+void dit_acts_destroy(dit_acts *a) {
+  if (!a) return;
+  free(a->base);
+  free(a->labels);
+  free(a->stage_index);
+  if (a->pos)
+    for (int k = 0; k < a->stages; k++) free(a->pos[k]);
+  free(a->pos);
+  free(a);
+}

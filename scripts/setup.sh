@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# setup.sh — installs every OS package tpdiff needs on Debian 12 (run as root, or with sudo).
+#
+#   scripts/setup.sh              install (apt-get update + install) the whole list
+#   scripts/setup.sh --if-missing install only when a package of the list is missing (quiet otherwise)
+#   scripts/setup.sh --check      exit 1 and name what is missing, install nothing
+#
+# Python: the tests and benchmarks use the system interpreter /usr/bin/python3, which is where
+# Debian's python3-torch, python3-numpy and python3-yaml install (a python3 earlier on PATH may be a
+# different interpreter without them).
+set -euo pipefail
+
+PACKAGES=(
+  build-essential pkg-config          # gcc, make
+  libopenblas-openmp-dev              # sgemm, OpenMP flavour (shares the kernels' thread pool)
+  libyaml-dev                         # config files
+  libhdf5-dev                         # data shards and checkpoints
+  libopenmpi-dev openmpi-bin          # data-parallel ranks
+  python3-torch python3-numpy python3-yaml   # the PyTorch reference (tests/ref) and bench-cpu
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then missing+=("$p"); fi
+done
+
+mode=${1:-install}
+case "$mode" in
+  --check)
+    if ((${#missing[@]})); then echo "setup: missing packages: ${missing[*]}"; exit 1; fi
+    exit 0 ;;
+  --if-missing)
+    ((${#missing[@]})) || exit 0 ;;
+  install) ;;
+  *) echo "usage: scripts/setup.sh [--if-missing|--check]" >&2; exit 2 ;;
+esac
+
+if ((${#missing[@]})); then echo "setup: installing ${missing[*]}"; else echo "setup: everything is installed"; exit 0; fi
+SUDO=
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null || { echo "setup: need root (or sudo) to install: ${missing[*]}" >&2; exit 1; }
+  SUDO=sudo
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+echo "setup: done"

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# train_cli.sh — tpdiff-train as a user runs it: bad configs are refused with one line naming the
+# file and key, exit code 2 and nothing written; a good run trains (loss falls) and is
+# deterministic.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+BIN=${BIN:-bin/tpdiff-train}
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/tpdiff-cli.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+
+check() { # check NAME CONDITION-RESULT(0=ok) DETAIL
+  if [ "$2" -eq 0 ]; then echo "PASS $1"; else echo "FAIL $1: $3"; fi
+}
+
+# refuse CASE EXPECTED-SUBSTRINGS... -- ARGS : expects exit 2, exactly one stderr line containing every
+# substring, and no output folder.
+refuse() {
+  local name=$1; shift
+  local needles=()
+  while [ "$1" != "--" ]; do needles+=("$1"); shift; done
+  shift
+  local out="$tmp/out-$RANDOM"
+  "$BIN" "$@" --train.out="$out" >"$tmp/stdout" 2>"$tmp/stderr"
+  local rc=$? lines ok=0 why=""
+  lines=$(wc -l <"$tmp/stderr")
+  [ "$rc" -eq 2 ] || { ok=1; why="exit $rc, expected 2"; }
+  [ "$lines" -eq 1 ] || { ok=1; why="$why; $lines stderr lines: $(head -c 300 "$tmp/stderr")"; }
+  for n in "${needles[@]}"; do grep -qF -- "$n" "$tmp/stderr" || { ok=1; why="$why; message lacks '$n': $(cat "$tmp/stderr")"; }; done
+  [ ! -e "$out" ] || { ok=1; why="$why; $out was created"; }
+  check "refuses $name" $ok "$why"
+}
+
+yaml() { # yaml NAME TEXT: writes a config file from tiny.yaml with one line replaced
+  local f="$tmp/$1.yaml"
+  printf '%s\n' "$2" >"$f"
+  echo "$f"
+}
+
+"$BIN" --help >/dev/null 2>&1; check "--help exits 0" $? "non-zero"
+"$BIN" >/dev/null 2>&1; [ $? -eq 2 ]; check "no arguments exits 2" $? "wrong exit code"
+"$BIN" --help-config | grep -q "pyramid.stages"; check "--help-config documents every key (pyramid.stages)" $? "missing"
+
+refuse "a missing config" "$tmp/nope.yaml" -- "$tmp/nope.yaml"
+dir_cfg="$tmp/adir"; mkdir -p "$dir_cfg"
+refuse "a folder given as config" "$dir_cfg" -- "$dir_cfg"
+unk=$(sed 's/^  dim: 64/  dimm: 64/' configs/tiny.yaml > "$tmp/unknown.yaml"; echo "$tmp/unknown.yaml")
+refuse "an unknown key" "$unk" "model.dimm" -- "$unk"
+typ=$(sed 's/^  depth: 2/  depth: two/' configs/tiny.yaml > "$tmp/type.yaml"; echo "$tmp/type.yaml")
+refuse "a wrong type" "$typ" "model.depth" -- "$typ"
+frm=$(sed -e 's/^  frames: 8/  frames: 6/' -e 's/^  stages: 1/  stages: 3/' configs/tiny.yaml > "$tmp/frames.yaml"; echo "$tmp/frames.yaml")
+refuse "frames not divisible by 2^(K-1)" "$frm" "data.frames" -- "$frm"
+refuse "height not divisible by patch" "command line" "data.height" -- configs/tiny.yaml --data.height=15
+refuse "width not divisible by patch" "command line" "data.width" -- configs/tiny.yaml --data.width=17
+refuse "dim not divisible by 4" "command line" "model.dim" -- configs/tiny.yaml --model.dim=66 --model.heads=2
+refuse "dim not divisible by heads" "command line" "model.dim" -- configs/tiny.yaml --model.dim=64 --model.heads=3
+refuse "an unknown override" "command line" "model.nope" -- configs/tiny.yaml --model.nope=1
+refuse "an override with a bad value" "command line" "train.lr" -- configs/tiny.yaml --train.lr=fast
+
+# a good run
+"$BIN" configs/tiny.yaml --train.steps=30 --train.out="$tmp/run1" >"$tmp/run1.log" 2>"$tmp/run1.err"
+rc=$?
+check "tiny run exits 0" $rc "exit $rc: $(tail -3 "$tmp/run1.err")"
+steps=$(awk '$1 ~ /^[0-9]+$/' "$tmp/run1.log" | wc -l)
+[ "$steps" -eq 30 ]; check "tiny run logs 30 steps" $? "$steps step lines"
+first=$(awk '$1 ~ /^[0-9]+$/ {print $2; exit}' "$tmp/run1.log")
+last5=$(awk '$1 ~ /^[0-9]+$/ {l[NR]=$2} END {n=0; s=0; for (i in l) {n++}; c=0; for (i=NR; i>0 && c<5; i--) if (i in l) {s+=l[i]; c++}; print s/c}' "$tmp/run1.log")
+awk -v a="$first" -v b="$last5" 'BEGIN {exit !(b < 0.8 * a)}'
+check "tiny run: mean loss of the last 5 steps < 0.8 x the first ($last5 vs $first)" $? "loss did not fall"
+awk '$1 ~ /^[0-9]+$/ && ($2 != $2+0 || $3 != $3+0) {bad=1} END {exit bad}' "$tmp/run1.log"
+check "tiny run: every loss and grad norm is a number" $? "non-numeric"
+[ -s "$tmp/run1/config.yaml" ]; check "resolved config written to train.out/config.yaml" $? "missing"
+"$BIN" "$tmp/run1/config.yaml" --train.steps=30 --train.out="$tmp/run2" >"$tmp/run2.log" 2>/dev/null
+cut -c1-44 "$tmp/run1.log" | awk '$1 ~ /^[0-9]+$/' >"$tmp/a"
+cut -c1-44 "$tmp/run2.log" | awk '$1 ~ /^[0-9]+$/' >"$tmp/b"
+cmp -s "$tmp/a" "$tmp/b"; check "rerun from the stored config gives identical losses and grad norms" $? "runs differ"
+"$BIN" configs/tiny.yaml --train.steps=3 --model.classes=4 --train.out="$tmp/run3" >"$tmp/run3.log" 2>&1
+check "class-conditional tiny run exits 0" $? "$(tail -2 "$tmp/run3.log")"

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# run_all.sh — runs every test of the suite and prints one summary line "N passed, N failed".
+#
+# A test prints lines "PASS <case> ..." / "FAIL <case> ..."; the summary counts those lines. A test
+# program that exits non-zero without a FAIL line (a crash, a sanitizer report) counts as one
+# failure. Expects `make test-build` and `make SAN=1 test-build` to have run.
+set -u
+cd "$(dirname "$0")/.."
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+export PY=${TPDIFF_PYTHON:-/usr/bin/python3}
+# Sanitizer runs: stop at the first error, with a non-zero exit.
+export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=0:halt_on_error=1:detect_leaks=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
+
+passed=0
+failed=0
+log_dir=$(mktemp -d "${TMPDIR:-/tmp}/tpdiff-tests.XXXXXX")
+trap 'rm -rf "$log_dir"' EXIT
+
+run() { # run NAME COMMAND...
+  local name=$1; shift
+  local out="$log_dir/$(echo "$name" | tr -c 'A-Za-z0-9_.-' '_').log"
+  local start=$SECONDS
+  "$@" >"$out" 2>&1
+  local rc=$?
+  local p f
+  p=$(grep -c '^PASS ' "$out")
+  f=$(grep -c '^FAIL ' "$out")
+  if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+    echo "FAIL $name: exited with status $rc" >>"$out"
+    f=1
+  fi
+  passed=$((passed + p))
+  failed=$((failed + f))
+  printf '%-46s %4d passed %3d failed  %4ds\n' "$name" "$p" "$f" $((SECONDS - start))
+  if [ "$f" -ne 0 ]; then sed 's/^/    /' "$out" | grep -v '^    PASS ' | tail -40; fi
+}
+
+run "kernels vs float64 + finite differences" build/tests/test_kernels
+run "config parser (ASan+UBSan)" build-san/tests/test_config configs
+run "parity checker fails on bad dumps" "$PY" tests/ref/check_parity_selftest.py
+run "model vs PyTorch: tiny" tests/ref/parity.sh tiny
+run "model vs PyTorch: tiny, K=3 stage 1, classes" tests/ref/parity.sh tiny-pyramid
+run "model vs PyTorch: demo shape" tests/ref/parity.sh demo
+run "parity tests catch broken kernels" tests/ref/mutations.sh
+run "tpdiff-train command line" tests/cli/train_cli.sh
+BIN=build-san/bin/tpdiff-train run "tpdiff-train command line (ASan+UBSan)" tests/cli/train_cli.sh
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
