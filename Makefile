@@ -60,13 +60,13 @@ BIN := $(if $(filter 1,$(SAN)),$(BUILD)/bin,bin)
 # -Wno-format-truncation: error lines are built with snprintf into fixed buffers on purpose; a
 # path longer than the buffer is cut, never overflowed.
 CFLAGS := -std=c11 $(OPT) -fopenmp -Wall -Wextra -Werror -Wshadow -Wno-format-truncation -D_POSIX_C_SOURCE=200809L -I. $(BLAS_CFLAGS)
-LDLIBS := $(BLAS_LIBS) $(YAML_LIBS) -fopenmp -lm
+LDLIBS := $(BLAS_LIBS) $(YAML_LIBS) -lgif -lpng -lz -fopenmp -lm
 LDFLAGS := $(SAN_FLAGS)
 
 # ---- sources ---------------------------------------------------------------------------------
 KERNEL_SRCS := $(wildcard kernels/cpu/*.c)
 MODEL_SRCS := $(wildcard model/*.c)
-DATA_SRCS := data/npy.c
+DATA_SRCS := $(wildcard data/*.c)
 TRAINER_SRCS := $(filter-out %_main.c,$(wildcard trainer/*.c))
 LIB_SRCS := $(KERNEL_SRCS) $(MODEL_SRCS) $(DATA_SRCS) $(TRAINER_SRCS)
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
@@ -75,11 +75,14 @@ LIB := $(BUILD)/libtpdiff.a
 BINARIES := $(BIN)/tpdiff-train
 TEST_SRCS := $(wildcard tests/unit/*.c)
 TEST_BINS := $(TEST_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
-BENCH_BINS := $(BUILD)/bench/bench_step
+BENCH_BINS := $(BUILD)/bench/bench_step $(BUILD)/bench/bench_pyramid
 TOOL_BINS := $(BUILD)/tests/ref/parity_dump
 
-CUDA_SRCS := $(wildcard kernels/cuda/*.cu)
-CUDA_LIB := $(if $(and $(BUILD_CUDA),$(CUDA_SRCS)),$(BUILD)/lib/libtpdiff_cuda.so,)
+# CUDA backend (libtpdiff_cuda.so) and `make check-gpu`: rules live in kernels/cuda/cuda.mk, which
+# defines CUDA_SRCS and CUDA_LIB (empty when nvcc is absent or CUDA=0).
+CUDA_SRCS :=
+CUDA_LIB :=
+-include kernels/cuda/cuda.mk
 
 ifeq ($(MAKELEVEL),0)
 $(info tpdiff build: blas=$(BLAS_KIND) hdf5=$(if $(HDF5_LIBS),yes,no) mpi=$(if $(MPICC),yes,no) nvcc=$(if $(NVCC),yes,no) nccl=$(if $(NCCL_HEADER),yes,no) cuda-backend=$(if $(BUILD_CUDA),$(if $(CUDA_SRCS),build,no-sources-yet),off))
@@ -88,7 +91,7 @@ endif
 # Keep objects of chained rules (tests, bench) so a rebuild is incremental.
 .SECONDARY:
 
-.PHONY: all test test-build demo bench-cpu clean setup
+.PHONY: all test test-build demo bench bench-cpu bench-pyramid clean setup
 all: $(BINARIES) $(CUDA_LIB)
 
 $(BUILD)/%.o: %.c
@@ -115,13 +118,6 @@ $(BUILD)/bench/%: $(BUILD)/bench/%.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
-# CUDA backend: a shared library with static cudart, dlopen'ed by the binaries (DESIGN.md).
-NVCC_FLAGS := -O3 -std=c++17 -Xcompiler -fPIC -cudart static -gencode arch=compute_90,code=sm_90 \
-	-gencode arch=compute_80,code=sm_80 -I.
-$(BUILD)/lib/libtpdiff_cuda.so: $(CUDA_SRCS)
-	@mkdir -p $(dir $@)
-	$(NVCC) $(NVCC_FLAGS) -shared $^ -o $@ -lcublasLt -lnccl
-
 test-build: all $(TEST_BINS) $(BENCH_BINS) $(TOOL_BINS)
 
 # The suite: installs what is missing (scripts/setup.sh), builds the normal and the sanitizer
@@ -141,6 +137,15 @@ bench-cpu:
 	@scripts/setup.sh --if-missing
 	@$(MAKE) --no-print-directory test-build
 	@bench/bench_cpu.sh
+
+# Pyramid savings on the demo model: training time per clip and sampling latency, K=3 vs K=1.
+bench-pyramid:
+	@scripts/setup.sh --if-missing
+	@$(MAKE) --no-print-directory test-build
+	@mkdir -p bench/results
+	OMP_NUM_THREADS=$${THREADS:-2} $(BUILD)/bench/bench_pyramid configs/demo.yaml | tee bench/results/pyramid-cpu.txt
+
+bench: bench-cpu bench-pyramid
 
 setup:
 	scripts/setup.sh

@@ -112,6 +112,29 @@ void k_adamw_step(float *param, const float *grad, float *m, float *v, size_t n,
 /* Sum of squares in double (for the global gradient norm). */
 double k_sum_squares(const float *x, size_t n);
 
+/* ---- frame-axis operators of the temporal pyramid (MATH.md section 2) ------------------------
+ * Videos are [B, C, T, H, W]; every operator acts on the frame axis only, identically for each of
+ * the bc = B·C (clip, channel) pairs and each of the plane = H·W pixels. T is the INPUT frame count. */
+
+/* Down: out[.., j, ..] = (in[2j] + in[2j+1]) / 2; out has T/2 frames (data pyramid). */
+void k_frames_pair_mean(float *out, const float *in, int bc, int T, int plane);
+/* Dn: out[j] = (in[2j] + in[2j+1]) / sqrt 2 (noise pyramid, keeps unit variance). */
+void k_frames_pair_sum_norm(float *out, const float *in, int bc, int T, int plane);
+/* Hi: out[j] = (in[2j] - in[2j+1]) / sqrt 2 (the detail Dn discards). */
+void k_frames_pair_diff_norm(float *out, const float *in, int bc, int T, int plane);
+/* Up: out[2j] = out[2j+1] = in[j]; out has 2T frames. */
+void k_frames_repeat(float *out, const float *in, int bc, int T, int plane);
+/* A: out[2j] = in[j], out[2j+1] = -in[j]; out has 2T frames. */
+void k_frames_antisym(float *out, const float *in, int bc, int T, int plane);
+
+/* Per-clip linear combination of three tensors, coefficients in double rounded once to float:
+ * out[b, i] = c[3b] * x[b, i] + c[3b+1] * y[b, i] + c[3b+2] * z[b, i], for i < clip_elems.
+ * Evaluated as ((c0 x) + (c1 y)) + (c2 z) in float, so a zero coefficient with z == 0 adds
+ * nothing and K = 1 reproduces the vanilla two-term formulas bit for bit. out may alias x, y or z;
+ * y or z may be NULL when its coefficient is 0 for every clip. */
+void k_combine3_per_clip(float *out, const float *x, const float *y, const float *z, const double *c, int B,
+                         size_t clip_elems);
+
 /* ---- random numbers (counter-based, so a stream is reproducible at any thread count) ---------- */
 
 /* Philox4x32-10: out[i] for i in [0, n) is a deterministic function of (key, stream, first + i). */

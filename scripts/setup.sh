@@ -14,6 +14,8 @@ PACKAGES=(
   build-essential pkg-config          # gcc, make
   libopenblas-openmp-dev              # sgemm, OpenMP flavour (shares the kernels' thread pool)
   libyaml-dev                         # config files
+  libgif-dev libpng-dev zlib1g-dev    # sample videos (GIF, PNG), gzipped data files
+  dataset-fashion-mnist               # real garment images for the fashion demo set
   libhdf5-dev                         # data shards and checkpoints
   libopenmpi-dev openmpi-bin          # data-parallel ranks
   python3-torch python3-numpy python3-yaml   # the PyTorch reference (tests/ref) and bench-cpu

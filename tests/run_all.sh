@@ -37,12 +37,19 @@ run() { # run NAME COMMAND...
 }
 
 run "kernels vs float64 + finite differences" build/tests/test_kernels
-run "config parser (ASan+UBSan)" build-san/tests/test_config configs
+run "pyramid math (MATH.md section 9)" build/tests/test_pyramid
+run "noise alignment / linear assignment" build/tests/test_align
+run "pyramid sampler with an oracle model" build/tests/test_sampler
+run "video writer: GIF/PNG round trip (ASan+UBSan)" build-san/tests/test_video_write
+run "synthetic data sets (ASan+UBSan)" build-san/tests/test_synth
+run "config loading (ASan+UBSan)" build-san/tests/test_config_load configs
+run "config refusals and rules (ASan+UBSan)" build-san/tests/test_config_rules
 run "parity checker fails on bad dumps" "$PY" tests/ref/check_parity_selftest.py
 run "model vs PyTorch: tiny" tests/ref/parity.sh tiny
 run "model vs PyTorch: tiny, K=3 stage 1, classes" tests/ref/parity.sh tiny-pyramid
 run "model vs PyTorch: demo shape" tests/ref/parity.sh demo
 run "parity tests catch broken kernels" tests/ref/mutations.sh
+run "tpdiff-train: tiny K=3 end to end" tests/cli/pyramid_e2e.sh
 run "tpdiff-train command line" tests/cli/train_cli.sh
 BIN=build-san/bin/tpdiff-train run "tpdiff-train command line (ASan+UBSan)" tests/cli/train_cli.sh
 

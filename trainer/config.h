@@ -31,11 +31,15 @@
   X(data, channels, INT, "3", "channels per pixel (3 for RGB, 4 for typical VAE latents)")                       \
   X(data, prefetch, INT, "4", "microbatches the loader reads ahead")                                             \
   X(data, on_error, STRING, "fail", "a bad clip: fail = stop the run with the message; skip = count, log, go on") \
+  X(data, synth, STRING, "shapes", "built-in synthetic set used when data.path is empty: shapes or fashion")       \
+  X(data, synth_clips, INT, "1024", "clips in the built-in synthetic set")                                        \
+  X(data, synth_objects, INT, "1", "moving objects per synthetic clip")                                           \
   X(diffusion, form, STRING, "rf", "rf = rectified flow with velocity target; vp = VP cosine, v-prediction")    \
   X(pyramid, stages, INT, "1", "number of pyramid stages K (1..4); 1 = vanilla diffusion")                       \
   X(pyramid, cuts, LIST, "[]", "K-1 nominal cut points in (0,1), strictly decreasing; [] = equal cuts")        \
   X(pyramid, schedule, STRING, "sync", "stage choice per microbatch: sync (shared) or balanced (per rank)")     \
   X(pyramid, align, STRING, "microbatch", "data-noise alignment: off, microbatch or global")                   \
+  X(pyramid, stage_weights, LIST, "[]", "relative probability of each stage per microbatch; [] = equal (1/K)")  \
   X(train, steps, INT, "100", "optimizer steps to run")                                                          \
   X(train, clips_per_microbatch, INT, "4", "clips per microbatch at full rate (per rank)")                       \
   X(train, microbatches, INT, "1", "microbatches accumulated per optimizer step")                               \
@@ -55,11 +59,13 @@
   X(train, log_every, INT, "1", "print a log line every N steps")                                                \
   X(sample, steps, INT, "10", "sampler steps per pyramid stage")                                                 \
   X(sample, cfg, FLOAT, "1.0", "classifier-free guidance scale; 1 = no guidance")                               \
-  X(sample, count, INT, "4", "videos generated per sampling round")
+  X(sample, count, INT, "4", "videos generated per sampling round")                                             \
+  X(sample, fps, INT, "8", "frame rate written into sampled GIFs")
 
 /* Allowed values of STRING keys: X(section, key, "a|b|c"). */
 #define TPDIFF_CONFIG_CHOICES(X)                \
   X(data, on_error, "fail|skip")                \
+  X(data, synth, "shapes|fashion")              \
   X(diffusion, form, "rf|vp")                   \
   X(pyramid, schedule, "sync|balanced")         \
   X(pyramid, align, "off|microbatch|global")    \

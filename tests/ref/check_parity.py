@@ -304,9 +304,7 @@ def check_training(report, model, state, directory, meta, dtype):
     x0 = as_tensor(x0, dtype)
     noise = as_tensor(noise, dtype)
     t = as_tensor(t, dtype)
-    t_clip = t.reshape(-1, 1, 1, 1, 1)  # one noise level per clip
-    x_t = (1 - t_clip) * x0 + t_clip * noise
-    target = noise - x0
+    x_t, target = pyramid_training_pair(x0, noise, t, meta)
     lr, warmup, clip = float(meta["lr"]), float(meta["warmup"]), float(meta["grad_clip"])
     for step in range(1, steps + 1):
         lr_step = lr * min(1.0, step / warmup) if warmup > 0 else lr
@@ -325,6 +323,54 @@ def check_training(report, model, state, directory, meta, dtype):
                        np.float64(loss.item()))
         report.compare(f"train step {step} grad_norm", series["grad_norms"][step - 1],
                        np.float64(norm.item()))
+
+
+def diffusion_ab(form, t):
+    """x_t = a(t) X + b(t) eps: rectified flow (1 - t, t) or VP cosine (cos, sin of pi t / 2)."""
+    if form == "rf":
+        return 1 - t, t
+    return torch.cos(math.pi * t / 2), torch.sin(math.pi * t / 2)
+
+
+def stage_window(meta):
+    """[e_k, s_k] of the dumped stage (MATH.md section 3), from the closed-form minimal start."""
+    form, stages, stage = meta.get("form", "rf"), meta["stages"], meta["stage"]
+    cuts = meta.get("cuts") or [1 - (k + 1) / stages for k in range(stages - 1)]
+    ends = list(cuts) + [0.0]
+    e = ends[stage]
+    if stage == 0:
+        return e, 1.0
+    prev = ends[stage - 1]
+    if form == "rf":
+        s = math.sqrt(2) * prev / (1 + (math.sqrt(2) - 1) * prev)
+    else:
+        s = 2 / math.pi * math.atan(math.sqrt(2) * math.tan(math.pi * prev / 2))
+    return e, s
+
+
+def pyramid_training_pair(x, noise, t, meta):
+    """Stage-k input and target (MATH.md section 5.1), written independently of the C code:
+    S = Up(Down(X)) (X itself at stage 0), shared-noise end points, the partitioned-ODE pair
+    (x0h, epsh), then x_t = a(t) x0h + b(t) epsh and the rf velocity / vp v target."""
+    form = meta.get("form", "rf")
+    e, s = stage_window(meta)
+    if meta["stage"] == 0:
+        start_data = x
+    else:
+        pairs = x.reshape(x.shape[0], x.shape[1], x.shape[2] // 2, 2, *x.shape[3:])
+        start_data = pairs.mean(dim=3, keepdim=True).expand_as(pairs).reshape(x.shape)
+    t_clip = t.reshape(-1, 1, 1, 1, 1)
+    a_t, b_t = diffusion_ab(form, t_clip)
+    a_s, b_s = diffusion_ab(form, torch.tensor(s, dtype=x.dtype))
+    a_e, b_e = diffusion_ab(form, torch.tensor(e, dtype=x.dtype))
+    x_s = a_s * start_data + b_s * noise
+    x_e = a_e * x + b_e * noise
+    d = a_s * b_e - a_e * b_s
+    x0h = (b_e * x_s - b_s * x_e) / d
+    epsh = (a_s * x_e - a_e * x_s) / d
+    x_t = a_t * x0h + b_t * epsh
+    target = epsh - x0h if form == "rf" else a_t * epsh - b_t * x0h
+    return x_t, target
 
 
 def run(args):

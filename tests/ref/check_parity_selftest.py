@@ -25,6 +25,7 @@ import torch.nn.functional as F
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from dit_ref import DiT, random_init  # noqa: E402
+from check_parity import pyramid_training_pair  # noqa: E402
 
 META = dict(depth=2, dim=32, heads=4, patch=2, classes=5, channels=3, frames=8, height=8,
             width=8, stages=3, stage=1, clips=3, lr=1e-3, beta1=0.9, beta2=0.95, adam_eps=1e-8,
@@ -71,8 +72,8 @@ def write_dump(folder):
     for name, arr in (("x0", x0), ("noise", noise), ("t", t)):
         save(os.path.join(folder, "train", name + ".npy"), arr.numpy(), "<f4")
     save(os.path.join(folder, "train", "y.npy"), y.numpy(), "<i4")
-    t_clip = t.reshape(-1, 1, 1, 1, 1)
-    x_t, target = (1 - t_clip) * x0 + t_clip * noise, noise - x0
+    # the stage's training pair as the checker builds it (this self-test is about the comparisons)
+    x_t, target = pyramid_training_pair(x0, noise, t, dict(m, stage_frames=m["frames"] // 2))
     params = list(model.parameters())
     first = [torch.zeros_like(p) for p in params]
     second = [torch.zeros_like(p) for p in params]

@@ -35,6 +35,15 @@ static void save(const char *dir, const char *name, npy_dtype dt, const void *da
   if (npy_write(path, dt, data, ndim, shape, err, sizeof err) != 0) die(err);
 }
 
+/* The training check feeds the same fixed microbatch to every step. */
+static int fixed_microbatch(void *ctx, int micro, stage_microbatch *out, char *error, size_t error_size) {
+  (void)micro;
+  (void)error;
+  (void)error_size;
+  *out = *(const stage_microbatch *)ctx;
+  return 0;
+}
+
 static void save_params(const dit_model *m, const float *buf, const char *dir) {
   mkdir_or_die(dir);
   for (int i = 0; i < m->num_params; i++) {
@@ -82,6 +91,7 @@ int main(int argc, char **argv) {
   k_fill_normal(x, n, seed, 1, 0);
   k_fill_normal(target, n, seed, 2, 0);
   k_fill_uniform(t, (size_t)clips, seed, 3, 0);
+  for (int b = 0; b < clips; b++) t[b] = (float)pyramid_time(&tr.schedule, stage, t[b]); /* inside the window */
   for (int b = 0; b < clips; b++) y[b] = s->classes > 0 ? b % (s->classes + 1) : 0; /* includes the null class */
   const int *labels = s->classes > 0 ? y : NULL;
 
@@ -94,10 +104,12 @@ int main(int argc, char **argv) {
           "{\"depth\": %d, \"dim\": %d, \"heads\": %d, \"patch\": %d, \"classes\": %d, \"channels\": %d, "
           "\"frames\": %d, \"height\": %d, \"width\": %d, \"stages\": %d, \"stage\": %d, \"clips\": %d, "
           "\"lr\": %.17g, \"beta1\": %.9g, \"beta2\": %.9g, \"adam_eps\": %.9g, \"weight_decay\": %.17g, "
-          "\"grad_clip\": %.17g, \"warmup\": %d, \"train_steps\": %d}\n",
+          "\"grad_clip\": %.17g, \"warmup\": %d, \"train_steps\": %d, \"form\": \"%s\", \"cuts\": [",
           s->depth, s->dim, s->heads, s->patch, s->classes, s->channels, s->frames, s->height, s->width, s->stages,
           stage, clips, cfg.train_lr, ADAMW_BETA1, ADAMW_BETA2, ADAMW_EPS, cfg.train_weight_decay,
-          cfg.train_grad_clip, cfg.train_warmup, train_steps);
+          cfg.train_grad_clip, cfg.train_warmup, train_steps, cfg.diffusion_form);
+  for (int i = 0; i < cfg.pyramid_cuts.count; i++) fprintf(f, "%s%.17g", i ? ", " : "", cfg.pyramid_cuts.values[i]);
+  fprintf(f, "]}\n");
   fclose(f);
 
   char sub[2048];
@@ -129,10 +141,10 @@ int main(int argc, char **argv) {
     save(sub, "t", NPY_F32, t, 1, bshape);
     if (labels) save(sub, "y", NPY_I32, y, 1, bshape);
     memcpy(m->weights, init, m->num_floats * sizeof(float));
-    rf_microbatch mb = {x0, eps, t, labels, clips, stage};
+    stage_microbatch mb = {x0, eps, t, labels, clips, stage};
     double *losses = malloc(sizeof(double) * (size_t)train_steps), *norms = malloc(sizeof(double) * (size_t)train_steps);
     for (int i = 0; i < train_steps; i++) {
-      step_stats st = trainer_step(&tr, &mb, 1);
+      step_stats st = trainer_step(&tr, 1, fixed_microbatch, &mb);
       losses[i] = st.loss;
       norms[i] = st.grad_norm;
     }

@@ -1,0 +1,136 @@
+/* train_run.c — the training loop of tpdiff-train: builds each step's microbatches (stage draw,
+ * level, aligned noise), steps the optimizer, logs the loss per stage, and samples videos every
+ * train.sample_every steps and at the end. */
+#include "trainer/train_run.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "kernels/kernels.h"
+#include "trainer/batch.h"
+#include "trainer/clip_source.h"
+#include "trainer/sample_round.h"
+#include "trainer/trainer.h"
+
+static double now_seconds(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+typedef struct {
+  batch_builder *builder;
+  long step;
+} step_source;
+
+static int next_microbatch(void *ctx, int micro, stage_microbatch *out, char *err, size_t err_size) {
+  step_source *src = ctx;
+  return batch_build(src->builder, src->step, micro, out, err, err_size);
+}
+
+/* Loss per stage over the log window (stages are drawn at random, so a window may miss one). */
+typedef struct {
+  double loss_sum, stage_sum[PYRAMID_MAX_STAGES];
+  int steps, stage_count[PYRAMID_MAX_STAGES];
+  double seconds;
+  long tokens, clips;
+} log_window;
+
+static void print_header(int K) {
+  printf("%6s %9s", "step", "loss");
+  for (int k = 0; k < K && K > 1; k++) printf("   loss_s%d", k);
+  printf(" %9s %9s %9s %10s %8s\n", "grad_norm", "lr", "ms/step", "tokens/s", "clips/s");
+  fflush(stdout);
+}
+
+static void print_window(long step, int K, const log_window *w, const step_stats *last) {
+  printf("%6ld %9.5f", step, w->loss_sum / w->steps);
+  for (int k = 0; k < K && K > 1; k++) {
+    if (w->stage_count[k])
+      printf(" %9.5f", w->stage_sum[k] / w->stage_count[k]);
+    else
+      printf(" %9s", "-");
+  }
+  printf(" %9.4f %9.2e %9.1f %10.0f %8.1f%s\n", last->grad_norm, last->lr, 1000.0 * w->seconds / w->steps,
+         w->tokens / w->seconds, w->clips / w->seconds, last->skipped ? "  (skipped: non-finite)" : "");
+  fflush(stdout);
+}
+
+int train_run(const tpdiff_config *cfg) {
+  char err[512];
+  static trainer tr;
+  clip_source source;
+  batch_builder builder;
+  if (trainer_create(&tr, cfg, err, sizeof err) != 0) {
+    fprintf(stderr, "tpdiff-train: %s\n", err);
+    return 1;
+  }
+  if (clip_source_open(&source, cfg, err, sizeof err) != 0) {
+    fprintf(stderr, "tpdiff-train: %s\n", err);
+    trainer_destroy(&tr);
+    return 1;
+  }
+  if (batch_builder_create(&builder, cfg, &tr.schedule, source, 0, 1, err, sizeof err) != 0) {
+    fprintf(stderr, "tpdiff-train: %s\n", err);
+    clip_source_close(&source);
+    trainer_destroy(&tr);
+    return 1;
+  }
+  int K = cfg->pyramid_stages;
+  printf("# model: %zu parameters, activation arena %.1f MiB, %d threads\n", tr.model.num_floats,
+         dit_acts_allocated_bytes(tr.acts) / 1048576.0, k_num_threads());
+  printf("# pyramid: %d stage%s (%s), schedule %s, align %s:", K, K > 1 ? "s" : "", cfg->diffusion_form,
+         cfg->pyramid_schedule, cfg->pyramid_align);
+  for (int k = 0; k < K; k++)
+    printf(" [%d: t %.4f..%.4f, %d frames, %d clips]", k, tr.schedule.end[k], tr.schedule.start[k],
+           dit_stage_frames(&tr.model.shape, k), batch_clips_for_stage(cfg, k));
+  printf("\n");
+  print_header(K);
+
+  int status = 0;
+  log_window w = {0};
+  for (long step = 1; step <= cfg->train_steps; step++) {
+    step_source src = {&builder, step};
+    double t0 = now_seconds();
+    step_stats st = trainer_step(&tr, cfg->train_microbatches, next_microbatch, &src);
+    if (st.failed) {
+      fprintf(stderr, "tpdiff-train: step %ld: %s\n", step, st.error);
+      status = 1;
+      break;
+    }
+    w.seconds += now_seconds() - t0;
+    w.steps++;
+    w.loss_sum += st.loss;
+    w.tokens += st.tokens;
+    w.clips += st.clips;
+    for (int k = 0; k < K; k++) {
+      w.stage_sum[k] += st.stage_loss_sum[k];
+      w.stage_count[k] += st.stage_count[k];
+    }
+    if (st.skipped && tr.nonfinite_in_a_row >= TRAIN_MAX_NONFINITE_IN_A_ROW) {
+      fprintf(stderr, "tpdiff-train: step %ld: %ld non-finite steps in a row (loss %g, grad norm %g); stopping\n", step,
+              tr.nonfinite_in_a_row, st.loss, st.grad_norm);
+      status = 1;
+      break;
+    }
+    if (step % cfg->train_log_every == 0 || step == cfg->train_steps) {
+      print_window(step, K, &w, &st);
+      memset(&w, 0, sizeof w);
+    }
+    int last = step == cfg->train_steps;
+    if (last || (cfg->train_sample_every > 0 && step % cfg->train_sample_every == 0)) {
+      if (sample_round(&tr, step, err, sizeof err) != 0) {
+        fprintf(stderr, "tpdiff-train: step %ld: sampling: %s\n", step, err);
+        status = 1;
+        break;
+      }
+    }
+  }
+  if (tr.skipped_steps) printf("# %ld steps skipped for non-finite loss or gradient\n", tr.skipped_steps);
+  batch_builder_destroy(&builder);
+  clip_source_close(&source);
+  trainer_destroy(&tr);
+  return status;
+}
