@@ -72,7 +72,7 @@ LIB_SRCS := $(KERNEL_SRCS) $(MODEL_SRCS) $(DATA_SRCS) $(TRAINER_SRCS)
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 LIB := $(BUILD)/libtpdiff.a
 
-BINARIES := $(BIN)/tpdiff-train
+BINARIES := $(BIN)/tpdiff-train $(BIN)/tpdiff-synth
 TEST_SRCS := $(wildcard tests/unit/*.c)
 TEST_BINS := $(TEST_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 BENCH_BINS := $(BUILD)/bench/bench_step $(BUILD)/bench/bench_pyramid
@@ -102,7 +102,7 @@ $(LIB): $(LIB_OBJS)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
-$(BIN)/tpdiff-train: $(BUILD)/trainer/train_main.o $(LIB)
+$(BIN)/tpdiff-%: $(BUILD)/trainer/%_main.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
@@ -153,4 +153,5 @@ setup:
 clean:
 	rm -rf build build-san bin
 
--include $(LIB_OBJS:.o=.d) $(BUILD)/trainer/train_main.d $(TEST_SRCS:tests/unit/%.c=$(BUILD)/tests/unit/%.d)
+# header dependencies of every object built so far (library, mains, tests, benchmarks)
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

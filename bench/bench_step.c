@@ -80,7 +80,7 @@ int main(int argc, char **argv) {
   dit_model *m = &tr.model;
   dit_init_random(m, 7); /* no zero weights that could shortcut work */
   int B = cfg.train_clips_per_microbatch, stage = m->shape.stages - 1;
-  size_t n = tr.clip_elems * (size_t)B;
+  size_t n = (size_t)m->shape.channels * m->shape.frames * m->shape.height * m->shape.width * (size_t)B;
   float *x = malloc(n * sizeof(float)), *target = malloc(n * sizeof(float)), *d_out = malloc(n * sizeof(float));
   float t[256];
   int y[256] = {0};

@@ -50,6 +50,7 @@ run "model vs PyTorch: tiny, K=3 stage 1, classes" tests/ref/parity.sh tiny-pyra
 run "model vs PyTorch: demo shape" tests/ref/parity.sh demo
 run "parity tests catch broken kernels" tests/ref/mutations.sh
 run "tpdiff-train: tiny K=3 end to end" tests/cli/pyramid_e2e.sh
+run "tpdiff-synth command line" tests/cli/synth_cli.sh
 run "tpdiff-train command line" tests/cli/train_cli.sh
 BIN=build-san/bin/tpdiff-train run "tpdiff-train command line (ASan+UBSan)" tests/cli/train_cli.sh
 

@@ -53,6 +53,11 @@ refuse "height not divisible by patch" "command line" "data.height" -- configs/t
 refuse "width not divisible by patch" "command line" "data.width" -- configs/tiny.yaml --data.width=17
 refuse "dim not divisible by 4" "command line" "model.dim" -- configs/tiny.yaml --model.dim=66 --model.heads=2
 refuse "dim not divisible by heads" "command line" "model.dim" -- configs/tiny.yaml --model.dim=64 --model.heads=3
+refuse "pyramid.stages out of range" "command line" "pyramid.stages" -- configs/tiny.yaml --pyramid.stages=5
+refuse "cuts not strictly decreasing" "command line" "pyramid.cuts" -- configs/tiny.yaml --pyramid.stages=3 --pyramid.cuts=[0.3,0.6]
+refuse "cuts outside (0, 1)" "command line" "pyramid.cuts" -- configs/tiny.yaml --pyramid.stages=2 --pyramid.cuts=[1.5]
+refuse "a sampler step count of 0" "command line" "sample.steps" -- configs/tiny.yaml --sample.steps=0
+refuse "guidance on an unconditional model" "command line" "sample.cfg" -- configs/tiny.yaml --sample.cfg=3
 refuse "an unknown override" "command line" "model.nope" -- configs/tiny.yaml --model.nope=1
 refuse "an override with a bad value" "command line" "train.lr" -- configs/tiny.yaml --train.lr=fast
 
