@@ -60,11 +60,11 @@ BIN := $(if $(filter 1,$(SAN)),$(BUILD)/bin,bin)
 # -Wno-format-truncation: error lines are built with snprintf into fixed buffers on purpose; a
 # path longer than the buffer is cut, never overflowed.
 CFLAGS := -std=c11 $(OPT) -fopenmp -Wall -Wextra -Werror -Wshadow -Wno-format-truncation -D_POSIX_C_SOURCE=200809L -I. $(BLAS_CFLAGS)
-LDLIBS := $(BLAS_LIBS) $(YAML_LIBS) -lgif -lpng -lz -fopenmp -lm
+LDLIBS := $(BLAS_LIBS) $(YAML_LIBS) -lgif -lpng -lz -ldl -fopenmp -lm
 LDFLAGS := $(SAN_FLAGS)
 
 # ---- sources ---------------------------------------------------------------------------------
-KERNEL_SRCS := $(wildcard kernels/cpu/*.c)
+KERNEL_SRCS := $(wildcard kernels/cpu/*.c) kernels/backend_loader.c
 MODEL_SRCS := $(wildcard model/*.c)
 DATA_SRCS := $(wildcard data/*.c)
 TRAINER_SRCS := $(filter-out %_main.c,$(wildcard trainer/*.c))

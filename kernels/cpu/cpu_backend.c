@@ -1,0 +1,96 @@
+/* cpu_backend.c — the CPU backend's table (backend.h): the k_* kernels themselves, with host
+ * memory (malloc/free/memcpy/memset) as "device" memory, so code written against the table runs on
+ * either backend unchanged. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/backend.h"
+#include "kernels/kernels.h"
+
+static char cpu_error[256];     /* first unread error, "" when none */
+static char cpu_error_out[256]; /* what last_error() returned last */
+
+static void *cpu_alloc(size_t bytes) {
+  void *p = malloc(bytes ? bytes : 1);
+  if (!p && cpu_error[0] == '\0')
+    snprintf(cpu_error, sizeof cpu_error, "cpu backend: out of memory allocating %zu bytes", bytes);
+  return p;
+}
+
+static void cpu_free(void *ptr) { free(ptr); }
+
+static int cpu_copy(void *dst, const void *src, size_t bytes) {
+  if (bytes) memmove(dst, src, bytes);
+  return 0;
+}
+
+static int cpu_fill_zero(void *ptr, size_t bytes) {
+  if (bytes) memset(ptr, 0, bytes);
+  return 0;
+}
+
+static int cpu_synchronize(void) { return 0; } /* every op has finished when it returns */
+
+static const char *cpu_last_error(void) {
+  memcpy(cpu_error_out, cpu_error, sizeof cpu_error_out);
+  cpu_error[0] = '\0';
+  return cpu_error_out;
+}
+
+static size_t cpu_attention_probs_floats(int B, int N, int H) { return (size_t)B * (size_t)H * (size_t)N * (size_t)N; }
+
+static char cpu_device[64];
+
+static const tpdiff_backend cpu_table = {
+    .abi = TPDIFF_BACKEND_ABI,
+    .name = "cpu",
+    .device = cpu_device,
+    .alloc = cpu_alloc,
+    .free = cpu_free,
+    .copy_to_device = cpu_copy,
+    .copy_to_host = cpu_copy,
+    .copy_device = cpu_copy,
+    .fill_zero = cpu_fill_zero,
+    .synchronize = cpu_synchronize,
+    .last_error = cpu_last_error,
+    .linear_forward = k_linear_forward,
+    .linear_backward = k_linear_backward,
+    .layernorm_modulate_forward = k_layernorm_modulate_forward,
+    .layernorm_modulate_backward = k_layernorm_modulate_backward,
+    .gelu_forward = k_gelu_forward,
+    .gelu_backward = k_gelu_backward,
+    .silu_forward = k_silu_forward,
+    .silu_backward = k_silu_backward,
+    .gated_residual_forward = k_gated_residual_forward,
+    .gated_residual_backward = k_gated_residual_backward,
+    .add_rows_broadcast = k_add_rows_broadcast,
+    .add = k_add,
+    .scale = k_scale,
+    .attention_forward = k_attention_forward,
+    .attention_backward = k_attention_backward,
+    .attention_probs_floats = cpu_attention_probs_floats,
+    .attention_scratch_floats = k_attention_scratch_floats,
+    .patchify = k_patchify,
+    .unpatchify = k_unpatchify,
+    .sincos_table = k_sincos_table,
+    .embedding_add = k_embedding_add,
+    .embedding_backward = k_embedding_backward,
+    .mse_loss = k_mse_loss,
+    .adamw_step = k_adamw_step,
+    .sum_squares = k_sum_squares,
+    .frames_pair_mean = k_frames_pair_mean,
+    .frames_pair_sum_norm = k_frames_pair_sum_norm,
+    .frames_pair_diff_norm = k_frames_pair_diff_norm,
+    .frames_repeat = k_frames_repeat,
+    .frames_antisym = k_frames_antisym,
+    .combine3_per_clip = k_combine3_per_clip,
+    .fill_normal = k_fill_normal,
+    .fill_uniform = k_fill_uniform,
+};
+
+const tpdiff_backend *tpdiff_cpu_backend(void) {
+  /* The description names the thread count, which is known only at run time. */
+  if (cpu_device[0] == '\0') snprintf(cpu_device, sizeof cpu_device, "CPU (%d threads)", k_num_threads());
+  return &cpu_table;
+}

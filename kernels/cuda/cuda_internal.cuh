@@ -1,0 +1,190 @@
+/* cuda_internal.cuh — what the files of the CUDA backend share (not part of backend.h): error
+ * recording, launch helpers, the backend's own device buffers, warp reductions, the device copies of
+ * the CPU's exp/tanh approximations, and the declarations of every op (tcu_* = the k_* twin).
+ *
+ * Conventions of this rung (fp32):
+ *   - every kernel and cuBLASLt call runs on the legacy default stream (stream 0), so ops, the
+ *     synchronous cudaMemcpy of backend.cu and each other are ordered without events;
+ *   - an op never returns an error code (the table's signatures are void, as on the CPU); it records
+ *     the first failure with tcu_fail(), which last_error() hands out as one line;
+ *   - reductions never use atomics: every sum runs in an order fixed by the shape alone, so the same
+ *     inputs give the same bits on every run (exact resume relies on it). */
+#ifndef TPDIFF_CUDA_INTERNAL_CUH
+#define TPDIFF_CUDA_INTERNAL_CUH
+
+#include <cublasLt.h>
+#include <cuda_runtime.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- errors ----------------------------------------------------------------------------------- */
+
+/* Records "file:line: message" unless an earlier error is still unread (the first one is the cause,
+ * later ones are usually its consequences). Thread-safe. */
+void tcu_fail(const char *file, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+#define TCU_FAIL(...) tcu_fail(__FILE__, __LINE__, __VA_ARGS__)
+
+/* true when `err` is cudaSuccess, else records "<what>: <CUDA error name>: <description>". */
+bool tcu_cuda_ok(cudaError_t err, const char *what, const char *file, int line);
+#define CUDA_OK(call) tcu_cuda_ok((call), #call, __FILE__, __LINE__)
+/* After a kernel launch: catches bad launch configurations (and sticky errors of earlier kernels). */
+#define LAUNCH_OK(name) tcu_cuda_ok(cudaGetLastError(), "launch of " name, __FILE__, __LINE__)
+
+bool tcu_cublas_ok(cublasStatus_t status, const char *what, const char *file, int line);
+#define CUBLAS_OK(call) tcu_cublas_ok((call), #call, __FILE__, __LINE__)
+
+/* ---- device state (backend.cu owns it) ------------------------------------------------------- */
+
+struct tcu_device_state {
+  int device;          /* CUDA ordinal in use */
+  int sm_count;        /* multiprocessors, for grid-stride launch sizes */
+  cublasLtHandle_t lt; /* one cuBLASLt handle for the process */
+  void *lt_workspace;  /* cuBLASLt workspace, allocated once */
+  size_t lt_workspace_bytes;
+  double *reduce_partials; /* TCU_REDUCE_BLOCKS doubles: per-block partial sums */
+  double *reduce_result;   /* one double: the final sum, copied to the host */
+};
+extern tcu_device_state g_tcu;
+
+/* Backend-owned device buffers that grow on demand (never shrink) and are reused by every call:
+ * after the first steps of a run nothing is allocated inside the training loop. A slot is owned by
+ * one op for the duration of its call only. Returns NULL (error recorded) when out of memory. */
+enum tcu_scratch_slot { TCU_SCRATCH_COLSUM = 0, TCU_SCRATCH_INDEX, TCU_SCRATCH_COEF, TCU_SCRATCH_SLOTS };
+void *tcu_scratch(tcu_scratch_slot slot, size_t bytes);
+
+/* ---- launch helpers -------------------------------------------------------------------------- */
+
+#define TCU_THREADS 256
+/* Grid for a grid-stride loop over n items: enough blocks to fill the GPU a few times over, never
+ * more than the items need. Results of element-wise kernels do not depend on it. */
+static inline unsigned tcu_grid(size_t n, unsigned threads = TCU_THREADS) {
+  size_t want = (n + threads - 1) / threads;
+  size_t cap = (size_t)(g_tcu.sm_count > 0 ? g_tcu.sm_count : 132) * 16;
+  if (want > cap) want = cap;
+  return (unsigned)(want > 0 ? want : 1);
+}
+static inline long long tcu_ceil_div(long long a, long long b) { return (a + b - 1) / b; }
+
+/* Fixed grid of the deterministic full reductions (mse_loss, sum_squares): a constant, not derived
+ * from the device, so every GPU sums in the same order. */
+#define TCU_REDUCE_BLOCKS 1024
+#define TCU_REDUCE_THREADS 256
+
+/* ---- warp helpers ------------------------------------------------------------------------------ */
+
+/* Butterfly sum: every lane ends with the same bits (IEEE addition is commutative, so each lane adds
+ * the same pairs at each level). */
+__device__ __forceinline__ float tcu_warp_sum(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+__device__ __forceinline__ float tcu_warp_max(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+/* ---- the CPU's exp/tanh approximations, operation for operation --------------------------------
+ * Copies of k_exp_nonpositive and k_tanh (kernels/cpu/cpu_internal.h) with every multiply and add
+ * written as a correctly rounded intrinsic, so nvcc cannot contract them into FMAs: the GPU then
+ * computes the same bits as the CPU (gcc does not contract in -std=c11 mode), and GELU/softmax
+ * differences between the backends come only from summation order. */
+__device__ __forceinline__ float tcu_exp_nonpositive(float x) {
+  if (x < -87.0f) x = -87.0f;
+  const float log2e = 1.44269504088896341f;
+  const float ln2_hi = 0.693359375f, ln2_lo = -2.12194440e-4f;
+  const float round_magic = 12582912.0f;
+  float n = __fsub_rn(__fadd_rn(__fmul_rn(x, log2e), round_magic), round_magic);
+  float f = __fsub_rn(x, __fmul_rn(n, ln2_hi));
+  f = __fsub_rn(f, __fmul_rn(n, ln2_lo));
+  float p = 1.0f / 720.0f;
+  p = __fadd_rn(__fmul_rn(p, f), 1.0f / 120.0f);
+  p = __fadd_rn(__fmul_rn(p, f), 1.0f / 24.0f);
+  p = __fadd_rn(__fmul_rn(p, f), 1.0f / 6.0f);
+  p = __fadd_rn(__fmul_rn(p, f), 0.5f);
+  p = __fadd_rn(__fmul_rn(p, f), 1.0f);
+  p = __fadd_rn(__fmul_rn(p, f), 1.0f);
+  return __fmul_rn(p, __int_as_float(((int)n + 127) << 23));
+}
+
+__device__ __forceinline__ float tcu_tanh(float u) {
+  float a = u < 0 ? -u : u;
+  float e = tcu_exp_nonpositive(__fmul_rn(-2.0f, a));
+  float t = __fdiv_rn(__fsub_rn(1.0f, e), __fadd_rn(1.0f, e));
+  return u < 0 ? -t : t;
+}
+
+/* ---- matmul on cuBLASLt (matmul.cu) ---------------------------------------------------------------
+ * Column-major C[m,n] = alpha op(A) op(B) + beta C, fp32 in and out, fp32 compute (no TF32), with
+ * `batch` strided matrices (strides in elements; 0 when batch == 1). bias: optional vector of length
+ * m added to every column (the BIAS epilogue where cuBLASLt has one, else a separate kernel).
+ * Returns false (error recorded) on failure. */
+bool tcu_gemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *A, int lda, long long stride_a,
+              const float *B, int ldb, long long stride_b, float beta, float *C, int ldc, long long stride_c, int batch,
+              const float *bias);
+
+/* ---- deterministic sums over tokens (reduce.cu) ---------------------------------------------------
+ * dst[g*dst_stride + d] += sum over r < rows of value(g, r, d), for g < groups, d < width, with the
+ * value supplied by one of the sources below. The rows are cut into chunks whose count depends only
+ * on (groups, rows, width); each chunk is summed in row order by one thread, then the chunk sums in
+ * chunk order: fixed order, no atomics. Up to two outputs share one pass. */
+enum tcu_colsum_kind {
+  TCU_COLSUM_ROWS,     /* value = a[(g*rows + r)*width + d]                  (bias gradient) */
+  TCU_COLSUM_PRODUCT,  /* value = a[i] * b[i], i as above                     (gate gradient) */
+  TCU_COLSUM_LAYERNORM /* value0 = dy[i]; value1 = dy[i] * (x[i] - mean[row]) * rstd[row]      */
+};
+struct tcu_colsum_source {
+  tcu_colsum_kind kind;
+  const float *a, *b;       /* ROWS: a; PRODUCT: a, b; LAYERNORM: a = dy, b = x */
+  const float *mean, *rstd; /* LAYERNORM only, per row g*rows + r */
+};
+void tcu_colsum_accumulate(const tcu_colsum_source &src, int groups, int rows, int width, float *dst0, float *dst1,
+                           long long dst_stride);
+
+/* ---- ops (each the twin of the k_* function of the same name) ------------------------------------ */
+
+void tcu_linear_forward(float *out, const float *in, const float *weight, const float *bias, int M, int K, int N);
+void tcu_linear_backward(float *d_in, float *d_weight, float *d_bias, const float *d_out, const float *in,
+                         const float *weight, int M, int K, int N);
+void tcu_layernorm_modulate_forward(float *out, float *mean, float *rstd, const float *x, const float *shift,
+                                    const float *scale, int cond_stride, int B, int N, int D, float eps);
+void tcu_layernorm_modulate_backward(float *d_x_accumulate, float *d_shift, float *d_scale, const float *d_out,
+                                     const float *x, const float *mean, const float *rstd, const float *scale,
+                                     int cond_stride, int B, int N, int D);
+void tcu_gelu_forward(float *out, const float *in, size_t n);
+void tcu_gelu_backward(float *d_in, const float *d_out, const float *in, size_t n);
+void tcu_silu_forward(float *out, const float *in, size_t n);
+void tcu_silu_backward(float *d_in, const float *d_out, const float *in, size_t n);
+void tcu_gated_residual_forward(float *out, const float *x, const float *f, const float *gate, int gate_stride, int B,
+                                int N, int D);
+void tcu_gated_residual_backward(float *d_f, float *d_gate, const float *d_out, const float *f, const float *gate,
+                                 int gate_stride, int B, int N, int D);
+void tcu_add_rows_broadcast(float *x, const float *rows, int B, int N, int D);
+void tcu_add(float *out, const float *a, const float *b, size_t n);
+void tcu_scale(float *x, float s, size_t n);
+void tcu_attention_forward(float *out, float *probs, const float *qkv, int B, int N, int D, int H);
+void tcu_attention_backward(float *d_qkv, const float *d_out, const float *qkv, const float *probs, float *scratch,
+                            int B, int N, int D, int H);
+size_t tcu_attention_probs_floats(int B, int N, int H);
+size_t tcu_attention_scratch_floats(int N);
+void tcu_patchify(float *tokens, const float *x, int B, int C, int T, int H, int W, int p);
+void tcu_unpatchify(float *x, const float *tokens, int B, int C, int T, int H, int W, int p);
+void tcu_sincos_table(float *out, const double *positions_host, int n, int d);
+void tcu_embedding_add(float *out, const float *table, const int *index_host, int B, int D);
+void tcu_embedding_backward(float *d_table, const float *d_out, const int *index_host, int B, int D);
+double tcu_mse_loss(float *d_pred, const float *pred, const float *target, size_t n, float grad_scale);
+void tcu_adamw_step(float *param, const float *grad, float *m, float *v, size_t n, float lr, float beta1, float beta2,
+                    float eps, float weight_decay, int step);
+double tcu_sum_squares(const float *x, size_t n);
+void tcu_frames_pair_mean(float *out, const float *in, int bc, int T, int plane);
+void tcu_frames_pair_sum_norm(float *out, const float *in, int bc, int T, int plane);
+void tcu_frames_pair_diff_norm(float *out, const float *in, int bc, int T, int plane);
+void tcu_frames_repeat(float *out, const float *in, int bc, int T, int plane);
+void tcu_frames_antisym(float *out, const float *in, int bc, int T, int plane);
+void tcu_combine3_per_clip(float *out, const float *x, const float *y, const float *z, const double *c_host, int B,
+                           size_t clip_elems);
+void tcu_fill_normal(float *out, size_t n, uint64_t key, uint64_t stream, uint64_t first);
+void tcu_fill_uniform(float *out, size_t n, uint64_t key, uint64_t stream, uint64_t first);
+
+#endif

@@ -1,0 +1,176 @@
+#!/usr/bin/env bash
+# check_gpu.sh — builds the CUDA backend and the checker, runs every backend op against its CPU
+# twin on this machine's GPU (tests/gpu/check_kernels.c), and prints a short table last.
+#
+#   bash tests/gpu/check_gpu.sh [CHECK_KERNELS_ARGS...]     (or: make check-gpu)
+#
+# Arguments go to the checker, e.g. `--only attention` or `--quick` (see tests/gpu/check_kernels.c).
+# CHECK_GPU_LIB=PATH checks that library instead of the one just built.
+#
+# The full log goes to ${OUT:-bench/results}/check_gpu.log. Exit status: 0 every check passed,
+# 1 a check failed, 2 the build failed, 3 no GPU backend could be loaded (no GPU/driver), 124 the
+# checker ran past its time limit. Takes about a minute on one H100 (mostly nvcc).
+#
+# Robust to a bare GPU machine: it builds only the CUDA library and the checker (not the trainer,
+# whose libyaml/HDF5 may be missing there); if that build fails it retries once without -Werror
+# (a newer gcc may warn about code this gcc accepts) and, where OpenBLAS is missing, with a plain C
+# sgemm compiled into the checker as the CPU reference; and without make if that fails too. To test
+# those paths: CHECK_GPU_FORCE_FALLBACK=1 skips the normal build, CHECK_GPU_FORCE_DIRECT=1 also the
+# relaxed make build, CHECK_GPU_OWN_CBLAS=1 forces the own sgemm.
+set -u -o pipefail
+cd "$(dirname "$0")/../.."
+
+out_dir=${OUT:-bench/results}
+mkdir -p "$out_dir"
+log=$out_dir/check_gpu.log
+: >"$log"
+jobs=$(nproc 2>/dev/null || echo 4)
+checker_limit_s=${CHECK_GPU_TIMEOUT_S:-150}
+
+say() { echo "$@" | tee -a "$log"; }
+section() { echo "== $*" >>"$log"; }
+
+start=$SECONDS
+section "environment"
+{
+  date -u
+  uname -srm
+  command -v nvidia-smi >/dev/null && timeout 20 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
+  nvcc_path=$(command -v nvcc || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
+  [ -n "$nvcc_path" ] && "$nvcc_path" --version | tail -2
+  ${CC:-gcc} --version | head -1
+} >>"$log" 2>&1
+
+# ---- build ------------------------------------------------------------------------------------
+# Three rungs: (1) the Makefile as is; (2) the Makefile without -Werror, in build/gpucheck, with the
+# checker's own sgemm where OpenBLAS is missing; (3) no make at all (missing, or the Makefile broken
+# by work in progress): nvcc and gcc called directly with the flags of kernels/cuda/cuda.mk.
+cc=${CC:-gcc}
+nvcc=$(command -v nvcc || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
+multiarch=$($cc -print-multiarch 2>/dev/null)
+blas_inc="" blas_libs="-lopenblas" own_cblas=0
+if [ -d "/usr/include/$multiarch/openblas-openmp" ] && [ -d "/usr/lib/$multiarch/openblas-openmp" ]; then
+  blas_inc="-I/usr/include/$multiarch/openblas-openmp"
+  blas_libs="-L/usr/lib/$multiarch/openblas-openmp -Wl,-rpath,/usr/lib/$multiarch/openblas-openmp -lopenblas"
+fi
+# Decides between OpenBLAS and the checker's own sgemm (writes a cblas.h shim for the latter).
+choose_blas() { # choose_blas BUILD_DIR
+  if [ "${CHECK_GPU_OWN_CBLAS:-0}" != 1 ] &&
+    printf '#include <cblas.h>\nint main(void){return 0;}\n' | $cc -x c - $blas_inc $blas_libs -o /dev/null 2>/dev/null; then
+    own_cblas=0
+    return
+  fi
+  own_cblas=1
+  mkdir -p "$1/cblas_shim"
+  # Just what kernels/cpu needs; the definition of cblas_sgemm is in check_kernels.c.
+  cat >"$1/cblas_shim/cblas.h" <<'EOF'
+#ifndef TPDIFF_CBLAS_SHIM_H
+#define TPDIFF_CBLAS_SHIM_H
+enum CBLAS_ORDER { CblasRowMajor = 101, CblasColMajor = 102 };
+enum CBLAS_TRANSPOSE { CblasNoTrans = 111, CblasTrans = 112, CblasConjTrans = 113 };
+void cblas_sgemm(const enum CBLAS_ORDER order, const enum CBLAS_TRANSPOSE ta, const enum CBLAS_TRANSPOSE tb,
+                 const int M, const int N, const int K, const float alpha, const float *A, const int lda,
+                 const float *B, const int ldb, const float beta, float *C, const int ldc);
+#endif
+EOF
+  blas_inc="-I$1/cblas_shim"
+  blas_libs=""
+  say "check_gpu: no usable OpenBLAS here; the CPU reference uses the checker's own sgemm"
+}
+relaxed_cflags="-std=c11 -O3 -g -march=native -fopenmp -Wall -D_POSIX_C_SOURCE=200809L -I."
+
+build_direct() { # build_direct BUILD_DIR: no make
+  local dir=$1 f pids=() failed=0
+  [ -n "$nvcc" ] || { echo "nvcc not found"; return 1; }
+  local cuda_home=${nvcc%/bin/nvcc}
+  mkdir -p "$dir/cuda" "$dir/lib" "$dir/tests/gpu"
+  for f in kernels/cuda/*.cu; do
+    "$nvcc" -O3 -std=c++17 -lineinfo -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
+      -gencode arch=compute_90,code=compute_90 -I. -Xcompiler -fPIC,-fvisibility=hidden,-ffp-contract=off \
+      -c "$f" -o "$dir/cuda/$(basename "$f" .cu).o" &
+    pids+=($!)
+  done
+  for f in "${pids[@]}"; do wait "$f" || failed=1; done
+  [ "$failed" = 0 ] || return 1
+  "$nvcc" -shared -cudart static -Xlinker --exclude-libs=ALL \
+    -Xlinker -rpath="$cuda_home/lib64:$cuda_home/lib:$cuda_home/targets/x86_64-linux/lib" \
+    "$dir"/cuda/*.o -o "$dir/lib/libtpdiff_cuda.so" -lcublasLt || return 1
+  $cc $relaxed_cflags $blas_inc $([ "$own_cblas" = 1 ] && echo -DTPDIFF_CHECK_OWN_CBLAS) \
+    tests/gpu/check_kernels.c kernels/backend_loader.c kernels/cpu/*.c \
+    -o "$dir/tests/gpu/check_kernels" $blas_libs -fopenmp -lm -ldl
+}
+
+build_dir=build
+built=0
+if command -v make >/dev/null; then
+  section "build: make check-gpu-build"
+  if [ "${CHECK_GPU_FORCE_FALLBACK:-0}" != 1 ] && make -j"$jobs" check-gpu-build >>"$log" 2>&1; then
+    built=1
+  else
+    say "check_gpu: the normal build failed (see $log); retrying without -Werror in build/gpucheck/"
+    build_dir=build/gpucheck
+    choose_blas "$build_dir"
+    section "build (make, relaxed): own_cblas=$own_cblas"
+    if [ "${CHECK_GPU_FORCE_DIRECT:-0}" != 1 ] &&
+      make -j"$jobs" BUILD="$build_dir" CHECK_OWN_CBLAS=$own_cblas CFLAGS="$relaxed_cflags $blas_inc" \
+        check-gpu-build >>"$log" 2>&1; then
+      built=1
+    fi
+  fi
+fi
+if [ "$built" = 0 ]; then
+  say "check_gpu: building without make in build/gpucheck-direct/"
+  build_dir=build/gpucheck-direct
+  [ -d "$build_dir/cblas_shim" ] || [ "$own_cblas" = 1 ] || choose_blas "$build_dir"
+  section "build (direct, no make): own_cblas=$own_cblas"
+  if ! build_direct "$build_dir" >>"$log" 2>&1; then
+    say "check_gpu: BUILD FAILED; the last lines of $log:"
+    tail -25 "$log"
+    exit 2
+  fi
+fi
+build_s=$((SECONDS - start))
+lib=${CHECK_GPU_LIB:-$build_dir/lib/libtpdiff_cuda.so}
+checker=$build_dir/tests/gpu/check_kernels
+say "check_gpu: built $lib and $checker in ${build_s}s"
+section "exported symbols and kernel resources"
+{
+  nm -D --defined-only "$lib" | grep -i tpdiff
+  command -v cuobjdump >/dev/null && cuobjdump --dump-resource-usage "$lib" 2>&1 | grep -E "Function|REG|STACK" | head -120
+} >>"$log" 2>&1
+
+# ---- run ----------------------------------------------------------------------------------------
+section "check_kernels"
+run_start=$SECONDS
+timeout -k 10 "$checker_limit_s" "$checker" --lib "$lib" "$@" >"$out_dir/check_kernels.out" 2>&1
+rc=$?
+cat "$out_dir/check_kernels.out" >>"$log"
+run_s=$((SECONDS - run_start))
+
+# ---- short report -------------------------------------------------------------------------------
+echo
+if [ "$rc" -eq 3 ]; then
+  say "check_gpu: no GPU backend could be loaded (exit 3): $(grep -m1 'no GPU backend' "$out_dir/check_kernels.out")"
+  rm -f "$out_dir/check_kernels.out"
+  exit 3
+fi
+head -1 "$out_dir/check_kernels.out"
+if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+  say "check_gpu: check_kernels did not finish within ${checker_limit_s}s (killed); last lines:"
+  tail -5 "$out_dir/check_kernels.out"
+  exit 124
+fi
+grep -E '^(FAIL|stopping)' "$out_dir/check_kernels.out" | head -40
+# the backend's own notices (a cuBLASLt fallback, ...): correct results, but worth knowing
+grep -E '^tpdiff cuda:' "$out_dir/check_kernels.out" | sort | uniq -c | head -10
+sed -n '/^slowest ops/,/^$/p' "$out_dir/check_kernels.out"
+summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$out_dir/check_kernels.out" | tail -1)
+if [ -z "$summary" ]; then
+  summary="no summary line (checker exit status $rc: crashed?)"
+  tail -8 "$out_dir/check_kernels.out"
+fi
+say "check_gpu: build ${build_s}s, checks ${run_s}s, full log $log"
+say "$summary"
+rm -f "$out_dir/check_kernels.out"
+if [ "$rc" -ne 0 ]; then exit 1; fi
+exit 0
