@@ -1,7 +1,7 @@
 /* config_test_util.h — what the config test programs (test_config_load.c, test_config_rules.c) share:
- * the PASS/FAIL reporting with its counters, temporary files, config_load expectations and the CHECK_*
- * field macros. Header-only (static inline) because the Makefile builds every .c file of tests/unit
- * into a program of its own. */
+ * temporary files, config_load expectations and the CHECK_* field macros; the PASS/FAIL reporting with its
+ * counters comes from test_report.h. Header-only (static inline) because the Makefile builds every .c file
+ * of tests/unit into a program of its own. */
 #ifndef TPDIFF_CONFIG_TEST_UTIL_H
 #define TPDIFF_CONFIG_TEST_UTIL_H
 
@@ -11,28 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "tests/unit/test_report.h"
 #include "trainer/config.h"
-
-/* Cases passed and failed so far; each program's main prints them in its summary line. */
-static int failures, passes;
-
-static inline void pass(const char *name) {
-  printf("PASS %s\n", name);
-  passes++;
-}
-
-/* Prints "FAIL <name>: <detail>" on one line whatever the detail holds. */
-static inline void failf(const char *name, const char *fmt, ...) {
-  char detail[2048];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(detail, sizeof detail, fmt, ap);
-  va_end(ap);
-  for (char *p = detail; *p; p++)
-    if ((unsigned char)*p < 0x20) *p = '?';
-  printf("FAIL %s: %s\n", name, detail);
-  failures++;
-}
 
 /* Writes len bytes to a new file under $TMPDIR (or /tmp); path gets its name. */
 static inline int write_temp(const char *text, size_t len, char *path, size_t path_size) {
@@ -96,7 +76,7 @@ static inline void expect_error(const char *name, const char *yaml, const char *
       }
     }
     va_end(ap);
-    if (ok) pass(name);
+    if (ok) pass(name, NULL);
   }
   if (yaml) unlink(path);
 }

@@ -6,7 +6,6 @@
  * Each case prints `PASS name ...` or `FAIL name ...`; the program exits 1 if any case failed. */
 #include <math.h>
 #include <omp.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,21 +14,7 @@
 
 #include "kernels/kernels.h"
 #include "model/align.h"
-
-static int failures = 0;
-
-static void check(const char *name, int ok, const char *fmt, ...) {
-  printf("%s %s", ok ? "PASS" : "FAIL", name);
-  if (fmt && fmt[0]) {
-    va_list ap;
-    va_start(ap, fmt);
-    printf(" ");
-    vprintf(fmt, ap);
-    va_end(ap);
-  }
-  printf("\n");
-  if (!ok) failures++;
-}
+#include "tests/unit/test_report.h"
 
 static double now_s(void) {
   struct timespec ts;
@@ -597,6 +582,6 @@ int main(void) {
   test_align20();
   test_align21_22_23();
   test_align_effect_and_timing();
-  printf("test_align: %d failed, %.2f s, %d threads\n", failures, now_s() - t0, omp_get_max_threads());
-  return failures ? 1 : 0;
+  test_summary("test_align", "%.2f s, %d threads", now_s() - t0, omp_get_max_threads());
+  return test_exit_code();
 }

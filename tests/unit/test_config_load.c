@@ -54,7 +54,7 @@ static void test_defaults(void) {
     failf(name, "loading {} differs from config_defaults");
     return;
   }
-  pass(name);
+  pass(name, NULL);
 }
 
 static int load_named(const char *name, const char *file, tpdiff_config *cfg, char *path, size_t path_size) {
@@ -104,7 +104,7 @@ static void test_tiny(void) {
   CHECK_INT(sample_steps, 4);
   CHECK_INT(sample_count, 2);
   CHECK_FLOAT(sample_cfg, 1.0);
-  pass(name);
+  pass(name, NULL);
 }
 
 static void test_demo(void) {
@@ -135,7 +135,7 @@ static void test_demo(void) {
   CHECK_INT(sample_steps, 10);
   CHECK_INT(sample_count, 4);
   CHECK_FLOAT(sample_cfg, 2.0);
-  pass(name);
+  pass(name, NULL);
 }
 
 /* Both reference configs write every key explicitly: their text names every key of the table. */
@@ -178,7 +178,7 @@ static void test_configs_complete(void) {
       }
     }
   }
-  pass(name);
+  pass(name, NULL);
 }
 
 static void test_overrides(void) {
@@ -199,7 +199,7 @@ static void test_overrides(void) {
   CHECK_STR(train_device, "cuda");
   CHECK_STR(data_path, "/data/my clips");
   CHECK_STR(train_out, "");
-  pass(name);
+  pass(name, NULL);
 
   name = "overrides: bare list form";
   char b0[] = "--pyramid.stages=4", b1[] = "--pyramid.cuts=0.75,0.5,0.25", b2[] = "--data.frames=16";
@@ -207,14 +207,14 @@ static void test_overrides(void) {
   if (load_text(name, "{}\n", 3, bargs, &cfg)) return;
   CHECK_INT(pyramid_cuts.count, 3);
   CHECK_FLOAT(pyramid_cuts.values[2], 0.25);
-  pass(name);
+  pass(name, NULL);
 
   name = "overrides: empty list";
   char c0[] = "--pyramid.cuts=[]";
   char *cargs[] = {c0};
   if (load_text(name, "pyramid:\n  stages: 2\n  cuts: [0.5]\n", 1, cargs, &cfg)) return;
   CHECK_INT(pyramid_cuts.count, 0);
-  pass(name);
+  pass(name, NULL);
 
   name = "overrides without a file";
   char d0[] = "--train.steps=7";
@@ -226,7 +226,7 @@ static void test_overrides(void) {
   }
   CHECK_INT(train_steps, 7);
   CHECK_STR(source, "");
-  pass(name);
+  pass(name, NULL);
 }
 
 /* write_yaml -> load gives back a byte-identical struct; the second write is byte-identical text. */
@@ -268,7 +268,7 @@ static void round_trip(const char *name, int nargs, char **args) {
   else if (len1 != len2 || memcmp(text1, text2, len1) != 0)
     failf(name, "writing the struct read back gives different text");
   else
-    pass(name);
+    pass(name, NULL);
   free(text1);
   free(text2);
 }
@@ -318,7 +318,7 @@ static void test_write_yaml_format(void) {
     at = found;
   }
   free(text);
-  pass(name);
+  pass(name, NULL);
 }
 
 static void test_help(void) {
@@ -365,7 +365,7 @@ static void test_help(void) {
   }
   free(text);
   free(yaml);
-  if (ok) pass(name);
+  if (ok) pass(name, NULL);
 }
 
 int main(int argc, char **argv) {
@@ -378,6 +378,6 @@ int main(int argc, char **argv) {
   test_round_trips();
   test_write_yaml_format();
   test_help();
-  printf("test_config_load: %d passed, %d failed\n", passes, failures);
-  return failures ? 1 : 0;
+  test_summary("test_config_load", NULL);
+  return test_exit_code();
 }

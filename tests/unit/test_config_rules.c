@@ -70,7 +70,7 @@ static void test_error_cases(void) {
     else if (strcmp(err, "/nonexistent/tpdiff/missing.yaml: cannot read: No such file or directory") != 0)
       failf(name, "err: %s", err);
     else
-      pass(name);
+      pass(name, NULL);
   }
   {
     const char *name = "directory instead of a file";
@@ -82,7 +82,7 @@ static void test_error_cases(void) {
     if (rc != -1 || !strstr(err, "cannot read") || err_shape_problem(err, sizeof err))
       failf(name, "rc %d, err: %s", rc, err);
     else
-      pass(name);
+      pass(name, NULL);
   }
 }
 
@@ -145,7 +145,7 @@ static void test_rules(void) {
   CHECK_FLOAT(pyramid_cuts.values[0], 0.6);
   CHECK_FLOAT(pyramid_cuts.values[1], 0.3);
   CHECK_FLOAT(sample_cfg, 4.5);
-  pass(name);
+  pass(name, NULL);
 }
 
 static void test_bad_overrides(void) {
@@ -207,7 +207,7 @@ static void test_origins(void) {
   if (rc != -1 || strncmp(err, "checkpoint: model.dim: ", 23) != 0)
     failf(name, "rc %d, err: %s", rc, err);
   else
-    pass(name);
+    pass(name, NULL);
 
   name = "validate: bad string and list count in a struct";
   config_defaults(&cfg);
@@ -224,7 +224,7 @@ static void test_origins(void) {
     failf(name, "rc %d, err: %s", rc, err);
     return;
   }
-  pass(name);
+  pass(name, NULL);
 }
 
 static void test_failed_load_keeps_cfg(void) {
@@ -243,7 +243,7 @@ static void test_failed_load_keeps_cfg(void) {
   if (rc != -1 || memcmp(&cfg, &before, sizeof cfg) != 0)
     failf(name, "rc %d, cfg changed", rc);
   else
-    pass(name);
+    pass(name, NULL);
 }
 
 /* Fills buf with len pseudo-random bytes drawn from alphabet (or any byte when alphabet is NULL). */
@@ -275,7 +275,7 @@ static void expect_rejected(const char *name, const char *text, size_t len) {
   else if (strncmp(err, path, strlen(path)) != 0)
     failf(name, "err does not name the file: %s", err);
   else
-    pass(name);
+    pass(name, NULL);
 }
 
 static void test_hostile_input(void) {
@@ -330,7 +330,7 @@ static void test_hostile_input(void) {
   if (!small || rc1 != -1 || rc2 != -1 || strlen(small) != 7)
     failf(name, "rc %d / %d", rc1, rc2);
   else
-    pass(name);
+    pass(name, NULL);
   free(small);
   free(buf);
 }
@@ -344,6 +344,6 @@ int main(int argc, char **argv) {
   test_origins();
   test_failed_load_keeps_cfg();
   test_hostile_input();
-  printf("test_config_rules: %d passed, %d failed\n", passes, failures);
-  return failures ? 1 : 0;
+  test_summary("test_config_rules", NULL);
+  return test_exit_code();
 }

@@ -1,7 +1,7 @@
 /* test_kernels.c — every CPU kernel against an independent float64 re-implementation: forward
  * values, and backward against central finite differences of the float64 forward.
  *
- * Each case prints `PASS name err=...` or `FAIL name err=... (limit ...)`. Errors are normwise
+ * Each case prints `PASS name err=... limit=...` or `FAIL name err=... limit=...`. Errors are normwise
  * relative, max|got - want| / max|want|: elementwise relative error is meaningless near zero. */
 #include <math.h>
 #include <stdio.h>
@@ -9,17 +9,7 @@
 #include <string.h>
 
 #include "kernels/kernels.h"
-
-static int failures = 0;
-
-static void report(const char *name, double err, double limit) {
-  int ok = err <= limit && isfinite(err);
-  printf("%s %s err=%.3g%s\n", ok ? "PASS" : "FAIL", name, err, ok ? "" : " (over the limit)");
-  if (!ok) {
-    printf("      limit %.3g\n", limit);
-    failures++;
-  }
-}
+#include "tests/unit/test_report.h"
 
 static double rel_err_fd(const float *got, const double *want, size_t n) {
   double num = 0, den = 0;
@@ -85,15 +75,15 @@ static void test_linear(void) {
   float out[42], grad[71] = {0};
   k_linear_forward(out, in, in + nx, in + nx + nw, c.M, c.K, c.N);
   ref_linear(ind, want, &c);
-  report("linear forward", rel_err_fd(out, want, nout), 1e-6);
+  report("linear forward", rel_err_fd(out, want, nout), 1e-6, NULL);
   /* gradients accumulate: start from a known non-zero value and subtract it back */
   for (size_t i = nx; i < nin; i++) grad[i] = 0.5f;
   k_linear_backward(grad, grad + nx, grad + nx + nw, g, in, in + nx, c.M, c.K, c.N);
   for (size_t i = nx; i < nin; i++) grad[i] -= 0.5f;
   fd_gradient(ref_linear, &c, ind, nin, gd, nout, fd);
-  report("linear backward d_in", rel_err_fd(grad, fd, nx), 1e-5);
-  report("linear backward d_weight (accumulated)", rel_err_fd(grad + nx, fd + nx, nw), 1e-5);
-  report("linear backward d_bias (accumulated)", rel_err_fd(grad + nx + nw, fd + nx + nw, nb), 1e-5);
+  report("linear backward d_in", rel_err_fd(grad, fd, nx), 1e-5, NULL);
+  report("linear backward d_weight (accumulated)", rel_err_fd(grad + nx, fd + nx, nw), 1e-5, NULL);
+  report("linear backward d_bias (accumulated)", rel_err_fd(grad + nx + nw, fd + nx + nw, nb), 1e-5, NULL);
   free(in); free(g); free(ind); free(gd); free(want); free(fd);
 }
 
@@ -126,13 +116,13 @@ static void test_layernorm(void) {
   float out[48], mean[6], rstd[6], grad[88] = {0};
   k_layernorm_modulate_forward(out, mean, rstd, in, in + nx, in + nx + c.D, c.stride, c.B, c.N, c.D, 1e-6f);
   ref_ln(ind, want, &c);
-  report("layernorm_modulate forward", rel_err_fd(out, want, nout), 1e-5);
+  report("layernorm_modulate forward", rel_err_fd(out, want, nout), 1e-5, NULL);
   k_layernorm_modulate_backward(grad, grad + nx, grad + nx + c.D, g, in, mean, rstd, in + nx + c.D, c.stride, c.B,
                                 c.N, c.D);
   fd_gradient(ref_ln, &c, ind, nin, gd, nout, fd);
-  report("layernorm_modulate backward d_x", rel_err_fd(grad, fd, nx), 1e-4);
+  report("layernorm_modulate backward d_x", rel_err_fd(grad, fd, nx), 1e-4, NULL);
   /* only the shift and scale columns of each cond row have gradients; the rest must stay 0 */
-  report("layernorm_modulate backward d_shift,d_scale (strided)", rel_err_fd(grad + nx, fd + nx, nc), 1e-4);
+  report("layernorm_modulate backward d_shift,d_scale (strided)", rel_err_fd(grad + nx, fd + nx, nc), 1e-4, NULL);
   free(in); free(g); free(ind); free(gd); free(want); free(fd);
 }
 
@@ -154,16 +144,16 @@ static void test_pointwise(void) {
   double *ind = to_d(in, n), *gd = to_d(g, n), want[64], fd[64];
   k_gelu_forward(out, in, n);
   ref_gelu(ind, want, &n);
-  report("gelu forward", rel_err_fd(out, want, n), 1e-6);
+  report("gelu forward", rel_err_fd(out, want, n), 1e-6, NULL);
   k_gelu_backward(grad, g, in, n);
   fd_gradient(ref_gelu, &n, ind, n, gd, n, fd);
-  report("gelu backward", rel_err_fd(grad, fd, n), 1e-5);
+  report("gelu backward", rel_err_fd(grad, fd, n), 1e-5, NULL);
   k_silu_forward(out, in, n);
   ref_silu(ind, want, &n);
-  report("silu forward", rel_err_fd(out, want, n), 1e-6);
+  report("silu forward", rel_err_fd(out, want, n), 1e-6, NULL);
   k_silu_backward(grad, g, in, n);
   fd_gradient(ref_silu, &n, ind, n, gd, n, fd);
-  report("silu backward", rel_err_fd(grad, fd, n), 1e-5);
+  report("silu backward", rel_err_fd(grad, fd, n), 1e-5, NULL);
   free(in); free(g); free(ind); free(gd);
 }
 
@@ -186,13 +176,13 @@ static void test_gated_residual(void) {
   double *ind = to_d(in, nin), *gd = to_d(g, n), want[24], fd[66];
   k_gated_residual_forward(out, in, in + n, in + 2 * n, c.stride, c.B, c.N, c.D);
   ref_gated(ind, want, &c);
-  report("gated_residual forward", rel_err_fd(out, want, n), 1e-6);
+  report("gated_residual forward", rel_err_fd(out, want, n), 1e-6, NULL);
   k_gated_residual_backward(grad + n, grad + 2 * n, g, in + n, in + 2 * n, c.stride, c.B, c.N, c.D);
   memcpy(grad, g, n * sizeof(float)); /* d_x is d_out by contract */
   fd_gradient(ref_gated, &c, ind, nin, gd, n, fd);
-  report("gated_residual backward d_x", rel_err_fd(grad, fd, n), 1e-6);
-  report("gated_residual backward d_f", rel_err_fd(grad + n, fd + n, n), 1e-5);
-  report("gated_residual backward d_gate (strided)", rel_err_fd(grad + 2 * n, fd + 2 * n, 18), 1e-5);
+  report("gated_residual backward d_x", rel_err_fd(grad, fd, n), 1e-6, NULL);
+  report("gated_residual backward d_f", rel_err_fd(grad + n, fd + n, n), 1e-5, NULL);
+  report("gated_residual backward d_gate (strided)", rel_err_fd(grad + 2 * n, fd + 2 * n, 18), 1e-5, NULL);
   free(in); free(g); free(ind); free(gd);
 }
 
@@ -233,7 +223,7 @@ static void test_attention(int B, int N, int D, int H, const char *label) {
   k_attention_forward(out, probs, qkv, B, N, D, H);
   ref_attention(ind, want, &c);
   snprintf(name, sizeof name, "attention forward %s", label);
-  report(name, rel_err_fd(out, want, nout), 1e-5);
+  report(name, rel_err_fd(out, want, nout), 1e-5, NULL);
   k_attention_backward(grad, g, qkv, probs, scratch, B, N, D, H);
   fd_gradient(ref_attention, &c, ind, nin, gd, nout, fd);
   snprintf(name, sizeof name, "attention backward d_q %s", label);
@@ -248,7 +238,7 @@ static void test_attention(int B, int N, int D, int H, const char *label) {
         if (fabs(fd[i]) > den) den = fabs(fd[i]);
       }
     snprintf(name, sizeof name, "attention backward d_%c %s", "qkv"[part], label);
-    report(name, num / den, 1e-4);
+    report(name, num / den, 1e-4, NULL);
   }
   free(qkv); free(g); free(out); free(grad); free(probs); free(scratch); free(ind); free(gd); free(want); free(fd);
 }
@@ -271,9 +261,9 @@ static void test_patchify(void) {
             float got = tok[((size_t)b * T * hp * wp + tokn) * P + ch];
             err += fabs(want - got);
           }
-  report("patchify index map (frame,row,col) x (c,py,px)", err, 0);
+  report("patchify index map (frame,row,col) x (c,py,px)", err, 0, NULL);
   k_unpatchify(back, tok, B, C, T, H, W, p);
-  report("unpatchify inverts patchify exactly", memcmp(back, x, n * 4) == 0 ? 0 : 1, 0);
+  report("unpatchify inverts patchify exactly", memcmp(back, x, n * 4) == 0 ? 0 : 1, 0, NULL);
   free(x); free(tok); free(back);
 }
 
@@ -289,13 +279,13 @@ static void test_sincos(void) {
       want[r * d + i] = sin(pos[r] * w);
       want[r * d + d / 2 + i] = cos(pos[r] * w);
     }
-  report("sincos table [sin | cos], w_i = 10000^(-2i/d)", rel_err_fd(out, want, 48), 1e-7);
+  report("sincos table [sin | cos], w_i = 10000^(-2i/d)", rel_err_fd(out, want, 48), 1e-7, NULL);
   float x[2 * 3 * 4] = {0}, rows[3 * 4];
   double wantx[24];
   for (int i = 0; i < 12; i++) rows[i] = (float)i;
   k_add_rows_broadcast(x, rows, 2, 3, 4);
   for (int i = 0; i < 24; i++) wantx[i] = i % 12;
-  report("add_rows_broadcast", rel_err_fd(x, wantx, 24), 0);
+  report("add_rows_broadcast", rel_err_fd(x, wantx, 24), 0, NULL);
 }
 
 static void test_embedding(void) {
@@ -304,9 +294,9 @@ static void test_embedding(void) {
   int idx[2] = {3, 1};
   double want[6] = {81, 100, 121, 9, 16, 25}, wantg[12] = {0, 0, 0, 4, 5, 6, 0, 0, 0, 1, 2, 3};
   k_embedding_add(out, table, idx, 2, 3);
-  report("embedding lookup", rel_err_fd(out, want, 6), 0);
+  report("embedding lookup", rel_err_fd(out, want, 6), 0, NULL);
   k_embedding_backward(dtab, dout, idx, 2, 3);
-  report("embedding backward (scatter-add)", rel_err_fd(dtab, wantg, 12), 0);
+  report("embedding backward (scatter-add)", rel_err_fd(dtab, wantg, 12), 0, NULL);
 }
 
 /* ---- loss and optimizer ---------------------------------------------------------------------- */
@@ -323,12 +313,12 @@ static void test_mse(void) {
   double loss = k_mse_loss(grad, in, in + n, n, 1.0f);
   ref_mse(ind, &want, &n);
   float lossf = (float)loss;
-  report("mse loss value", rel_err_fd(&lossf, &want, 1), 1e-6);
+  report("mse loss value", rel_err_fd(&lossf, &want, 1), 1e-6, NULL);
   fd_gradient(ref_mse, &n, ind, 2 * n, &one, 1, fd);
-  report("mse loss d_pred", rel_err_fd(grad, fd, n), 1e-5);
+  report("mse loss d_pred", rel_err_fd(grad, fd, n), 1e-5, NULL);
   k_mse_loss(grad, in, in + n, n, 0.25f);
   for (size_t i = 0; i < n; i++) fd[i] *= 0.25;
-  report("mse loss d_pred with grad_scale", rel_err_fd(grad, fd, n), 1e-5);
+  report("mse loss d_pred with grad_scale", rel_err_fd(grad, fd, n), 1e-5, NULL);
   free(in); free(ind);
 }
 
@@ -350,12 +340,12 @@ static void test_adamw(void) {
     }
     free(g);
   }
-  report("adamw 5 steps vs torch.optim.AdamW formula (float64)", rel_err_fd(p, pd, n), 1e-6);
+  report("adamw 5 steps vs torch.optim.AdamW formula (float64)", rel_err_fd(p, pd, n), 1e-6, NULL);
   float x[3] = {3, 4, 12};
   double ss = k_sum_squares(x, 3);
   float ssf = (float)ss;
   double want = 169;
-  report("sum of squares", rel_err_fd(&ssf, &want, 1), 0);
+  report("sum of squares", rel_err_fd(&ssf, &want, 1), 0, NULL);
   free(p);
 }
 
@@ -365,11 +355,11 @@ static void test_random(void) {
   float *a = malloc(n * 4), *b = malloc(n * 4), *c = malloc(n * 4);
   k_fill_normal(a, n, 7, 3, 0);
   k_fill_normal(b, n, 7, 3, 0);
-  report("normal stream reproducible", memcmp(a, b, n * 4) == 0 ? 0 : 1, 0);
+  report("normal stream reproducible", memcmp(a, b, n * 4) == 0 ? 0 : 1, 0, NULL);
   k_fill_normal(c, 1000, 7, 3, 5000);
-  report("normal stream random access (offset 5000)", memcmp(c, a + 5000, 1000 * 4) == 0 ? 0 : 1, 0);
+  report("normal stream random access (offset 5000)", memcmp(c, a + 5000, 1000 * 4) == 0 ? 0 : 1, 0, NULL);
   k_fill_normal(c, n, 7, 4, 0);
-  report("different stream differs", memcmp(a, c, n * 4) != 0 ? 0 : 1, 0);
+  report("different stream differs", memcmp(a, c, n * 4) != 0 ? 0 : 1, 0, NULL);
   double s = 0, s2 = 0, s4 = 0;
   for (size_t i = 0; i < n; i++) {
     s += a[i];
@@ -378,9 +368,9 @@ static void test_random(void) {
   }
   double mean = s / n, var = s2 / n - mean * mean, kurt = s4 / n;
   /* 5-sigma bounds at n = 2^20: mean 1/sqrt(n), variance sqrt(2/n), 4th moment sqrt(96/n) */
-  report("normal mean ~ 0 (5 sigma)", fabs(mean), 5 / sqrt((double)n));
-  report("normal variance ~ 1 (5 sigma)", fabs(var - 1), 5 * sqrt(2.0 / n));
-  report("normal 4th moment ~ 3 (5 sigma)", fabs(kurt - 3), 5 * sqrt(96.0 / n));
+  report("normal mean ~ 0 (5 sigma)", fabs(mean), 5 / sqrt((double)n), NULL);
+  report("normal variance ~ 1 (5 sigma)", fabs(var - 1), 5 * sqrt(2.0 / n), NULL);
+  report("normal 4th moment ~ 3 (5 sigma)", fabs(kurt - 3), 5 * sqrt(96.0 / n), NULL);
   k_fill_uniform(b, n, 7, 9, 0);
   double lo = 1, hi = 0, us = 0;
   for (size_t i = 0; i < n; i++) {
@@ -388,8 +378,8 @@ static void test_random(void) {
     hi = b[i] > hi ? b[i] : hi;
     us += b[i];
   }
-  report("uniform in [0, 1)", (lo >= 0 && hi < 1) ? 0 : 1, 0);
-  report("uniform mean ~ 1/2 (5 sigma)", fabs(us / n - 0.5), 5 * sqrt(1.0 / 12 / n));
+  report("uniform in [0, 1)", (lo >= 0 && hi < 1) ? 0 : 1, 0, NULL);
+  report("uniform mean ~ 1/2 (5 sigma)", fabs(us / n - 0.5), 5 * sqrt(1.0 / 12 / n), NULL);
   free(a); free(b); free(c);
 }
 
@@ -406,5 +396,6 @@ int main(void) {
   test_mse();
   test_adamw();
   test_random();
-  return failures ? 1 : 0;
+  test_summary("test_kernels", NULL);
+  return test_exit_code();
 }

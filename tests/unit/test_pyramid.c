@@ -9,7 +9,6 @@
  * the program exits 1 if any case failed. Errors are normwise: max|got - want| / max|want|. */
 #include <math.h>
 #include <omp.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,38 +17,10 @@
 
 #include "kernels/kernels.h"
 #include "model/pyramid.h"
+#include "tests/unit/test_report.h"
 
 #define SQRT2 1.41421356237309504880
 #define PI 3.14159265358979323846
-
-static int failures = 0;
-
-static void report(const char *name, double err, double limit, const char *fmt, ...) {
-  int ok = err <= limit && !isnan(err);
-  printf("%s %s err=%.3g limit=%.3g", ok ? "PASS" : "FAIL", name, err, limit);
-  if (fmt && fmt[0]) {
-    va_list ap;
-    va_start(ap, fmt);
-    printf(" ");
-    vprintf(fmt, ap);
-    va_end(ap);
-  }
-  printf("\n");
-  if (!ok) failures++;
-}
-
-static void check(const char *name, int ok, const char *fmt, ...) {
-  printf("%s %s", ok ? "PASS" : "FAIL", name);
-  if (fmt && fmt[0]) {
-    va_list ap;
-    va_start(ap, fmt);
-    printf(" ");
-    vprintf(fmt, ap);
-    va_end(ap);
-  }
-  printf("\n");
-  if (!ok) failures++;
-}
 
 static double now_s(void) {
   struct timespec ts;
@@ -302,7 +273,7 @@ static void test_item2_projector(void) {
   double idem = err_dd(ppx, px, n);
   double l = dotd(px, z, n), r = dotd(x, pz, n);
   double sym = fabs(l - r) / maxd(fabs(l), 1.0);
-  report("op2_P_idempotent_double", idem, 1e-15, "");
+  report("op2_P_idempotent_double", idem, 1e-15, NULL);
   report("op2_P_symmetric_double", sym, 1e-12, "<Px,z>=%.12f <x,Pz>=%.12f", l, r);
   /* float kernels: P P x == P x bit for bit (a repeated pair averages to itself exactly) */
   float *xf = randn_f(n), *zf = randn_f(n), *h = malloc(n / 2 * sizeof(float)), *pxf = malloc(n * sizeof(float)),
@@ -349,7 +320,7 @@ static void test_item3_decomposition(void) {
   double e1 = err_dd(rec, x, n);
   double nn = dotd(x, x, n), nd = dotd(dn, dn, n / 2), nh = dotd(hi, hi, n / 2);
   double e2 = fabs(nn - nd - nh) / nn;
-  report("op3_reconstruction_double", e1, 1e-12, "");
+  report("op3_reconstruction_double", e1, 1e-12, NULL);
   report("op3_energy_split_double", e2, 1e-12, "||n||^2=%.6f", nn);
   /* float kernels with a plane > 1 */
   const int bc = 6, T = 8, plane = 21;
@@ -370,8 +341,8 @@ static void test_item3_decomposition(void) {
     sd += (double)dnf[i] * dnf[i];
     sh += (double)hif[i] * hif[i];
   }
-  report("op3_reconstruction_float_kernels", err_dd(got, want, m), 2e-7, "");
-  report("op3_energy_split_float_kernels", fabs(sn - sd - sh) / sn, 1e-6, "");
+  report("op3_reconstruction_float_kernels", err_dd(got, want, m), 2e-7, NULL);
+  report("op3_energy_split_float_kernels", fabs(sn - sd - sh) / sn, 1e-6, NULL);
   free(x);
   free(dn);
   free(hi);
@@ -1525,7 +1496,7 @@ static void test_pyramid_end_to_end(void) {
       snprintf(name, sizeof name, "sampler15_pyramid_end_to_end_%s_K%d_double", form_name(f), K);
       report(name, ed, 1e-12, "(oracle, 3 steps/stage, pathwise renoise, lands on X)");
       snprintf(name, sizeof name, "sampler15_pyramid_end_to_end_%s_K%d_float_kernels", form_name(f), K);
-      report(name, ef, 2e-6, "");
+      report(name, ef, 2e-6, NULL);
       for (int k = 0; k < K; k++) {
         free(lvX[k]);
         free(lvE[k]);
@@ -1588,6 +1559,6 @@ int main(void) {
   test_item16_k1_vanilla();
   test_item24_cost();
   test_item10_11_monte_carlo();
-  printf("test_pyramid: %d failed, %.2f s, %d threads\n", failures, now_s() - t0, omp_get_max_threads());
-  return failures ? 1 : 0;
+  test_summary("test_pyramid", "%.2f s, %d threads", now_s() - t0, omp_get_max_threads());
+  return test_exit_code();
 }

@@ -12,12 +12,7 @@
 #include "kernels/kernels.h"
 #include "model/pyramid.h"
 #include "model/sampler.h"
-
-static int failures;
-static void report(int ok, const char *name, double value, double limit) {
-  printf("%s %s value=%.3g (limit %.3g)\n", ok ? "PASS" : "FAIL", name, value, limit);
-  failures += !ok;
-}
+#include "tests/unit/test_report.h"
 
 typedef struct {
   const pyramid_schedule *p;
@@ -75,8 +70,7 @@ static void run_oracle(diffusion_form form, int K, int steps, int B, int F, int 
   pyramid_schedule p;
   char err[256];
   if (pyramid_schedule_init(&p, form, K, NULL, 0, err, sizeof err) != 0) {
-    printf("FAIL schedule: %s\n", err);
-    failures++;
+    failf("schedule", "%s", err);
     return;
   }
   dit_shape shape = {.depth = 1, .dim = 4, .heads = 1, .patch = 1, .channels = 1, .frames = F, .height = HW,
@@ -110,17 +104,17 @@ static void run_oracle(diffusion_form form, int K, int steps, int B, int F, int 
   }
   char name[160];
   snprintf(name, sizeof name, "oracle %s K=%d n=%d lands on the data", form == DIFFUSION_RF ? "rf" : "vp", K, steps);
-  report(rc == 0 && err_max / scale < 2e-6, name, err_max / scale, 2e-6);
+  check(name, rc == 0 && err_max / scale < 2e-6, "value=%.3g (limit %.3g)", err_max / scale, 2e-6);
   if (check_law) {
     for (int k = 1; k < K; k++) {
       /* n = B·F_k·H·W/2 pairs; 5 sigma of a correlation estimate is 5/sqrt(n) */
       double pairs = (double)B * (F / p.stride[k]) * HW * HW / 2;
       snprintf(name, sizeof name, "%s K=%d stage %d: renoised state's noise has unit variance",
                form == DIFFUSION_RF ? "rf" : "vp", K, k);
-      report(fabs(o.noise_var[k] - 1) < 0.01, name, o.noise_var[k] - 1, 0.01);
+      check(name, fabs(o.noise_var[k] - 1) < 0.01, "value=%.3g (limit %.3g)", o.noise_var[k] - 1, 0.01);
       snprintf(name, sizeof name, "%s K=%d stage %d: no within-pair noise correlation (no flicker)",
                form == DIFFUSION_RF ? "rf" : "vp", K, k);
-      report(fabs(o.pair_corr[k]) < 5 / sqrt(pairs), name, o.pair_corr[k], 5 / sqrt(pairs));
+      check(name, fabs(o.pair_corr[k]) < 5 / sqrt(pairs), "value=%.3g (limit %.3g)", o.pair_corr[k], 5 / sqrt(pairs));
     }
   }
   for (int k = 0; k < K - 1; k++) free(o.levels[k]);
@@ -163,7 +157,8 @@ static void test_vanilla_and_guidance(void) {
     float c1 = (float)(tn - t);
     for (size_t j = 0; j < full; j++) ref[j] = 1.0f * ref[j] + c1 * pred[j];
   }
-  report(memcmp(out, ref, full * 4) == 0, "K=1 sampler is the vanilla Euler loop bit for bit", 0, 0);
+  check("K=1 sampler is the vanilla Euler loop bit for bit", memcmp(out, ref, full * 4) == 0, "value=%.3g (limit %.3g)",
+        0.0, 0.0);
 
   /* guidance: v = null + w (cond - null), one step from t = 1 to 0 */
   int y[3] = {1, 2, 3};
@@ -176,7 +171,8 @@ static void test_vanilla_and_guidance(void) {
       double want = x0 - (null + 3.0 * (cond - null));
       worst = fmax(worst, fabs(out[b * clip + j] - want));
     }
-  report(worst < 1e-5, "guidance combines null + w (cond - null) with the null label", worst, 1e-5);
+  check("guidance combines null + w (cond - null) with the null label", worst < 1e-5, "value=%.3g (limit %.3g)", worst,
+        1e-5);
   free(noise);
   free(out);
   free(ref);
@@ -193,5 +189,6 @@ int main(void) {
   run_oracle(DIFFUSION_RF, 3, 2, 16, 8, 64, 1);
   run_oracle(DIFFUSION_VP, 4, 2, 16, 8, 64, 1);
   test_vanilla_and_guidance();
-  return failures ? 1 : 0;
+  test_summary("test_sampler", NULL);
+  return test_exit_code();
 }

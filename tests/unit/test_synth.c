@@ -4,7 +4,6 @@
  * Usage: test_synth. Needs the IDX files of dataset-fashion-mnist (or $TPDIFF_FASHION_MNIST_DIR). Prints one
  * "PASS <case>" or "FAIL <case>: <detail>" line per case and a summary line; exits 1 if any case failed. */
 #include <math.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,37 +13,7 @@
 #include <zlib.h>
 
 #include "data/synth.h"
-
-static int failures, passes;
-
-static void pass(const char *name) {
-  printf("PASS %s\n", name);
-  passes++;
-}
-
-/* Prints "FAIL <name>: <detail>" on one line whatever the detail holds. */
-static void failf(const char *name, const char *fmt, ...) {
-  char detail[2048];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(detail, sizeof detail, fmt, ap);
-  va_end(ap);
-  for (char *p = detail; *p; p++)
-    if ((unsigned char)*p < 0x20) *p = '?';
-  printf("FAIL %s: %s\n", name, detail);
-  failures++;
-}
-
-/* PASS line with a detail. */
-static void passf(const char *name, const char *fmt, ...) {
-  char detail[1024];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(detail, sizeof detail, fmt, ap);
-  va_end(ap);
-  printf("PASS %s (%s)\n", name, detail);
-  passes++;
-}
+#include "tests/unit/test_report.h"
 
 static synth_spec make_spec(int kind, int frames, int side, int objects, uint64_t seed) {
   synth_spec sp;
@@ -135,7 +104,7 @@ static void check_names(void) {
     if (synth_num_classes(&s) != 10 || strcmp(synth_class_name(&s, 9), "Ankle boot"))
       failf(name, "fashion class count or names wrong");
     else
-      pass(name);
+      pass(name, NULL);
   }
 }
 
@@ -155,7 +124,7 @@ static void check_bad_calls(void) {
   if (r1 != -1 || r2 != -1 || r3 != -1 || r4 != 0 || r5 != -1 || r6 != -1)
     failf(name, "returns %d %d %d %d %d %d, expected -1 -1 -1 0 -1 -1", r1, r2, r3, r4, r5, r6);
   else
-    pass(name);
+    pass(name, NULL);
 }
 
 /* A bad spec: -1, one line, naming the field. */
@@ -170,7 +139,7 @@ static void expect_spec_error(const char *name, synth_spec sp, const char *needl
   else if (len == 0 || len == sizeof err || strchr(err, '\n') || !strstr(err, needle))
     failf(name, "err is not one line naming '%s': %.200s", needle, err);
   else
-    passf(name, "%s", err);
+    pass(name, "%s", err);
 }
 
 static void check_spec_errors(void) {
@@ -248,7 +217,7 @@ static void check_determinism(int kind) {
   else if (!memcmp(forward, forward + n, sizeof(float) * n))
     failf(name, "clips 0 and 1 are identical");
   else
-    pass(name);
+    pass(name, NULL);
   /* object j is the same whatever the object count */
   synth_spec one = sp;
   one.objects = 1;
@@ -262,7 +231,7 @@ static void check_determinism(int kind) {
     if (memcmp(&three_objects[0], &one_object[0], sizeof one_object[0]))
       failf(name2, "object 0 of clip 9 changes with the object count");
     else
-      pass(name2);
+      pass(name2, NULL);
     synth_close(&d);
   }
   free(forward);
@@ -295,7 +264,7 @@ static void check_range(const synth_set *s, const char *name) {
   else if (lo != -1.0f || hi < 0.5f)
     failf(name, "range [%g, %g]: expected the background at -1 and objects above 0.5", lo, hi);
   else
-    passf(name, "200 clips, values in [%g, %g]", lo, hi);
+    pass(name, "200 clips, values in [%g, %g]", lo, hi);
 }
 
 /* Shapes: the label is object 0's kind, and the rendered area (mass / colour) of a single object is the area of
@@ -340,7 +309,7 @@ static void check_shape_labels(void) {
     if (!seen[0] || !seen[1] || !seen[2] || !seen[3])
       failf(name, "not every shape occurs in 400 clips: %d %d %d %d", seen[0], seen[1], seen[2], seen[3]);
     else
-      passf(name, "400 clips, drawn area within %.1f%% of the labelled shape's", 100 * worst);
+      pass(name, "400 clips, drawn area within %.1f%% of the labelled shape's", 100 * worst);
   }
   /* several objects: the label is still object 0's kind */
   synth_spec multi = make_spec(SYNTH_SHAPES, 2, 32, 4, 7);
@@ -359,7 +328,7 @@ static void check_shape_labels(void) {
     if (wrong)
       failf("shapes_label_with_4_objects", "%d of 200 labels are not object 0's kind", wrong);
     else
-      pass("shapes_label_with_4_objects");
+      pass("shapes_label_with_4_objects", NULL);
     synth_close(&m);
   }
   free(clip);
@@ -411,7 +380,7 @@ static void check_label_object_on_top(void) {
     failf(name, "%ld of %ld fully covered pixel values differ from object 0's colour (%ld overlapped by others)", wrong,
           3 * checked, hidden_others);
   else
-    passf(name, "%ld pixels, %ld of them overlapping other objects", checked, hidden_others);
+    pass(name, "%ld pixels, %ld of them overlapping other objects", checked, hidden_others);
   free(clip);
   synth_close(&s);
 }
@@ -482,13 +451,13 @@ static void check_motion(int kind, int side, double com_tol, double mass_tol) {
           "(tolerance %.3f / %.3f, %ld steps)",
           worst_com, worst_step, com_tol, 2 * com_tol, steps_checked);
   else
-    passf(name, "40 clips x 64 frames: centre within %.3f px, steps within %.3f px of (vx, vy) on %ld steps", worst_com,
-          worst_step, steps_checked);
+    pass(name, "40 clips x 64 frames: centre within %.3f px, steps within %.3f px of (vx, vy) on %ld steps", worst_com,
+         worst_step, steps_checked);
   if (!inside || bounces < 40 || worst_mass > mass_tol)
     failf(name2, "inside bounds %d, %ld bounces (want >= 40), mass varies by %.3f%% (tolerance %.3f%%)", inside,
           bounces, 100 * worst_mass, 100 * mass_tol);
   else
-    passf(name2, "%ld bounces, mass constant within %.3f%%", bounces, 100 * worst_mass);
+    pass(name2, "%ld bounces, mass constant within %.3f%%", bounces, 100 * worst_mass);
   free(clip);
   synth_close(&s);
 }
@@ -510,7 +479,7 @@ static void check_fashion_first_image(const synth_set *s) {
   else if (s->fashion_count != 60000 || synth_fashion_image(s, 60000, NULL) || synth_fashion_image(s, -1, NULL))
     failf(name, "%ld images loaded (expected 60000) or out-of-range images not refused", s->fashion_count);
   else
-    passf(name, "pixel sum %ld, label %d (%s), 60000 images", sum, label, synth_class_name(s, label));
+    pass(name, "pixel sum %ld, label %d (%s), 60000 images", sum, label, synth_class_name(s, label));
 }
 
 /* Single garments: the label is the IDX file's label of the image drawn, and per channel the rendered mass is
@@ -555,7 +524,7 @@ static void check_fashion_render(int side) {
     if (worst > 1e-4)
       failf(name, "channel mass off tint * image sum * (S/28)^2 by %.2e (S = %g)", worst, S);
     else
-      passf(name, "S = %g, 12 clips x 16 frames, mass within %.1e of the IDX image's", S, worst);
+      pass(name, "S = %g, 12 clips x 16 frames, mass within %.1e of the IDX image's", S, worst);
   }
   free(clip);
   synth_close(&s);
@@ -583,7 +552,7 @@ static void check_balance(const synth_set *s, const char *name) {
   if (bad)
     failf(name, "counts %s: %d classes beyond 3 sigma (%.1f) of %.0f", text, bad, 3 * sigma, mean);
   else
-    passf(name, "counts %s, 3 sigma = %.1f around %.0f", text, 3 * sigma, mean);
+    pass(name, "counts %s, 3 sigma = %.1f around %.0f", text, 3 * sigma, mean);
 }
 
 static void check_missing_files(void) {
@@ -597,7 +566,7 @@ static void check_missing_files(void) {
       !strstr(err, "dataset-fashion-mnist") || strchr(err, '\n'))
     failf(name, "rc %d, err: %s", rc, err);
   else
-    passf(name, "%s", err);
+    pass(name, "%s", err);
 
   /* the same through the environment variable */
   name = "fashion_missing_folder_via_environment";
@@ -614,7 +583,7 @@ static void check_missing_files(void) {
   if (rc != -1 || !strstr(err, "/nonexistent/from-env/train-images-idx3-ubyte.gz"))
     failf(name, "rc %d, err: %s", rc, err);
   else
-    pass(name);
+    pass(name, NULL);
 }
 
 /* Broken files: a truncated image file and a label file with the wrong magic, each named in the error. */
@@ -649,7 +618,7 @@ static void check_broken_files(void) {
   if (rc != -1 || !strstr(err, path) || !strstr(err, "truncated"))
     failf("fashion_truncated_images", "rc %d, err: %s", rc, err);
   else
-    passf("fashion_truncated_images", "%s", err);
+    pass("fashion_truncated_images", "%s", err);
 
   /* 2: images complete (gzipped this time), labels with the image magic */
   unlink(path);
@@ -663,7 +632,7 @@ static void check_broken_files(void) {
   if (rc != -1 || !strstr(err, path) || !strstr(err, "magic"))
     failf("fashion_wrong_label_magic", "rc %d, err: %s", rc, err);
   else
-    passf("fashion_wrong_label_magic", "%s", err);
+    pass("fashion_wrong_label_magic", "%s", err);
 
   /* 3: good labels, but only classes 0..4: a class without images */
   unsigned char labels[8 + 10] = {0, 0, 8, 1, 0, 0, 0, 10, 0, 1, 2, 3, 4, 0, 1, 2, 3, 4};
@@ -674,7 +643,7 @@ static void check_broken_files(void) {
   if (rc != -1 || !strstr(err, path) || !strstr(err, "class 5"))
     failf("fashion_missing_class", "rc %d, err: %s", rc, err);
   else
-    passf("fashion_missing_class", "%s", err);
+    pass("fashion_missing_class", "%s", err);
 
   /* 4: all ten classes: loads, and clips come from these images */
   for (int i = 0; i < 10; i++) labels[8 + i] = (unsigned char)i;
@@ -685,7 +654,7 @@ static void check_broken_files(void) {
   if (rc != 0 || s.fashion_count != 10)
     failf("fashion_small_custom_folder_loads", "rc %d, err: %s", rc, rc ? err : "");
   else
-    pass("fashion_small_custom_folder_loads");
+    pass("fashion_small_custom_folder_loads", NULL);
   if (rc == 0) synth_close(&s);
   unlink(path);
   snprintf(path, sizeof path, "%s/train-images-idx3-ubyte.gz", dir);
@@ -729,6 +698,6 @@ int main(void) {
   check_missing_files();
   check_broken_files();
 
-  printf("%d passed, %d failed\n", passes, failures);
-  return failures ? 1 : 0;
+  test_summary("test_synth", NULL);
+  return test_exit_code();
 }

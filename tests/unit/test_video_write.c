@@ -9,7 +9,6 @@
 #include <math.h>
 #include <png.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,27 +18,9 @@
 #include <unistd.h>
 
 #include "data/video_write.h"
+#include "tests/unit/test_report.h"
 
-static int failures, passes;
 static char root[512]; /* this run's scratch folder */
-
-static void pass(const char *name) {
-  printf("PASS %s\n", name);
-  passes++;
-}
-
-/* Prints "FAIL <name>: <detail>" on one line whatever the detail holds. */
-static void failf(const char *name, const char *fmt, ...) {
-  char detail[2048];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(detail, sizeof detail, fmt, ap);
-  va_end(ap);
-  for (char *p = detail; *p; p++)
-    if ((unsigned char)*p < 0x20) *p = '?';
-  printf("FAIL %s: %s\n", name, detail);
-  failures++;
-}
 
 /* ---- helpers ---------------------------------------------------------------------------------- */
 
@@ -234,11 +215,9 @@ static void check_gif(const char *name, int C, int T, int H, int W, int up, doub
   free(video);
   if (why[0])
     failf(name, "%s", why);
-  else {
-    printf("PASS %s (%dx%d, %d frames, delay %d cs, max error r/g/b %.0f/%.0f/%.0f)\n", name, W * up, H * up, T,
-           want_delay, max_err[0], max_err[1], max_err[2]);
-    passes++;
-  }
+  else
+    pass(name, "%dx%d, %d frames, delay %d cs, max error r/g/b %.0f/%.0f/%.0f", W * up, H * up, T, want_delay,
+         max_err[0], max_err[1], max_err[2]);
 }
 
 /* ---- PNG cases -------------------------------------------------------------------------------- */
@@ -295,10 +274,8 @@ static void check_png_frames(const char *name, int C, int T, int H, int W, int u
   free(video);
   if (why[0])
     failf(name, "%s", why);
-  else {
-    printf("PASS %s (%d files %dx%d, %s, exact)\n", name, T, W * up, H * up, want_ch == 3 ? "RGB" : "gray");
-    passes++;
-  }
+  else
+    pass(name, "%d files %dx%d, %s, exact", T, W * up, H * up, want_ch == 3 ? "RGB" : "gray");
 }
 
 static void check_png_sheet(const char *name) {
@@ -343,10 +320,8 @@ static void check_png_sheet(const char *name) {
   free(video);
   if (why[0])
     failf(name, "%s", why);
-  else {
-    printf("PASS %s (%dx%d, %d frames in rows of %d, gap %d)\n", name, w, h, T, cols, gap);
-    passes++;
-  }
+  else
+    pass(name, "%dx%d, %d frames in rows of %d, gap %d", w, h, T, cols, gap);
 }
 
 /* Values outside [-1, 1] clamp, NaN is black, 0 is 128; C = 2 is gray from channel 0; C = 4 is RGB of 0..2. */
@@ -390,7 +365,7 @@ static void check_clamp_and_channels(void) {
   if (why[0])
     failf(name, "%s", why);
   else
-    pass(name);
+    pass(name, NULL);
 }
 
 /* ---- error cases ------------------------------------------------------------------------------ */
@@ -422,10 +397,8 @@ static void expect_failure(const char *case_name, writer which, const char *path
     failf(name, "%s: %s", problem, err);
   else if (n != entries || has_tmp)
     failf(name, "%s holds %d entries (a temporary: %d), expected %d: %s", watch, n, has_tmp, entries, err);
-  else {
-    printf("PASS %s (%s)\n", name, err);
-    passes++;
-  }
+  else
+    pass(name, "%s", err);
 }
 
 static void check_errors(void) {
@@ -530,8 +503,8 @@ int main(void) {
   if (!tmpdir || !tmpdir[0]) tmpdir = "/tmp";
   snprintf(root, sizeof root, "%s/tpdiff_test_video_write_XXXXXX", tmpdir);
   if (!mkdtemp(root)) {
-    printf("FAIL setup: cannot create a folder under %s: %s\n", tmpdir, strerror(errno));
-    return 1;
+    failf("setup", "cannot create a folder under %s: %s", tmpdir, strerror(errno));
+    return test_exit_code();
   }
   /* 6x7x6 cube: nearest level per channel, at most 25 off for red and blue, 21 for green */
   const int cube_tol[3] = {25, 21, 25}, exact[3] = {0, 0, 0};
@@ -547,6 +520,6 @@ int main(void) {
   check_errors();
   check_write_failure();
   remove_tree(root);
-  printf("%d passed, %d failed\n", passes, failures);
-  return failures ? 1 : 0;
+  test_summary("test_video_write", NULL);
+  return test_exit_code();
 }
