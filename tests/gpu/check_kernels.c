@@ -1120,6 +1120,33 @@ static void check_random(size_t n, uint64_t first, int timed) {
   }
 }
 
+/* ---- memory_info -------------------------------------------------------------------------------- */
+
+/* The numbers callers plan memory with: both known, free <= total, and an allocation of 64 MiB
+ * lowers the free count (within what other processes may do meanwhile, so only a loose check). */
+static void check_memory_info(void) {
+  if (!selected("memory_info")) return;
+  size_t free0 = 0, total = 0, free1 = 0, total1 = 0;
+  int rc = dev->memory_info(&free0, &total);
+  int ok = rc == 0 && total > 0 && free0 <= total;
+  const size_t bytes = (size_t)64 << 20;
+  void *p = ok ? dev->alloc(bytes) : NULL;
+  if (p) {
+    dev->fill_zero(p, bytes); /* touch it: a CPU page counts as used only once written */
+    ok = dev->memory_info(&free1, &total1) == 0 && total1 == total && free1 <= total1;
+    dev->free(p);
+  } else {
+    ok = 0;
+  }
+  printf("%s memory_info free=%.1f MiB total=%.1f MiB (after a 64 MiB alloc: free=%.1f MiB)\n", ok ? "PASS" : "FAIL",
+         free0 / 1048576.0, total / 1048576.0, free1 / 1048576.0);
+  if (ok)
+    passed++;
+  else
+    failed++;
+  (void)dev->last_error();
+}
+
 /* ---- main ---------------------------------------------------------------------------------------- */
 
 int main(int argc, char **argv) {
@@ -1156,6 +1183,7 @@ int main(int argc, char **argv) {
 
   /* cheap and exact first, so a broken build shows on the simplest op; realistic sizes (timed)
    * after the small odd shapes of each op */
+  check_memory_info();
   check_random(1001, 3, 0);
   if (!quick) check_random(10000001, 1ull << 33, 1);
   check_adds(2, 17, 12, 0);
