@@ -35,11 +35,24 @@ static int cpu_fill_zero(void *ptr, size_t bytes) {
 
 static int cpu_synchronize(void) { return 0; } /* every op has finished when it returns */
 
+/* Free = the kernel's MemAvailable (what can be allocated without swapping, page cache included);
+ * where /proc is missing, the free pages. */
 static int cpu_memory_info(size_t *free_bytes, size_t *total_bytes) {
   long page = sysconf(_SC_PAGESIZE), avail = sysconf(_SC_AVPHYS_PAGES), total = sysconf(_SC_PHYS_PAGES);
   if (page <= 0 || avail < 0 || total <= 0) return -1;
   *free_bytes = (size_t)avail * (size_t)page;
   *total_bytes = (size_t)total * (size_t)page;
+  FILE *f = fopen("/proc/meminfo", "r");
+  if (f) {
+    char line[128];
+    unsigned long long kib;
+    while (fgets(line, sizeof line, f))
+      if (sscanf(line, "MemAvailable: %llu kB", &kib) == 1) {
+        *free_bytes = (size_t)kib * 1024;
+        break;
+      }
+    fclose(f);
+  }
   return 0;
 }
 
