@@ -207,6 +207,7 @@ else
   head -1 "$out_dir/check_model.out"
   grep -E '^(FAIL|SKIP|stopping)' "$out_dir/check_model.out" | head -40
   grep -E '^PASS (training|gradients)' "$out_dir/check_model.out"
+  grep -E '^memory plan' "$out_dir/check_model.out" # activations per stage, before the timing
   grep -E '^tpdiff cuda:' "$out_dir/check_model.out" | sort | uniq -c | head -10
   model_summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$out_dir/check_model.out" | tail -1)
   if [ "$model_rc" -eq 124 ] || [ "$model_rc" -eq 137 ]; then
