@@ -4,6 +4,8 @@
 #   make test         the whole suite; ends with one line "N passed, N failed"
 #   make demo         a short CPU training run on configs/demo.yaml
 #   make bench-cpu    tpdiff against PyTorch, forward+backward per step
+#   make check-gpu    the CUDA backend's ops and the whole model against the CPU on this machine's
+#                     GPU, and the base workload's timing (tests/gpu/check_gpu.sh; needs a GPU)
 #   make SAN=1 ...    AddressSanitizer + UBSan build (objects under build-san/)
 #   make CUDA=0       never build the CUDA backend, even where nvcc exists
 #   make ARCH=...     target flags (default -march=native)

@@ -47,7 +47,7 @@ static void time_stages(const tpdiff_config *cfg, int reps, double *seconds, int
   char err[512];
   clip_source src;
   batch_builder bb;
-  if (trainer_create(&tr, cfg, err, sizeof err) != 0 || clip_source_open(&src, cfg, err, sizeof err) != 0 ||
+  if (trainer_create(&tr, cfg, tpdiff_cpu_backend(), err, sizeof err) != 0 || clip_source_open(&src, cfg, err, sizeof err) != 0 ||
       batch_builder_create(&bb, cfg, &tr.schedule, src, 0, 1, err, sizeof err) != 0)
     die(err);
   for (int k = 0; k < cfg->pyramid_stages; k++) {
@@ -73,8 +73,9 @@ static void time_stages(const tpdiff_config *cfg, int reps, double *seconds, int
 static double time_sampling(const tpdiff_config *cfg, int steps_per_stage, int videos) {
   static trainer tr;
   char err[512];
-  if (trainer_create(&tr, cfg, err, sizeof err) != 0) die(err);
-  dit_init_random(&tr.model, 3);
+  if (trainer_create(&tr, cfg, tpdiff_cpu_backend(), err, sizeof err) != 0) die(err);
+  if (dit_init_random(&tr.model, 3) != 0) die("out of memory initialising the weights");
+  /* the CPU backend's memory is host memory: the sampler's buffers are plain allocations */
   const dit_shape *s = &tr.model.shape;
   int max_clips = batch_clips_for_stage(cfg, s->stages - 1);
   float *tbuf = malloc(sizeof(float) * (size_t)max_clips);
@@ -85,7 +86,7 @@ static double time_sampling(const tpdiff_config *cfg, int steps_per_stage, int v
   double best = 1e30;
   for (int r = 0; r < 2; r++) {
     double t0 = now_s();
-    if (sample_videos(&tr.schedule, s, dit_sampler_model, &ctx, &opt, NULL, NULL, 0, videos, out, work) != 0)
+    if (sample_videos(tr.be, &tr.schedule, s, dit_sampler_model, &ctx, &opt, NULL, NULL, 0, videos, out, work) != 0)
       die("sampling failed");
     double dt = now_s() - t0;
     best = dt < best ? dt : best;

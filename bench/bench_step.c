@@ -73,12 +73,17 @@ int main(int argc, char **argv) {
     return 2;
   }
   static trainer tr;
-  if (trainer_create(&tr, &cfg, err, sizeof err) != 0) {
+  if (trainer_create(&tr, &cfg, tpdiff_cpu_backend(), err, sizeof err) != 0) {
     fprintf(stderr, "bench_step: %s\n", err);
     return 1;
   }
   dit_model *m = &tr.model;
-  dit_init_random(m, 7); /* no zero weights that could shortcut work */
+  /* no zero weights that could shortcut work; the CPU backend's memory is host memory, so the
+   * buffers below are used in place */
+  if (dit_init_random(m, 7) != 0) {
+    fprintf(stderr, "bench_step: out of memory initialising the weights\n");
+    return 1;
+  }
   int B = cfg.train_clips_per_microbatch, stage = m->shape.stages - 1;
   size_t n = (size_t)m->shape.channels * m->shape.frames * m->shape.height * m->shape.width * (size_t)B;
   float *x = malloc(n * sizeof(float)), *target = malloc(n * sizeof(float)), *d_out = malloc(n * sizeof(float));
@@ -90,7 +95,7 @@ int main(int argc, char **argv) {
   double *fwd = malloc(sizeof(double) * (size_t)iters), *bwd = malloc(sizeof(double) * (size_t)iters),
          *tot = malloc(sizeof(double) * (size_t)iters);
   for (int i = -warmup; i < iters; i++) {
-    memset(m->grads, 0, m->num_floats * sizeof(float));
+    m->be->fill_zero(m->grads, m->num_floats * sizeof(float));
     double t0 = now_ms();
     const float *pred = dit_forward(m, tr.acts, x, t, m->shape.classes ? y : NULL, stage, B);
     k_mse_loss(d_out, pred, target, n, 1.0f);

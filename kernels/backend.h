@@ -12,14 +12,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define TPDIFF_BACKEND_ABI 1
+#define TPDIFF_BACKEND_ABI 2
 
 typedef struct tpdiff_backend {
   int abi; /* TPDIFF_BACKEND_ABI */
   const char *name;     /* "cpu", "cuda" */
   const char *device;   /* e.g. "NVIDIA H100 80GB HBM3 (sm_90, 79.1 GiB)" */
 
-  /* memory: alloc returns NULL on failure (zero-initialised memory is NOT promised) */
+  /* memory: alloc returns NULL on failure (zero-initialised memory is NOT promised), aligned to at
+   * least 64 bytes */
   void *(*alloc)(size_t bytes);
   void (*free)(void *ptr);
   int (*copy_to_device)(void *dst, const void *src_host, size_t bytes);
@@ -27,6 +28,9 @@ typedef struct tpdiff_backend {
   int (*copy_device)(void *dst, const void *src, size_t bytes);
   int (*fill_zero)(void *ptr, size_t bytes);
   int (*synchronize)(void);
+  /* bytes of backend memory free now and in total (host RAM for the CPU), so a caller can refuse a
+   * plan that cannot fit before allocating it; 0, or -1 when unknown */
+  int (*memory_info)(size_t *free_bytes, size_t *total_bytes);
   /* the first error since the last call, as one line ("" when none); clears it */
   const char *(*last_error)(void);
 

@@ -1,11 +1,15 @@
 /* dit.h — the DiT video denoiser of DESIGN.md ("Model"): parameter registry, activation arena,
- * forward and backward. Knows nothing of files, MPI or the trainer; all arithmetic goes through
- * kernels.h. */
+ * forward and backward. Knows nothing of files, MPI or the trainer; all arithmetic goes through a
+ * compute backend (kernels/backend.h), so the same code runs on the CPU and on the GPU. Weights,
+ * gradients and activations live in the backend's memory; what the host reads or writes goes
+ * through dit_weights_to_host / dit_weights_from_host / dit_grads_to_host. */
 #ifndef TPDIFF_DIT_H
 #define TPDIFF_DIT_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "kernels/backend.h"
 
 #define DIT_NAME_MAX 64
 #define DIT_TIME_FREQ_DIM 256 /* width of the sin-cos table that feeds the time MLP */
@@ -37,28 +41,36 @@ typedef struct {
 
 typedef struct {
   dit_shape shape;
-  dit_param *params; /* registry, in export order */
+  const tpdiff_backend *be; /* where weights, grads and activations live and every op runs */
+  dit_param *params;        /* registry, in export order (host) */
   int num_params;
   size_t num_floats; /* total parameter count */
-  float *weights;    /* flat fp32 master weights [num_floats] */
-  float *grads;      /* flat gradient buffer [num_floats], accumulated by dit_backward */
+  float *weights;    /* flat fp32 master weights [num_floats], backend memory */
+  float *grads;      /* flat gradient buffer [num_floats], backend memory, accumulated by dit_backward */
   /* offsets of the non-block tensors; y_embed is SIZE_MAX when classes == 0 */
   size_t x_embed_w, x_embed_b, t_mlp0_w, t_mlp0_b, t_mlp2_w, t_mlp2_b, y_embed, stage_embed;
   size_t final_ada_w, final_ada_b, final_linear_w, final_linear_b;
   dit_block_offsets *blocks; /* [depth] */
 } dit_model;
 
-/* Builds the registry and allocates weights and grads (zeroed). Returns 0, or -1 with err set
- * when the shape is invalid or memory runs out. */
-int dit_create(dit_model *m, const dit_shape *shape, char *err, size_t err_size);
+/* Builds the registry and allocates weights and grads (zeroed) with be->alloc. Returns 0, or -1
+ * with err set when the shape is invalid or memory runs out. */
+int dit_create(dit_model *m, const dit_shape *shape, const tpdiff_backend *be, char *err, size_t err_size);
 void dit_destroy(dit_model *m);
 
 /* DiT initialisation (DESIGN.md): Xavier-uniform linears, zero biases, normal(0.02) embeddings and
- * time MLP weights, zero adaLN and final linear. Deterministic in seed. */
-void dit_init_dit(dit_model *m, uint64_t seed);
+ * time MLP weights, zero adaLN and final linear. Deterministic in seed, and the same values on
+ * every backend (drawn on the host, then uploaded). 0, or -1 when host memory or the upload fails. */
+int dit_init_dit(dit_model *m, uint64_t seed);
 /* Every tensor random (U(±1/sqrt(fan_in)), embeddings N(0,1)·0.5), for tests: nothing is zero, so no
- * path is hidden by a zero weight. */
-void dit_init_random(dit_model *m, uint64_t seed);
+ * path is hidden by a zero weight. Host-drawn like dit_init_dit. 0 or -1. */
+int dit_init_random(dit_model *m, uint64_t seed);
+
+/* Host copies of the flat buffers (num_floats floats each; offsets as the registry says), for
+ * tests, checkpoints and export. 0, or -1 when the backend's copy fails. */
+int dit_weights_to_host(const dit_model *m, float *host);
+int dit_weights_from_host(dit_model *m, const float *host);
+int dit_grads_to_host(const dit_model *m, float *host);
 
 /* Registry lookup by name; NULL when absent. */
 const dit_param *dit_find_param(const dit_model *m, const char *name);
@@ -73,7 +85,8 @@ int dit_stage_tokens(const dit_shape *s, int stage);
  * microbatch of any stage; each forward lays the current (clips, stage) out inside it. */
 typedef struct dit_acts dit_acts;
 
-/* max_clips[k] = the most clips a microbatch of stage k will hold. Returns NULL with err set
+/* max_clips[k] = the most clips a microbatch of stage k will hold. The arena is backend memory
+ * (m->be), the position tables are built on the host and uploaded once. Returns NULL with err set
  * when memory runs out. */
 dit_acts *dit_acts_create(const dit_model *m, const int *max_clips, char *err, size_t err_size);
 void dit_acts_destroy(dit_acts *a);
@@ -82,12 +95,15 @@ size_t dit_acts_bytes(const dit_model *m, int clips, int stage);
 /* Total bytes allocated. */
 size_t dit_acts_allocated_bytes(const dit_acts *a);
 
-/* Forward: x [B, C, T_k, H, W] at stage k, t [B] in [0, 1], y [B] labels (NULL when unconditional;
- * index `classes` is the null class). Returns the prediction [B, C, T_k, H, W], owned by the arena
- * and valid until the next forward. B must not exceed max_clips[stage]. */
+/* Forward: x [B, C, T_k, H, W] at stage k in BACKEND memory; t [B] in [0, 1] and y [B] labels (NULL
+ * when unconditional; index `classes` is the null class) in HOST memory: t only feeds the sin-cos
+ * table, which is built from host positions, and the labels are embedding indices. Returns the
+ * prediction [B, C, T_k, H, W] in backend memory, owned by the arena and valid until the next
+ * forward. B must not exceed max_clips[stage]. */
 const float *dit_forward(const dit_model *m, dit_acts *a, const float *x, const float *t, const int *y,
                          int stage, int B);
-/* Backward of the last forward: d_out [B, C, T_k, H, W]; parameter gradients are ADDED to m->grads. */
+/* Backward of the last forward: d_out [B, C, T_k, H, W] in backend memory; parameter gradients are
+ * ADDED to m->grads. */
 void dit_backward(dit_model *m, dit_acts *a, const float *d_out);
 
 #endif

@@ -1,5 +1,6 @@
-/* dit_activations.c — the activation arena: one allocation sized for the largest microbatch of any
- * stage, laid out afresh (pointer arithmetic only) for each microbatch's clip count and stage. */
+/* dit_activations.c — the activation arena: one backend allocation sized for the largest microbatch
+ * of any stage, laid out afresh (pointer arithmetic only) for each microbatch's clip count and
+ * stage, plus the fixed position tables (built on the host, uploaded once). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,7 @@ static float *take(dit_acts *a, size_t *used, size_t count) {
 
 size_t dit_acts_layout(const dit_model *m, dit_acts *a, int B, int stage) {
   const dit_shape *s = &m->shape;
+  const tpdiff_backend *be = m->be;
   size_t D = (size_t)s->dim, P = (size_t)s->channels * s->patch * s->patch;
   size_t N = (size_t)dit_stage_tokens(s, stage), BN = (size_t)B * N, H = (size_t)s->heads;
   size_t used = 0;
@@ -38,7 +40,8 @@ size_t dit_acts_layout(const dit_model *m, dit_acts *a, int B, int stage) {
     b->ln1_rstd = take(a, &used, BN);
     b->h1 = take(a, &used, BN * D);
     b->qkv = take(a, &used, BN * 3 * D);
-    b->probs = take(a, &used, (size_t)B * H * N * N);
+    /* the backend decides what attention keeps for the backward (all of softmax on this rung) */
+    b->probs = take(a, &used, be->attention_probs_floats(B, (int)N, (int)H));
     b->attn = take(a, &used, BN * D);
     b->proj = take(a, &used, BN * D);
     b->x_mid = take(a, &used, BN * D);
@@ -61,7 +64,7 @@ size_t dit_acts_layout(const dit_model *m, dit_acts *a, int B, int stage) {
   a->d_attn = take(a, &used, BN * D);
   a->d_big = take(a, &used, BN * 4 * D);
   a->d_tokens = take(a, &used, BN * P);
-  a->attn_scratch = take(a, &used, k_attention_scratch_floats((int)N));
+  a->attn_scratch = take(a, &used, be->attention_scratch_floats((int)N));
   a->d_cond_act = take(a, &used, B * D);
   a->d_cond = take(a, &used, B * D);
   a->d_small = take(a, &used, B * D);
@@ -123,32 +126,44 @@ dit_acts *dit_acts_create(const dit_model *m, const int *max_clips, char *err, s
     if (floats > a->capacity_floats) a->capacity_floats = floats;
     if (max_clips[k] > most_clips) most_clips = max_clips[k];
   }
-  a->base = aligned_alloc(64, a->capacity_floats * sizeof(float));
+  a->be = m->be;
+  a->base = m->be->alloc(a->capacity_floats * sizeof(float));
   a->pos = calloc((size_t)s->stages, sizeof(float *));
   a->stages = a->pos ? s->stages : 0;
   a->labels = calloc((size_t)most_clips, sizeof(int));
   a->stage_index = calloc((size_t)most_clips, sizeof(int));
   if (!a->base || !a->pos || !a->labels || !a->stage_index) goto oom;
   for (int k = 0; k < s->stages; k++) {
-    a->pos[k] = malloc(sizeof(float) * (size_t)dit_stage_tokens(s, k) * s->dim);
-    if (!a->pos[k]) goto oom;
-    build_positions(s, k, a->pos[k]);
+    size_t bytes = sizeof(float) * (size_t)dit_stage_tokens(s, k) * s->dim;
+    float *host = malloc(bytes);
+    a->pos[k] = m->be->alloc(bytes);
+    if (host) build_positions(s, k, host);
+    int uploaded = host && a->pos[k] && m->be->copy_to_device(a->pos[k], host, bytes) == 0;
+    free(host);
+    if (!uploaded) goto oom;
   }
   return a;
 oom:
-  snprintf(err, err_size, "out of memory for the activation arena (%.1f MiB)",
-           a ? a->capacity_floats * 4.0 / 1048576.0 : 0.0);
+  if (a && a->be) {
+    const char *why = a->be->last_error();
+    snprintf(err, err_size, "out of %s memory for the activation arena (%.1f MiB)%s%s", a->be->name,
+             a->capacity_floats * 4.0 / 1048576.0, why[0] ? ": " : "", why);
+  } else {
+    snprintf(err, err_size, "out of memory for the activation arena");
+  }
   dit_acts_destroy(a);
   return NULL;
 }
 
 void dit_acts_destroy(dit_acts *a) {
   if (!a) return;
-  free(a->base);
+  if (a->be) {
+    a->be->free(a->base);
+    if (a->pos)
+      for (int k = 0; k < a->stages; k++) a->be->free(a->pos[k]);
+  }
   free(a->labels);
   free(a->stage_index);
-  if (a->pos)
-    for (int k = 0; k < a->stages; k++) free(a->pos[k]);
   free(a->pos);
   free(a);
 }

@@ -1,8 +1,8 @@
 /* dit_backward.c — DiT backward pass: the exact reverse of dit_forward.c, adding every parameter
- * gradient into the model's flat gradient buffer. */
+ * gradient into the model's flat gradient buffer; every op through the model's backend. */
 #include <string.h>
 
-#include "kernels/kernels.h"
+#include "kernels/backend.h"
 #include "model/dit_internal.h"
 
 #define W(off) (m->weights + (off))
@@ -11,6 +11,7 @@
 /* On entry a->d_x holds dL/d(block output); on return dL/d(block input). */
 static void block_backward(dit_model *m, dit_acts *a, int l) {
   const dit_shape *s = &m->shape;
+  const tpdiff_backend *be = m->be;
   const dit_block_offsets *o = &m->blocks[l];
   dit_block_acts *b = &a->blocks[l];
   int B = a->B, N = a->N, D = s->dim, BN = B * N, stride = 6 * D;
@@ -19,52 +20,53 @@ static void block_backward(dit_model *m, dit_acts *a, int l) {
   float *d_shift2 = a->d_ada + 3 * D, *d_scale2 = a->d_ada + 4 * D, *d_gate2 = a->d_ada + 5 * D;
   float *d_qkv = a->d_big; /* d_big is free again once the MLP branch is done */
 
-  memset(a->d_ada, 0, sizeof(float) * (size_t)B * 6 * D);
+  be->fill_zero(a->d_ada, sizeof(float) * (size_t)B * 6 * D);
   /* MLP branch: x_out = x_mid + gate2 · fc2 */
-  k_gated_residual_backward(a->d_f, d_gate2, a->d_x, b->fc2, gate2, stride, B, N, D);
-  k_linear_backward(a->d_big, G(o->fc2_w), G(o->fc2_b), a->d_f, b->gelu, W(o->fc2_w), BN, 4 * D, D);
-  k_gelu_backward(a->d_big, a->d_big, b->fc1, (size_t)BN * 4 * D);
-  k_linear_backward(a->d_h, G(o->fc1_w), G(o->fc1_b), a->d_big, b->h2, W(o->fc1_w), BN, D, 4 * D);
-  k_layernorm_modulate_backward(a->d_x, d_shift2, d_scale2, a->d_h, b->x_mid, b->ln2_mean, b->ln2_rstd, scale2, stride,
+  be->gated_residual_backward(a->d_f, d_gate2, a->d_x, b->fc2, gate2, stride, B, N, D);
+  be->linear_backward(a->d_big, G(o->fc2_w), G(o->fc2_b), a->d_f, b->gelu, W(o->fc2_w), BN, 4 * D, D);
+  be->gelu_backward(a->d_big, a->d_big, b->fc1, (size_t)BN * 4 * D);
+  be->linear_backward(a->d_h, G(o->fc1_w), G(o->fc1_b), a->d_big, b->h2, W(o->fc1_w), BN, D, 4 * D);
+  be->layernorm_modulate_backward(a->d_x, d_shift2, d_scale2, a->d_h, b->x_mid, b->ln2_mean, b->ln2_rstd, scale2, stride,
                                 B, N, D);
   /* attention branch: x_mid = x_in + gate1 · proj */
-  k_gated_residual_backward(a->d_f, d_gate1, a->d_x, b->proj, gate1, stride, B, N, D);
-  k_linear_backward(a->d_attn, G(o->proj_w), G(o->proj_b), a->d_f, b->attn, W(o->proj_w), BN, D, D);
-  k_attention_backward(d_qkv, a->d_attn, b->qkv, b->probs, a->attn_scratch, B, N, D, s->heads);
-  k_linear_backward(a->d_h, G(o->qkv_w), G(o->qkv_b), d_qkv, b->h1, W(o->qkv_w), BN, D, 3 * D);
-  k_layernorm_modulate_backward(a->d_x, d_shift1, d_scale1, a->d_h, b->x_in, b->ln1_mean, b->ln1_rstd, scale1, stride,
+  be->gated_residual_backward(a->d_f, d_gate1, a->d_x, b->proj, gate1, stride, B, N, D);
+  be->linear_backward(a->d_attn, G(o->proj_w), G(o->proj_b), a->d_f, b->attn, W(o->proj_w), BN, D, D);
+  be->attention_backward(d_qkv, a->d_attn, b->qkv, b->probs, a->attn_scratch, B, N, D, s->heads);
+  be->linear_backward(a->d_h, G(o->qkv_w), G(o->qkv_b), d_qkv, b->h1, W(o->qkv_w), BN, D, 3 * D);
+  be->layernorm_modulate_backward(a->d_x, d_shift1, d_scale1, a->d_h, b->x_in, b->ln1_mean, b->ln1_rstd, scale1, stride,
                                 B, N, D);
   /* adaLN linear on SiLU(c) */
-  k_linear_backward(a->d_small, G(o->ada_w), G(o->ada_b), a->d_ada, a->cond_act, W(o->ada_w), B, D, 6 * D);
-  k_add(a->d_cond_act, a->d_cond_act, a->d_small, (size_t)B * D);
+  be->linear_backward(a->d_small, G(o->ada_w), G(o->ada_b), a->d_ada, a->cond_act, W(o->ada_w), B, D, 6 * D);
+  be->add(a->d_cond_act, a->d_cond_act, a->d_small, (size_t)B * D);
 }
 
 void dit_backward(dit_model *m, dit_acts *a, const float *d_out) {
   const dit_shape *s = &m->shape;
+  const tpdiff_backend *be = m->be;
   int B = a->B, N = a->N, D = s->dim, P = s->channels * s->patch * s->patch, BN = B * N;
 
   /* final layer: unpatchify's backward is patchify */
-  k_patchify(a->d_tokens, d_out, B, s->channels, a->T, s->height, s->width, s->patch);
-  k_linear_backward(a->d_h, G(m->final_linear_w), G(m->final_linear_b), a->d_tokens, a->final_h, W(m->final_linear_w),
+  be->patchify(a->d_tokens, d_out, B, s->channels, a->T, s->height, s->width, s->patch);
+  be->linear_backward(a->d_h, G(m->final_linear_w), G(m->final_linear_b), a->d_tokens, a->final_h, W(m->final_linear_w),
                     BN, D, P);
-  memset(a->d_x, 0, sizeof(float) * (size_t)BN * D);
-  memset(a->d_final_ada, 0, sizeof(float) * (size_t)B * 2 * D);
-  k_layernorm_modulate_backward(a->d_x, a->d_final_ada, a->d_final_ada + D, a->d_h, a->x_final, a->final_mean,
+  be->fill_zero(a->d_x, sizeof(float) * (size_t)BN * D);
+  be->fill_zero(a->d_final_ada, sizeof(float) * (size_t)B * 2 * D);
+  be->layernorm_modulate_backward(a->d_x, a->d_final_ada, a->d_final_ada + D, a->d_h, a->x_final, a->final_mean,
                                 a->final_rstd, a->final_ada + D, 2 * D, B, N, D);
-  k_linear_backward(a->d_cond_act, G(m->final_ada_w), G(m->final_ada_b), a->d_final_ada, a->cond_act,
+  be->linear_backward(a->d_cond_act, G(m->final_ada_w), G(m->final_ada_b), a->d_final_ada, a->cond_act,
                     W(m->final_ada_w), B, D, 2 * D);
 
   for (int l = s->depth - 1; l >= 0; l--) block_backward(m, a, l);
 
   /* patch embedding (positions are fixed) */
-  k_linear_backward(NULL, G(m->x_embed_w), G(m->x_embed_b), a->d_x, a->tokens, W(m->x_embed_w), BN, P, D);
+  be->linear_backward(NULL, G(m->x_embed_w), G(m->x_embed_b), a->d_x, a->tokens, W(m->x_embed_w), BN, P, D);
 
   /* conditioning: c = t_mlp + E[y] + S[k], then SiLU */
-  k_silu_backward(a->d_cond, a->d_cond_act, a->cond, (size_t)B * D);
-  k_embedding_backward(G(m->stage_embed), a->d_cond, a->stage_index, B, D);
-  if (s->classes > 0) k_embedding_backward(G(m->y_embed), a->d_cond, a->labels, B, D);
-  k_linear_backward(a->d_t_act, G(m->t_mlp2_w), G(m->t_mlp2_b), a->d_cond, a->t_act, W(m->t_mlp2_w), B, D, D);
-  k_silu_backward(a->d_t_act, a->d_t_act, a->t_hidden, (size_t)B * D);
-  k_linear_backward(NULL, G(m->t_mlp0_w), G(m->t_mlp0_b), a->d_t_act, a->t_freq, W(m->t_mlp0_w), B,
+  be->silu_backward(a->d_cond, a->d_cond_act, a->cond, (size_t)B * D);
+  be->embedding_backward(G(m->stage_embed), a->d_cond, a->stage_index, B, D);
+  if (s->classes > 0) be->embedding_backward(G(m->y_embed), a->d_cond, a->labels, B, D);
+  be->linear_backward(a->d_t_act, G(m->t_mlp2_w), G(m->t_mlp2_b), a->d_cond, a->t_act, W(m->t_mlp2_w), B, D, D);
+  be->silu_backward(a->d_t_act, a->d_t_act, a->t_hidden, (size_t)B * D);
+  be->linear_backward(NULL, G(m->t_mlp0_w), G(m->t_mlp0_b), a->d_t_act, a->t_freq, W(m->t_mlp0_w), B,
                     DIT_TIME_FREQ_DIM, D);
 }

@@ -10,7 +10,7 @@ typedef struct {
   float *ada;              /* [B,6D] shift1 scale1 gate1 shift2 scale2 gate2 */
   float *ln1_mean, *ln1_rstd, *h1; /* [B*N], [B*N], [B,N,D] modulated LN(x_in) */
   float *qkv;              /* [B,N,3D] */
-  float *probs;            /* [B,H,N,N] softmax */
+  float *probs;            /* softmax, be->attention_probs_floats(B, N, H) floats */
   float *attn;             /* [B,N,D] attention output before proj */
   float *proj;             /* [B,N,D] */
   float *x_mid;            /* [B,N,D] after the attention residual */
@@ -21,13 +21,14 @@ typedef struct {
 } dit_block_acts;
 
 struct dit_acts {
-  float *base;
+  const tpdiff_backend *be; /* owner of base and pos */
+  float *base;              /* backend memory; every float * below points into it */
   size_t capacity_floats;
   int max_clips[8];
   int B, stage, T, N; /* the current layout */
   int stages;
-  float **pos;        /* [stages] position tables [N_k, D], computed once */
-  int *labels, *stage_index; /* [max B] */
+  float **pos;        /* [stages] position tables [N_k, D], backend memory, computed once */
+  int *labels, *stage_index; /* [max B], host: embedding indices are host arguments */
   /* conditioning */
   float *t_freq, *t_hidden, *t_act, *cond, *cond_act; /* [B,256] [B,D] [B,D] [B,D] [B,D] */
   float *final_ada;                                    /* [B,2D] */
@@ -42,7 +43,7 @@ struct dit_acts {
   float *d_x, *d_h, *d_f, *d_attn;                     /* [B,N,D] */
   float *d_big;                                        /* [B,N,4D], also holds d_qkv [B,N,3D] */
   float *d_tokens;                                     /* [B,N,P] */
-  float *attn_scratch;                                 /* per-thread N*N */
+  float *attn_scratch;                                 /* be->attention_scratch_floats(N) */
   float *d_cond_act, *d_cond, *d_small, *d_t_act;      /* [B,D] */
   float *d_ada;                                        /* [B,6D] */
   float *d_final_ada;                                  /* [B,2D] */

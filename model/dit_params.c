@@ -1,4 +1,6 @@
-/* dit_params.c — the DiT parameter registry (names, shapes, offsets) and initialisation. */
+/* dit_params.c — the DiT parameter registry (names, shapes, offsets), the flat weight and gradient
+ * buffers in backend memory, and initialisation (drawn on the host, so every backend starts from
+ * the same bits). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,7 +48,7 @@ static size_t add_linear(registry_builder *rb, const char *prefix, int in, int o
   return w;
 }
 
-int dit_create(dit_model *m, const dit_shape *s, char *err, size_t err_size) {
+int dit_create(dit_model *m, const dit_shape *s, const tpdiff_backend *be, char *err, size_t err_size) {
   memset(m, 0, sizeof *m);
   if (s->depth < 1 || s->dim < 4 || s->dim % 4 || s->heads < 1 || s->dim % s->heads || s->patch < 1 ||
       s->height % s->patch || s->width % s->patch || s->stages < 1 || s->channels < 1 || s->classes < 0 ||
@@ -55,6 +57,7 @@ int dit_create(dit_model *m, const dit_shape *s, char *err, size_t err_size) {
     return -1;
   }
   m->shape = *s;
+  m->be = be;
   int D = s->dim, P = s->channels * s->patch * s->patch;
   int capacity = 16 + 10 * s->depth;
   m->params = calloc((size_t)capacity, sizeof *m->params);
@@ -86,10 +89,14 @@ int dit_create(dit_model *m, const dit_shape *s, char *err, size_t err_size) {
   }
   m->final_ada_w = add_linear(&rb, "final.adaLN", D, 2 * D, &m->final_ada_b);
   m->final_linear_w = add_linear(&rb, "final.linear", D, P, &m->final_linear_b);
-  m->weights = calloc(m->num_floats, sizeof(float));
-  m->grads = calloc(m->num_floats, sizeof(float));
-  if (!m->weights || !m->grads) {
-    snprintf(err, err_size, "out of memory for %zu parameters", m->num_floats);
+  const size_t bytes = m->num_floats * sizeof(float);
+  m->weights = be->alloc(bytes);
+  m->grads = be->alloc(bytes);
+  /* zeroed, as the registry's alignment gaps must be: they are summed into the gradient norm */
+  if (!m->weights || !m->grads || be->fill_zero(m->weights, bytes) != 0 || be->fill_zero(m->grads, bytes) != 0) {
+    const char *why = be->last_error();
+    snprintf(err, err_size, "out of %s memory for %zu parameters%s%s", be->name, m->num_floats, why[0] ? ": " : "",
+             why);
     dit_destroy(m);
     return -1;
   }
@@ -99,9 +106,23 @@ int dit_create(dit_model *m, const dit_shape *s, char *err, size_t err_size) {
 void dit_destroy(dit_model *m) {
   free(m->params);
   free(m->blocks);
-  free(m->weights);
-  free(m->grads);
+  if (m->be) {
+    m->be->free(m->weights);
+    m->be->free(m->grads);
+  }
   memset(m, 0, sizeof *m);
+}
+
+int dit_weights_to_host(const dit_model *m, float *host) {
+  return m->be->copy_to_host(host, m->weights, m->num_floats * sizeof(float));
+}
+
+int dit_weights_from_host(dit_model *m, const float *host) {
+  return m->be->copy_to_device(m->weights, host, m->num_floats * sizeof(float));
+}
+
+int dit_grads_to_host(const dit_model *m, float *host) {
+  return m->be->copy_to_host(host, m->grads, m->num_floats * sizeof(float));
 }
 
 const dit_param *dit_find_param(const dit_model *m, const char *name) {
@@ -126,11 +147,22 @@ static void fill_normal_std(float *x, size_t n, float std, uint64_t seed, int in
 
 static int starts_with(const char *s, const char *prefix) { return strncmp(s, prefix, strlen(prefix)) == 0; }
 
-void dit_init_dit(dit_model *m, uint64_t seed) {
-  memset(m->weights, 0, m->num_floats * sizeof(float));
+/* Host staging for the initialisers: zeroed, so alignment gaps and zero-initialised tensors are 0. */
+static float *host_weights(const dit_model *m) { return calloc(m->num_floats ? m->num_floats : 1, sizeof(float)); }
+
+/* Uploads the staged weights and frees them. */
+static int upload_weights(dit_model *m, float *host) {
+  int rc = dit_weights_from_host(m, host);
+  free(host);
+  return rc;
+}
+
+int dit_init_dit(dit_model *m, uint64_t seed) {
+  float *weights = host_weights(m);
+  if (!weights) return -1;
   for (int i = 0; i < m->num_params; i++) {
     const dit_param *p = &m->params[i];
-    float *w = m->weights + p->offset;
+    float *w = weights + p->offset;
     int is_zero_linear = strstr(p->name, "adaLN") != NULL || starts_with(p->name, "final.linear");
     if (p->kind == DIT_EMBEDDING) {
       fill_normal_std(w, p->numel, 0.02f, seed, i);
@@ -141,15 +173,19 @@ void dit_init_dit(dit_model *m, uint64_t seed) {
       fill_uniform_range(w, p->numel, bound, seed, i);
     } /* biases, adaLN and the final linear stay zero (adaLN-Zero) */
   }
+  return upload_weights(m, weights);
 }
 
-void dit_init_random(dit_model *m, uint64_t seed) {
+int dit_init_random(dit_model *m, uint64_t seed) {
+  float *weights = host_weights(m);
+  if (!weights) return -1;
   for (int i = 0; i < m->num_params; i++) {
     const dit_param *p = &m->params[i];
-    float *w = m->weights + p->offset;
+    float *w = weights + p->offset;
     if (p->kind == DIT_EMBEDDING)
       fill_normal_std(w, p->numel, 0.5f, seed, i);
     else
       fill_uniform_range(w, p->numel, 1.0f / sqrtf((float)p->fan_in), seed, i);
   }
+  return upload_weights(m, weights);
 }

@@ -1,14 +1,12 @@
 /* pyramid.c — the temporal-pyramid math of MATH.md: schedules a(t), b(t), the minimal start S(e),
  * stage windows, per-clip training-pair coefficients (section 5.1), the training pair itself, the
  * exact renoise at a stage boundary (section 6.2) and the cost model (section 8).
- * Scalars in double; every tensor pass goes through kernels.h. */
+ * Scalars in double on the host; every tensor pass goes through the caller's compute backend. */
 #include "model/pyramid.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
-
-#include "kernels/kernels.h"
 
 #define PYR_PI 3.14159265358979323846
 #define PYR_SQRT2 1.41421356237309504880
@@ -180,16 +178,16 @@ int pyramid_renoise_coeffs(diffusion_form form, double e, double s, int minimal,
   return 0;
 }
 
-void pyramid_renoise(const renoise_coeffs *rc, const float *x_e, const float *zeta, const float *eta, int B, int C,
-                     int Tc, int H, int W, float *x_s, float *scratch) {
+void pyramid_renoise(const tpdiff_backend *be, const renoise_coeffs *rc, const float *x_e, const float *zeta,
+                     const float *eta, int B, int C, int Tc, int H, int W, float *x_s, float *scratch) {
   const int bc = B * C, plane = H * W;
   const size_t n = (size_t)bc * 2 * (size_t)Tc * (size_t)plane;
-  k_frames_repeat(x_s, x_e, bc, Tc, plane);
-  k_frames_antisym(scratch, zeta, bc, Tc, plane);
+  be->frames_repeat(x_s, x_e, bc, Tc, plane);
+  be->frames_antisym(scratch, zeta, bc, Tc, plane);
   /* Same coefficients for every clip, so the whole batch is one "clip" for the combination. */
   double c[3] = {rc->alpha, rc->beta_anti, rc->beta_iso};
   if (eta == NULL) c[2] = 0.0; /* contract: eta may be NULL only when beta_iso == 0 */
-  k_combine3_per_clip(x_s, x_s, scratch, eta, c, 1, n);
+  be->combine3_per_clip(x_s, x_s, scratch, eta, c, 1, n);
 }
 
 /* ---- training pair --------------------------------------------------------------------------- */
@@ -242,15 +240,16 @@ void pyramid_pair_coeffs(const pyramid_schedule *p, int stage, double t, double 
  * step (a microbatch is rarely larger; bigger ones are done in groups). */
 #define PAIR_GROUP 64
 
-void pyramid_training_pair(const pyramid_schedule *p, int stage, const float *X, const float *eps, const float *t,
-                           int B, int C, int T, int H, int W, float *x_t, float *target, float *scratch) {
+void pyramid_training_pair(const tpdiff_backend *be, const pyramid_schedule *p, int stage, const float *X,
+                           const float *eps, const float *t, int B, int C, int T, int H, int W, float *x_t,
+                           float *target, float *scratch) {
   const size_t clip_elems = (size_t)C * T * H * W;
   const float *S = NULL;
   if (stage > 0) {
     /* S_k = Up(Down(X_k)), from the stage's own level in float (MATH.md section 0). The half-size
      * Down(X_k) goes into target, which the second combination overwrites afterwards. */
-    k_frames_pair_mean(target, X, B * C, T, H * W);
-    k_frames_repeat(scratch, target, B * C, T / 2, H * W);
+    be->frames_pair_mean(target, X, B * C, T, H * W);
+    be->frames_repeat(scratch, target, B * C, T / 2, H * W);
     S = scratch;
   }
   for (int b0 = 0; b0 < B; b0 += PAIR_GROUP) {
@@ -265,8 +264,8 @@ void pyramid_training_pair(const pyramid_schedule *p, int stage, const float *X,
       }
     }
     const size_t off = (size_t)b0 * clip_elems;
-    k_combine3_per_clip(x_t + off, X + off, eps + off, S ? S + off : NULL, cx, nb, clip_elems);
-    k_combine3_per_clip(target + off, X + off, eps + off, S ? S + off : NULL, ct, nb, clip_elems);
+    be->combine3_per_clip(x_t + off, X + off, eps + off, S ? S + off : NULL, cx, nb, clip_elems);
+    be->combine3_per_clip(target + off, X + off, eps + off, S ? S + off : NULL, ct, nb, clip_elems);
   }
 }
 

@@ -1,11 +1,14 @@
 /* pyramid.h — the temporal-pyramid diffusion math of MATH.md: noise schedules, stage windows with
  * the minimal start S(e), training endpoints / inputs / targets per stage, and the exact renoise
- * at a stage boundary. Scalars are computed in double; tensor work goes through kernels.h. Knows
- * nothing of the network: the trainer and the sampler combine it with the DiT. */
+ * at a stage boundary. Scalars are computed in double on the host; tensor work goes through a
+ * compute backend (kernels/backend.h), whose memory the tensor arguments are. Knows nothing of the
+ * network: the trainer and the sampler combine it with the DiT. */
 #ifndef TPDIFF_PYRAMID_H
 #define TPDIFF_PYRAMID_H
 
 #include <stddef.h>
+
+#include "kernels/backend.h"
 
 #define PYRAMID_MAX_STAGES 4
 
@@ -55,17 +58,19 @@ void pyramid_pair_coeffs(const pyramid_schedule *p, int stage, double t, double 
 /* t of a stage-local position r in [0, 1]: t = e_k + r (s_k - e_k). */
 double pyramid_time(const pyramid_schedule *p, int stage, double r);
 
-/* Builds a stage-k microbatch: X [B, C, T_k, H, W] the stage's data level, eps [B, C, T_k, H, W] the
- * stage's noise, t [B] per clip; writes x_t and target (same shape). scratch holds B·C·T_k·H·W
- * floats (for S_k; unused at stage 0). */
-void pyramid_training_pair(const pyramid_schedule *p, int stage, const float *X, const float *eps, const float *t,
-                           int B, int C, int T, int H, int W, float *x_t, float *target, float *scratch);
+/* Builds a stage-k microbatch on backend be: X [B, C, T_k, H, W] the stage's data level, eps
+ * [B, C, T_k, H, W] the stage's noise; writes x_t and target (same shape). scratch holds
+ * B·C·T_k·H·W floats (for S_k; unused at stage 0). X, eps, x_t, target, scratch are backend
+ * memory; t [B] (per clip) is HOST memory, since it only sets the per-clip coefficients. */
+void pyramid_training_pair(const tpdiff_backend *be, const pyramid_schedule *p, int stage, const float *X,
+                           const float *eps, const float *t, int B, int C, int T, int H, int W, float *x_t,
+                           float *target, float *scratch);
 
-/* Exact renoise (section 6.2): x_s [B, C, 2Tc, H, W] = alpha Up(x_e) + beta_anti A(zeta) + beta_iso eta,
- * with x_e [B, C, Tc, H, W], zeta [B, C, Tc, H, W], eta [B, C, 2Tc, H, W] (eta may be NULL when
- * beta_iso == 0). scratch holds B·C·2Tc·H·W floats. */
-void pyramid_renoise(const renoise_coeffs *rc, const float *x_e, const float *zeta, const float *eta, int B, int C,
-                     int Tc, int H, int W, float *x_s, float *scratch);
+/* Exact renoise (section 6.2) on backend be: x_s [B, C, 2Tc, H, W] = alpha Up(x_e) + beta_anti A(zeta)
+ * + beta_iso eta, with x_e [B, C, Tc, H, W], zeta [B, C, Tc, H, W], eta [B, C, 2Tc, H, W] (eta may be
+ * NULL when beta_iso == 0). scratch holds B·C·2Tc·H·W floats. Every tensor is backend memory. */
+void pyramid_renoise(const tpdiff_backend *be, const renoise_coeffs *rc, const float *x_e, const float *zeta,
+                     const float *eta, int B, int C, int Tc, int H, int W, float *x_s, float *scratch);
 
 /* Training-cost ratio of MATH.md section 8 (equal time per stage): per-stage cost
  * (1-x) T/T0 + x (T/T0)^2 averaged over the K stages; 1 for K = 1. */

@@ -33,15 +33,18 @@ int sample_round(trainer *tr, long step, char *err, size_t err_size) {
   clock_gettime(CLOCK_MONOTONIC, &t0);
 
   /* the EMA weights are the ones to look at; a shallow copy of the model points at them */
+  const tpdiff_backend *be = tr->be;
   dit_model view = tr->model;
   if (tr->opt.ema) view.weights = tr->opt.ema;
   int max_clips = batch_clips_for_stage(cfg, K - 1);
   float *t_buffer = malloc(sizeof(float) * (size_t)max_clips);
-  float *work = malloc(sizeof(float) * sampler_work_floats(s, B));
+  /* the sampler's state and its output on the backend; the videos come to the host to be written */
+  float *work = be->alloc(sizeof(float) * sampler_work_floats(s, B));
+  float *videos_dev = be->alloc(sizeof(float) * clip * (size_t)B);
   float *videos = malloc(sizeof(float) * clip * (size_t)B);
   int *labels = s->classes > 0 ? malloc(sizeof(int) * (size_t)B) : NULL;
   int status = -1;
-  if (!t_buffer || !work || !videos || (s->classes > 0 && !labels)) {
+  if (!t_buffer || !work || !videos_dev || !videos || (s->classes > 0 && !labels)) {
     snprintf(err, err_size, "out of memory for %d sample videos", B);
     goto done;
   }
@@ -49,8 +52,11 @@ int sample_round(trainer *tr, long step, char *err, size_t err_size) {
   dit_sampler_ctx ctx = {&view, tr->acts, max_clips, t_buffer};
   sampler_options opt = {cfg->sample_steps, cfg->sample_cfg, (uint64_t)cfg->train_seed,
                          SAMPLE_STREAM_FAMILY | ((uint64_t)step << 8)};
-  if (sample_videos(&tr->schedule, s, dit_sampler_model, &ctx, &opt, NULL, labels, s->classes, B, videos, work) != 0) {
-    snprintf(err, err_size, "the sampler failed");
+  if (sample_videos(be, &tr->schedule, s, dit_sampler_model, &ctx, &opt, NULL, labels, s->classes, B, videos_dev,
+                    work) != 0 ||
+      be->copy_to_host(videos, videos_dev, sizeof(float) * clip * (size_t)B) != 0) {
+    const char *why = be->last_error();
+    snprintf(err, err_size, "the sampler failed%s%s", why[0] ? ": " : "", why);
     goto done;
   }
 
@@ -91,7 +97,8 @@ int sample_round(trainer *tr, long step, char *err, size_t err_size) {
   status = 0;
 done:
   free(t_buffer);
-  free(work);
+  be->free(work);
+  be->free(videos_dev);
   free(videos);
   free(labels);
   return status;

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "trainer/config.h"
+#include "trainer/device.h"
 #include "trainer/train_run.h"
 
 static void usage(FILE *f) {
@@ -61,12 +62,9 @@ static int check_supported(const tpdiff_config *cfg, char *err, size_t err_size)
     snprintf(err, err_size, "%s: data.path: reading shards is not available in this build; leave it empty", o);
     return -1;
   }
-  if (strcmp(cfg->train_device, "cuda") == 0) {
-    snprintf(err, err_size, "%s: train.device: cuda requested but this build has no CUDA backend", o);
-    return -1;
-  }
   if (strcmp(cfg->train_precision, "bf16") == 0) {
-    snprintf(err, err_size, "%s: train.precision: bf16 runs on the GPU only; the CPU trains in fp32", o);
+    snprintf(err, err_size, "%s: train.precision: bf16 is not available yet (both backends train in fp32); use fp32",
+             o);
     return -1;
   }
   return 0;
@@ -92,8 +90,14 @@ int main(int argc, char **argv) {
     fprintf(stderr, "tpdiff-train: %s\n", err);
     return 2;
   }
-  if (strcmp(cfg.train_device, "auto") == 0)
-    fprintf(stderr, "tpdiff-train: train.device=auto: no CUDA backend in this build, training on the CPU\n");
+  /* before anything is written: a device that cannot be used is a refusal like a bad key */
+  char notice[1024];
+  const tpdiff_backend *be = device_open(cfg.train_device, notice, sizeof notice, err, sizeof err);
+  if (!be) {
+    fprintf(stderr, "tpdiff-train: %s\n", err);
+    return 2;
+  }
+  if (notice[0]) fprintf(stderr, "tpdiff-train: %s\n", notice);
 
   printf("# tpdiff-train: resolved config (%s)\n", cfg.source);
   config_write_yaml(&cfg, stdout);
@@ -104,5 +108,5 @@ int main(int argc, char **argv) {
     return 1;
   }
 
-  return train_run(&cfg);
+  return train_run(&cfg, be);
 }

@@ -58,12 +58,12 @@ static void print_window(long step, int K, const log_window *w, const step_stats
   fflush(stdout);
 }
 
-int train_run(const tpdiff_config *cfg) {
+int train_run(const tpdiff_config *cfg, const tpdiff_backend *be) {
   char err[512];
   static trainer tr;
   clip_source source;
   batch_builder builder;
-  if (trainer_create(&tr, cfg, err, sizeof err) != 0) {
+  if (trainer_create(&tr, cfg, be, err, sizeof err) != 0) {
     fprintf(stderr, "tpdiff-train: %s\n", err);
     return 1;
   }
@@ -79,8 +79,15 @@ int train_run(const tpdiff_config *cfg) {
     return 1;
   }
   int K = cfg->pyramid_stages;
+  printf("# backend: %s on %s\n", be->name, be->device);
   printf("# model: %zu parameters, activation arena %.1f MiB, %d threads\n", tr.model.num_floats,
          dit_acts_allocated_bytes(tr.acts) / 1048576.0, k_num_threads());
+  printf("# memory (%s): activations", be->name);
+  for (int k = 0; k < tr.plan.stages; k++) printf(" s%d %.1f MiB", k, tr.plan.stage_acts_bytes[k] / 1048576.0);
+  printf(", weights/gradients/optimizer %.1f MiB, microbatch %.1f MiB; total %.1f MiB", tr.plan.state_bytes / 1048576.0,
+         tr.plan.batch_bytes / 1048576.0, tr.plan.total_bytes / 1048576.0);
+  if (tr.plan.free_bytes) printf(" of %.1f MiB free", tr.plan.free_bytes / 1048576.0);
+  printf("\n");
   printf("# pyramid: %d stage%s (%s), schedule %s, align %s:", K, K > 1 ? "s" : "", cfg->diffusion_form,
          cfg->pyramid_schedule, cfg->pyramid_align);
   for (int k = 0; k < K; k++)

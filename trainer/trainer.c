@@ -1,12 +1,11 @@
-/* trainer.c — the optimizer step. */
+/* trainer.c — the run's state on a backend (memory plan, model, arena, optimizer, microbatch
+ * buffers) and the optimizer step. */
 #include "trainer/trainer.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include "kernels/kernels.h"
 
 dit_shape trainer_shape_from_config(const tpdiff_config *cfg) {
   dit_shape s = {
@@ -30,13 +29,60 @@ int trainer_schedule_from_config(const tpdiff_config *cfg, pyramid_schedule *p, 
                                err_size);
 }
 
-int trainer_create(trainer *tr, const tpdiff_config *cfg, char *err, size_t err_size) {
+/* The memory plan of cfg for model m (registry built, nothing large allocated yet). */
+static void plan_memory(trainer *tr, const int *max_clips, size_t batch_floats) {
+  trainer_memory_plan *p = &tr->plan;
+  const dit_model *m = &tr->model;
+  memset(p, 0, sizeof *p);
+  p->stages = m->shape.stages;
+  for (int k = 0; k < p->stages; k++) {
+    p->stage_clips[k] = max_clips[k];
+    p->stage_acts_bytes[k] = dit_acts_bytes(m, max_clips[k], k);
+    if (p->stage_acts_bytes[k] > p->arena_bytes) p->arena_bytes = p->stage_acts_bytes[k];
+  }
+  size_t copies = 4 + (tr->cfg.train_ema > 0); /* weights, grads, m, v (+ ema) */
+  p->state_bytes = copies * m->num_floats * sizeof(float);
+  p->batch_bytes = 6 * batch_floats * sizeof(float);
+  p->total_bytes = p->arena_bytes + p->state_bytes + p->batch_bytes;
+}
+
+/* Headroom left beside the plan for what the backend allocates itself (cuBLASLt workspace, kernel
+ * scratch, the CUDA context's growth) and for other users of the device. */
+#define TRAIN_MEMORY_HEADROOM_BYTES ((size_t)512 << 20)
+
+static int check_memory(trainer *tr, char *err, size_t err_size) {
+  trainer_memory_plan *p = &tr->plan;
+  size_t free_bytes = 0, total_bytes = 0;
+  if (tr->be->memory_info(&free_bytes, &total_bytes) != 0) {
+    (void)tr->be->last_error(); /* unknown: allocate and let the allocator answer */
+    return 0;
+  }
+  /* weights and grads are already allocated: they are in the plan but no longer in free_bytes */
+  size_t already = 2 * tr->model.num_floats * sizeof(float);
+  p->free_bytes = free_bytes + already;
+  p->device_bytes = total_bytes;
+  if (p->total_bytes + TRAIN_MEMORY_HEADROOM_BYTES <= p->free_bytes) return 0;
+  int worst = 0;
+  for (int k = 1; k < p->stages; k++)
+    if (p->stage_acts_bytes[k] > p->stage_acts_bytes[worst]) worst = k;
+  const double gib = 1024.0 * 1024.0 * 1024.0;
+  snprintf(err, err_size,
+           "%s: train.clips_per_microbatch: the run needs %.1f GiB of %s memory (activations %.1f GiB for %d "
+           "clips of %d tokens at stage %d, weights/gradients/optimizer %.1f GiB, microbatch %.1f GiB) but %.1f GiB "
+           "are free on %s; lower train.clips_per_microbatch",
+           tr->cfg.source, (p->total_bytes + TRAIN_MEMORY_HEADROOM_BYTES) / gib, tr->be->name,
+           p->stage_acts_bytes[worst] / gib, p->stage_clips[worst], dit_stage_tokens(&tr->model.shape, worst), worst,
+           p->state_bytes / gib, p->batch_bytes / gib, p->free_bytes / gib, tr->be->device);
+  return -1;
+}
+
+int trainer_create(trainer *tr, const tpdiff_config *cfg, const tpdiff_backend *be, char *err, size_t err_size) {
   memset(tr, 0, sizeof *tr);
   tr->cfg = *cfg;
+  tr->be = be;
   if (trainer_schedule_from_config(cfg, &tr->schedule, err, err_size) != 0) return -1;
   dit_shape shape = trainer_shape_from_config(cfg);
-  if (dit_create(&tr->model, &shape, err, err_size) != 0) return -1;
-  dit_init_dit(&tr->model, (uint64_t)cfg->train_seed);
+  if (dit_create(&tr->model, &shape, be, err, err_size) != 0) return -1;
   int max_clips[TPDIFF_MAX_STAGES], most_full_clips = 1;
   for (int k = 0; k < shape.stages; k++) {
     max_clips[k] = batch_clips_for_stage(cfg, k);
@@ -44,21 +90,27 @@ int trainer_create(trainer *tr, const tpdiff_config *cfg, char *err, size_t err_
     if (full_equivalent < 1) full_equivalent = 1;
     if (full_equivalent > most_full_clips) most_full_clips = full_equivalent;
   }
+  /* a stage-k microbatch of B_k clips of F/m_k frames: B_k/m_k full clips' worth of values */
+  size_t n = (size_t)shape.channels * shape.frames * shape.height * shape.width * (size_t)most_full_clips;
+  plan_memory(tr, max_clips, n);
+  if (check_memory(tr, err, err_size) != 0) goto fail;
+  if (dit_init_dit(&tr->model, (uint64_t)cfg->train_seed) != 0) {
+    snprintf(err, err_size, "initialising the weights failed: %s", be->last_error());
+    goto fail;
+  }
   tr->acts = dit_acts_create(&tr->model, max_clips, err, err_size);
   if (!tr->acts) goto fail;
   if (adamw_create(&tr->opt, &tr->model, cfg->train_ema > 0) != 0) {
-    snprintf(err, err_size, "out of memory for the optimizer state");
+    snprintf(err, err_size, "out of %s memory for the optimizer state: %s", be->name, be->last_error());
     goto fail;
   }
-  /* a stage-k microbatch of B_k clips of F/m_k frames: B_k/m_k full clips' worth of values */
-  size_t n = (size_t)shape.channels * shape.frames * shape.height * shape.width * (size_t)most_full_clips;
-  tr->x_t = malloc(n * sizeof(float));
-  tr->target = malloc(n * sizeof(float));
-  tr->d_out = malloc(n * sizeof(float));
-  tr->scratch = malloc(n * sizeof(float));
-  if (!tr->x_t || !tr->target || !tr->d_out || !tr->scratch) {
-    snprintf(err, err_size, "out of memory for microbatch buffers");
-    goto fail;
+  float **buffers[] = {&tr->X, &tr->eps, &tr->x_t, &tr->target, &tr->d_out, &tr->scratch};
+  for (size_t i = 0; i < sizeof buffers / sizeof buffers[0]; i++) {
+    *buffers[i] = be->alloc(n * sizeof(float));
+    if (!*buffers[i]) {
+      snprintf(err, err_size, "out of %s memory for microbatch buffers: %s", be->name, be->last_error());
+      goto fail;
+    }
   }
   return 0;
 fail:
@@ -70,18 +122,28 @@ void trainer_destroy(trainer *tr) {
   dit_acts_destroy(tr->acts);
   adamw_destroy(&tr->opt);
   dit_destroy(&tr->model);
-  free(tr->x_t);
-  free(tr->target);
-  free(tr->d_out);
-  free(tr->scratch);
+  if (tr->be) {
+    float *buffers[] = {tr->X, tr->eps, tr->x_t, tr->target, tr->d_out, tr->scratch};
+    for (size_t i = 0; i < sizeof buffers / sizeof buffers[0]; i++) tr->be->free(buffers[i]);
+  }
   memset(tr, 0, sizeof *tr);
 }
 
+/* The backend's first error since the last call, into st (0 when none). */
+static int backend_failed(const tpdiff_backend *be, step_stats *st, const char *when) {
+  const char *e = be->last_error();
+  if (!e[0]) return 0;
+  snprintf(st->error, sizeof st->error, "%s: %s", when, e);
+  st->failed = 1;
+  return 1;
+}
+
 step_stats trainer_step(trainer *tr, int count, microbatch_fn next, void *ctx) {
+  const tpdiff_backend *be = tr->be;
   dit_model *m = &tr->model;
   const dit_shape *s = &m->shape;
   step_stats st = {0};
-  memset(m->grads, 0, m->num_floats * sizeof(float));
+  be->fill_zero(m->grads, m->num_floats * sizeof(float));
   for (int i = 0; i < count; i++) {
     stage_microbatch mb;
     if (next(ctx, i, &mb, st.error, sizeof st.error) != 0) {
@@ -90,18 +152,22 @@ step_stats trainer_step(trainer *tr, int count, microbatch_fn next, void *ctx) {
     }
     int T = dit_stage_frames(s, mb.stage);
     size_t elems = (size_t)s->channels * T * s->height * s->width * (size_t)mb.B;
-    pyramid_training_pair(&tr->schedule, mb.stage, mb.X, mb.eps, mb.t, mb.B, s->channels, T, s->height, s->width,
+    /* the host-built microbatch goes up once; t and y stay host arguments (pyramid.h, dit.h) */
+    be->copy_to_device(tr->X, mb.X, elems * sizeof(float));
+    be->copy_to_device(tr->eps, mb.eps, elems * sizeof(float));
+    pyramid_training_pair(be, &tr->schedule, mb.stage, tr->X, tr->eps, mb.t, mb.B, s->channels, T, s->height, s->width,
                           tr->x_t, tr->target, tr->scratch);
     const float *pred = dit_forward(m, tr->acts, tr->x_t, mb.t, mb.y, mb.stage, mb.B);
-    double loss = k_mse_loss(tr->d_out, pred, tr->target, elems, 1.0f / (float)count);
+    double loss = be->mse_loss(tr->d_out, pred, tr->target, elems, 1.0f / (float)count);
     dit_backward(m, tr->acts, tr->d_out);
+    if (backend_failed(be, &st, "forward/backward")) return st;
     st.loss += loss / count;
     st.stage_loss_sum[mb.stage] += loss;
     st.stage_count[mb.stage]++;
     st.clips += mb.B;
     st.tokens += (long)mb.B * dit_stage_tokens(s, mb.stage);
   }
-  st.grad_norm = grad_global_norm(m->grads, m->num_floats);
+  st.grad_norm = grad_global_norm(be, m->grads, m->num_floats);
   st.lr = lr_at_step(tr->cfg.train_lr, tr->cfg.train_warmup, tr->opt.step + 1);
   if (!isfinite(st.loss) || !isfinite(st.grad_norm)) {
     /* A non-finite step would poison the moments for good: skip it and count. */
@@ -111,8 +177,9 @@ step_stats trainer_step(trainer *tr, int count, microbatch_fn next, void *ctx) {
     return st;
   }
   tr->nonfinite_in_a_row = 0;
-  grad_clip(m->grads, m->num_floats, st.grad_norm, tr->cfg.train_grad_clip);
+  grad_clip(be, m->grads, m->num_floats, st.grad_norm, tr->cfg.train_grad_clip);
   adamw_apply(m, &tr->opt, (float)st.lr, (float)tr->cfg.train_weight_decay);
   ema_update(&tr->opt, m->weights, (float)tr->cfg.train_ema);
+  backend_failed(be, &st, "optimizer step");
   return st;
 }

@@ -1,11 +1,13 @@
 /* trainer.h — one training run's state and the optimizer step (forward/backward over the
- * microbatches, gradient clipping, AdamW, EMA). Microbatches come from a callback, so the same
- * step serves tpdiff-train, the reference checks and the benchmarks. */
+ * microbatches, gradient clipping, AdamW, EMA) on a compute backend. Microbatches come from a
+ * callback in host memory and are uploaded, so the same step serves tpdiff-train, the reference
+ * checks and the benchmarks, on the CPU or the GPU. */
 #ifndef TPDIFF_TRAINER_H
 #define TPDIFF_TRAINER_H
 
 #include <stddef.h>
 
+#include "kernels/backend.h"
 #include "model/dit.h"
 #include "model/pyramid.h"
 #include "trainer/batch.h"
@@ -31,23 +33,41 @@ typedef struct {
   char error[256];
 } step_stats;
 
+/* Backend memory a run needs, planned before anything large is allocated. */
+typedef struct {
+  int stages;
+  size_t stage_acts_bytes[PYRAMID_MAX_STAGES]; /* activation arena for stage k's largest microbatch */
+  int stage_clips[PYRAMID_MAX_STAGES];
+  size_t arena_bytes;  /* the arena: the largest stage's (one arena serves every stage) */
+  size_t state_bytes;  /* weights, gradients, AdamW moments, EMA */
+  size_t batch_bytes;  /* the microbatch buffers (X, eps, x_t, target, d_out, scratch) */
+  size_t total_bytes;  /* all of the above */
+  size_t free_bytes, device_bytes; /* the backend's memory_info before the plan (0 when unknown) */
+} trainer_memory_plan;
+
 typedef struct {
   tpdiff_config cfg;
+  const tpdiff_backend *be; /* where the model, the optimizer and the step run */
   pyramid_schedule schedule;
   dit_model model;
   dit_acts *acts;
   adamw_state opt;
-  float *x_t, *target, *d_out, *scratch; /* [largest microbatch, full-clip equivalents] */
+  trainer_memory_plan plan;
+  /* backend memory [largest microbatch, full-clip equivalents]: the uploaded microbatch (X, eps) and
+   * what the step derives from it */
+  float *X, *eps, *x_t, *target, *d_out, *scratch;
   long skipped_steps, nonfinite_in_a_row;
 } trainer;
 
-/* Builds the schedule, the model (DiT init from train.seed), the activation arena (sized for every
- * stage's microbatch, batch_clips_for_stage) and optimizer state. 0 or -1 with err set. */
-int trainer_create(trainer *tr, const tpdiff_config *cfg, char *err, size_t err_size);
+/* Builds the schedule, the model on backend be (DiT init from train.seed), the activation arena
+ * (sized for every stage's microbatch, batch_clips_for_stage) and optimizer state. Refuses, before
+ * allocating the arena, a plan larger than the backend's free memory. 0 or -1 with one line in err. */
+int trainer_create(trainer *tr, const tpdiff_config *cfg, const tpdiff_backend *be, char *err, size_t err_size);
 void trainer_destroy(trainer *tr);
 
-/* One optimizer step over `count` microbatches from next(). Each microbatch's loss is the mean over
- * its clips; the step's gradient is the mean over microbatches. */
+/* One optimizer step over `count` microbatches from next() (host memory, uploaded here). Each
+ * microbatch's loss is the mean over its clips; the step's gradient is the mean over microbatches.
+ * A backend failure fails the step (st.failed, with the backend's line in st.error). */
 step_stats trainer_step(trainer *tr, int count, microbatch_fn next, void *ctx);
 
 /* The model shape and schedule the config describes (0, or -1 with err set for the schedule). */

@@ -135,6 +135,10 @@ static int be_fill_zero(void *ptr, size_t bytes) {
 /* Waits for every queued op; an asynchronous fault (illegal address, ...) surfaces here. */
 static int be_synchronize(void) { return CUDA_OK(cudaDeviceSynchronize()) ? 0 : -1; }
 
+static int be_memory_info(size_t *free_bytes, size_t *total_bytes) {
+  return CUDA_OK(cudaMemGetInfo(free_bytes, total_bytes)) ? 0 : -1;
+}
+
 /* ---- device discovery ------------------------------------------------------------------------ */
 
 __global__ void probe_kernel(double *out) { *out = 42.0; }
@@ -243,6 +247,7 @@ static void fill_table(void) {
   t->copy_device = be_copy_device;
   t->fill_zero = be_fill_zero;
   t->synchronize = be_synchronize;
+  t->memory_info = be_memory_info;
   t->last_error = be_last_error;
   t->linear_forward = tcu_linear_forward;
   t->linear_backward = tcu_linear_backward;

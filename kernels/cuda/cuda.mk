@@ -7,7 +7,9 @@
 #   $(BUILD)/lib/libtpdiff_cuda.so   nvcc, static cudart, linked with cuBLASLt; dlopen'ed by the binaries
 #   $(BUILD)/tests/gpu/check_kernels every backend op against its CPU twin (a plain C program: no CUDA
 #                                    headers or libraries, it loads the backend with dlopen)
-#   make check-gpu                   builds both and runs tests/gpu/check_gpu.sh (needs a GPU)
+#   $(BUILD)/tests/gpu/check_model   the DiT, its gradients and training steps, GPU against CPU, and the
+#                                    base workload's timing (same kind of program)
+#   make check-gpu                   builds all three and runs tests/gpu/check_gpu.sh (needs a GPU)
 
 # This file is read before the Makefile's `all:` rule; keep `all` the default goal even though the
 # rules below come first.
@@ -58,17 +60,23 @@ $(BUILD)/lib/libtpdiff_cuda.so: $(CUDA_LIB_MAIN)
 endif
 endif
 
-# ---- the GPU check program ----------------------------------------------------------------------
-# Linked with the CPU kernels only (not all of $(LIB)), so it builds on a GPU machine that lacks the
-# trainer's libraries (libyaml, HDF5). CHECK_OWN_CBLAS=1 (used by tests/gpu/check_gpu.sh when no
-# OpenBLAS is installed) compiles a plain C sgemm into the program instead.
+# ---- the GPU check programs ---------------------------------------------------------------------
+# Linked with the CPU kernels, the model and the trainer's step only (not all of $(LIB)), so they
+# build on a GPU machine that lacks the trainer's other libraries (libyaml, HDF5, giflib, libpng).
+# CHECK_OWN_CBLAS=1 (used by tests/gpu/check_gpu.sh when no OpenBLAS is installed) compiles a plain
+# C sgemm (tests/gpu/own_sgemm.c) into the programs instead.
 CHECK_GPU_BIN := $(BUILD)/tests/gpu/check_kernels
-CHECK_GPU_OBJS := $(BUILD)/tests/gpu/check_kernels.o $(BUILD)/kernels/backend_loader.o \
-	$(patsubst %.c,$(BUILD)/%.o,$(wildcard kernels/cpu/*.c))
+CHECK_MODEL_BIN := $(BUILD)/tests/gpu/check_model
+CHECK_CPU_OBJS := $(BUILD)/kernels/backend_loader.o $(patsubst %.c,$(BUILD)/%.o,$(wildcard kernels/cpu/*.c)) \
+	$(if $(filter 1,$(CHECK_OWN_CBLAS)),$(BUILD)/tests/gpu/own_sgemm.o,)
+CHECK_GPU_OBJS := $(BUILD)/tests/gpu/check_kernels.o $(CHECK_CPU_OBJS)
+CHECK_MODEL_OBJS := $(BUILD)/tests/gpu/check_model.o $(CHECK_CPU_OBJS) \
+	$(patsubst %.c,$(BUILD)/%.o,$(wildcard model/*.c)) \
+	$(BUILD)/trainer/trainer.o $(BUILD)/trainer/optimizer.o $(BUILD)/trainer/batch.o
 CHECK_GPU_CFLAGS := $(if $(filter 1,$(CHECK_OWN_CBLAS)),-DTPDIFF_CHECK_OWN_CBLAS,)
 CHECK_GPU_LIBS := $(if $(filter 1,$(CHECK_OWN_CBLAS)),,$(BLAS_LIBS)) -fopenmp -lm -ldl
 
-$(BUILD)/tests/gpu/check_kernels.o: tests/gpu/check_kernels.c
+$(BUILD)/tests/gpu/%.o: tests/gpu/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(CHECK_GPU_CFLAGS) -MMD -MP -c $< -o $@
 
@@ -76,9 +84,13 @@ $(CHECK_GPU_BIN): $(CHECK_GPU_OBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(CHECK_GPU_LIBS)
 
+$(CHECK_MODEL_BIN): $(CHECK_MODEL_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ -o $@ $(CHECK_GPU_LIBS)
+
 .PHONY: check-gpu check-gpu-build
 # What check_gpu.sh builds; fails with one line where there is no CUDA backend to build.
-check-gpu-build: $(CUDA_LIB) $(CHECK_GPU_BIN)
+check-gpu-build: $(CUDA_LIB) $(CHECK_GPU_BIN) $(CHECK_MODEL_BIN)
 	@if [ -z "$(CUDA_LIB)" ]; then \
 	  echo "check-gpu: no CUDA backend to build ($(if $(NVCC),CUDA=0 was given,nvcc not found; set PATH or CUDA_HOME))"; \
 	  exit 1; fi
@@ -86,4 +98,4 @@ check-gpu-build: $(CUDA_LIB) $(CHECK_GPU_BIN)
 check-gpu:
 	@bash tests/gpu/check_gpu.sh
 
--include $(BUILD)/tests/gpu/check_kernels.d $(BUILD)/kernels/backend_loader.d
+-include $(BUILD)/tests/gpu/check_kernels.d $(BUILD)/tests/gpu/check_model.d $(BUILD)/kernels/backend_loader.d

@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
-# check_gpu.sh — builds the CUDA backend and the checker, runs every backend op against its CPU
-# twin on this machine's GPU (tests/gpu/check_kernels.c), and prints a short table last.
+# check_gpu.sh — builds the CUDA backend and the two checkers, runs every backend op against its
+# CPU twin on this machine's GPU (tests/gpu/check_kernels.c), then the whole model: forward, every
+# gradient and 50 training steps GPU against CPU, and the base workload's timing per pyramid stage
+# (tests/gpu/check_model.c); prints a short report with the timing table last.
 #
 #   bash tests/gpu/check_gpu.sh [CHECK_KERNELS_ARGS...]     (or: make check-gpu)
 #
-# Arguments go to the checker, e.g. `--only attention` or `--quick` (see tests/gpu/check_kernels.c).
-# CHECK_GPU_LIB=PATH checks that library instead of the one just built.
+# Arguments go to check_kernels, e.g. `--only attention` or `--quick` (see tests/gpu/check_kernels.c);
+# CHECK_MODEL_ARGS="..." go to check_model (e.g. "--quick", "--no-base"). CHECK_GPU_LIB=PATH checks
+# that library instead of the one just built.
 #
 # The full log goes to ${OUT:-bench/results}/check_gpu.log. Exit status: 0 every check passed,
-# 1 a check failed, 2 the build failed, 3 no GPU backend could be loaded (no GPU/driver), 124 the
-# checker ran past its time limit. Takes about a minute on one H100 (mostly nvcc).
+# 1 a check failed, 2 the build failed, 3 no GPU backend could be loaded (no GPU/driver), 124 a
+# checker ran past its time limit. Takes about 3 minutes on one H100 (about 1 of them nvcc): the
+# whole script keeps within CHECK_GPU_BUDGET_S (default 230 s) by giving check_model what is left
+# (at least 60 s) and letting it skip, with a SKIP line, base-shape stages whose CPU reference
+# would not finish in time.
 #
 # Robust to a bare GPU machine: it builds only the CUDA library and the checker (not the trainer,
 # whose libyaml/HDF5 may be missing there); if that build fails it retries once without -Werror
@@ -62,7 +68,7 @@ choose_blas() { # choose_blas BUILD_DIR
   fi
   own_cblas=1
   mkdir -p "$1/cblas_shim"
-  # Just what kernels/cpu needs; the definition of cblas_sgemm is in check_kernels.c.
+  # Just what kernels/cpu needs; the definition of cblas_sgemm is tests/gpu/own_sgemm.c.
   cat >"$1/cblas_shim/cblas.h" <<'EOF'
 #ifndef TPDIFF_CBLAS_SHIM_H
 #define TPDIFF_CBLAS_SHIM_H
@@ -95,9 +101,15 @@ build_direct() { # build_direct BUILD_DIR: no make
   "$nvcc" -shared -cudart static -Xlinker --exclude-libs=ALL \
     -Xlinker -rpath="$cuda_home/lib64:$cuda_home/lib:$cuda_home/targets/x86_64-linux/lib" \
     "$dir"/cuda/*.o -o "$dir/lib/libtpdiff_cuda.so" -lcublasLt || return 1
-  $cc $relaxed_cflags $blas_inc $([ "$own_cblas" = 1 ] && echo -DTPDIFF_CHECK_OWN_CBLAS) \
-    tests/gpu/check_kernels.c kernels/backend_loader.c kernels/cpu/*.c \
-    -o "$dir/tests/gpu/check_kernels" $blas_libs -fopenmp -lm -ldl
+  local own_src=""
+  [ "$own_cblas" = 1 ] && own_src=tests/gpu/own_sgemm.c
+  $cc $relaxed_cflags $blas_inc $own_src tests/gpu/check_kernels.c kernels/backend_loader.c kernels/cpu/*.c \
+    -o "$dir/tests/gpu/check_kernels" $blas_libs -fopenmp -lm -ldl || return 1
+  # check_model is worth having but not worth losing check_kernels for: its failure is reported later
+  $cc $relaxed_cflags $blas_inc $own_src tests/gpu/check_model.c kernels/backend_loader.c kernels/cpu/*.c \
+    model/*.c trainer/trainer.c trainer/optimizer.c trainer/batch.c \
+    -o "$dir/tests/gpu/check_model" $blas_libs -fopenmp -lm -ldl || echo "check_model did not build"
+  return 0
 }
 
 build_dir=build
@@ -132,7 +144,8 @@ fi
 build_s=$((SECONDS - start))
 lib=${CHECK_GPU_LIB:-$build_dir/lib/libtpdiff_cuda.so}
 checker=$build_dir/tests/gpu/check_kernels
-say "check_gpu: built $lib and $checker in ${build_s}s"
+model_checker=$build_dir/tests/gpu/check_model
+say "check_gpu: built $lib, $checker and $model_checker in ${build_s}s"
 section "exported symbols and kernel resources"
 {
   nm -D --defined-only "$lib" | grep -i tpdiff
@@ -147,7 +160,7 @@ rc=$?
 cat "$out_dir/check_kernels.out" >>"$log"
 run_s=$((SECONDS - run_start))
 
-# ---- short report -------------------------------------------------------------------------------
+# ---- short report: check_kernels ----------------------------------------------------------------
 echo
 if [ "$rc" -eq 3 ]; then
   say "check_gpu: no GPU backend could be loaded (exit 3): $(grep -m1 'no GPU backend' "$out_dir/check_kernels.out")"
@@ -169,8 +182,55 @@ if [ -z "$summary" ]; then
   summary="no summary line (checker exit status $rc: crashed?)"
   tail -8 "$out_dir/check_kernels.out"
 fi
-say "check_gpu: build ${build_s}s, checks ${run_s}s, full log $log"
-say "$summary"
 rm -f "$out_dir/check_kernels.out"
-if [ "$rc" -ne 0 ]; then exit 1; fi
+
+# ---- run and report: check_model ------------------------------------------------------------------
+# What is left of the budget, at least 60 s; check_model starts no base-shape stage that would end
+# past its deadline, 30 s before the kill.
+budget_s=${CHECK_GPU_BUDGET_S:-230}
+model_limit_s=${CHECK_MODEL_TIMEOUT_S:-$((budget_s - (SECONDS - start)))}
+[ "$model_limit_s" -ge 60 ] || model_limit_s=60
+model_rc=0 model_s=0 model_summary=""
+if [ ! -x "$model_checker" ]; then
+  model_rc=2
+  model_summary="not built (see $log)"
+else
+  section "check_model (limit ${model_limit_s}s)"
+  model_start=$SECONDS
+  # shellcheck disable=SC2086 # CHECK_MODEL_ARGS is a list of options
+  timeout -k 10 "$model_limit_s" "$model_checker" --lib "$lib" --deadline-s $((model_limit_s - 30)) \
+    ${CHECK_MODEL_ARGS:-} >"$out_dir/check_model.out" 2>&1
+  model_rc=$?
+  model_s=$((SECONDS - model_start))
+  cat "$out_dir/check_model.out" >>"$log"
+  echo
+  head -1 "$out_dir/check_model.out"
+  grep -E '^(FAIL|SKIP|stopping)' "$out_dir/check_model.out" | head -40
+  grep -E '^PASS (training|gradients)' "$out_dir/check_model.out"
+  grep -E '^memory plan' "$out_dir/check_model.out" # activations per stage, before the timing
+  grep -E '^tpdiff cuda:' "$out_dir/check_model.out" | sort | uniq -c | head -10
+  model_summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$out_dir/check_model.out" | tail -1)
+  if [ "$model_rc" -eq 124 ] || [ "$model_rc" -eq 137 ]; then
+    say "check_gpu: check_model did not finish within ${model_limit_s}s (killed); last lines:"
+    tail -5 "$out_dir/check_model.out"
+    grep -E '^timing ' "$out_dir/check_model.out" | tee -a "$log" # the rows measured before the kill
+    model_summary="killed after ${model_limit_s}s"
+  elif [ -z "$model_summary" ]; then
+    model_summary="no summary line (exit status $model_rc: crashed?)"
+    tail -8 "$out_dir/check_model.out"
+  fi
+fi
+
+say "check_gpu: build ${build_s}s, check_kernels ${run_s}s, check_model ${model_s}s, full log $log"
+say "check_kernels: $summary"
+say "check_model: $model_summary"
+# the base workload's timing table, last (measured even when a later check was skipped or failed)
+if [ -f "$out_dir/check_model.out" ]; then
+  sed -n '/^base workload on/,/^$/p' "$out_dir/check_model.out" | tee -a "$log"
+  rm -f "$out_dir/check_model.out"
+fi
+if [ "$model_rc" -eq 124 ] || [ "$model_rc" -eq 137 ]; then exit 124; fi
+if [ "$rc" -ne 0 ] || [ "$model_rc" -eq 1 ]; then exit 1; fi
+if [ "$model_rc" -eq 2 ]; then exit 2; fi
+if [ "$model_rc" -ne 0 ]; then exit 1; fi
 exit 0

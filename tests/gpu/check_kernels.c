@@ -37,49 +37,7 @@
 #include "kernels/backend.h"
 #include "kernels/kernels.h"
 
-/* ---- fallback sgemm (CHECK_OWN_CBLAS=1: GPU machines without OpenBLAS) ------------------------ */
-#ifdef TPDIFF_CHECK_OWN_CBLAS
-#include <cblas.h> /* the shim tests/gpu/check_gpu.sh writes */
-/* Row-major C = alpha op(A) op(B) + beta C in plain C, parallel over rows of C when called outside
- * a parallel region (the CPU attention calls it per head inside one). Only a reference: slow but
- * exact to fp32 rounding. */
-void cblas_sgemm(const enum CBLAS_ORDER order, const enum CBLAS_TRANSPOSE ta, const enum CBLAS_TRANSPOSE tb,
-                 const int M, const int N, const int K, const float alpha, const float *A, const int lda,
-                 const float *B, const int ldb, const float beta, float *C, const int ldc) {
-  if (order != CblasRowMajor) abort();
-#pragma omp parallel for schedule(static) if ((long)M * N * K > (1L << 20))
-  for (int i = 0; i < M; i++) {
-    float *c = C + (size_t)i * ldc;
-    for (int j = 0; j < N; j++) c[j] = beta == 0.0f ? 0.0f : beta * c[j];
-    if (tb == CblasNoTrans) {
-      for (int p = 0; p < K; p++) {
-        float a = alpha * (ta == CblasNoTrans ? A[(size_t)i * lda + p] : A[(size_t)p * lda + i]);
-        const float *b = B + (size_t)p * ldb;
-        for (int j = 0; j < N; j++) c[j] += a * b[j];
-      }
-    } else {
-      for (int j = 0; j < N; j++) {
-        const float *b = B + (size_t)j * ldb;
-        float s = 0.0f;
-        if (ta == CblasNoTrans) {
-          /* four independent partial sums: the compiler may not reassociate one chain, and a
-           * dependent add chain would make this reference the slowest part of the run */
-          const float *a = A + (size_t)i * lda;
-          float s4[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-          int p = 0;
-          for (; p + 4 <= K; p += 4)
-            for (int u = 0; u < 4; u++) s4[u] += a[p + u] * b[p + u];
-          for (; p < K; p++) s4[0] += a[p] * b[p];
-          s = (s4[0] + s4[1]) + (s4[2] + s4[3]);
-        } else {
-          for (int p = 0; p < K; p++) s += A[(size_t)p * lda + i] * b[p];
-        }
-        c[j] += alpha * s;
-      }
-    }
-  }
-}
-#endif
+/* The fallback sgemm for GPU machines without OpenBLAS (CHECK_OWN_CBLAS=1) is tests/gpu/own_sgemm.c. */
 
 /* ---- bookkeeping ------------------------------------------------------------------------------ */
 
@@ -1120,6 +1078,33 @@ static void check_random(size_t n, uint64_t first, int timed) {
   }
 }
 
+/* ---- memory_info -------------------------------------------------------------------------------- */
+
+/* The numbers callers plan memory with: both known, free <= total, and an allocation of 64 MiB
+ * lowers the free count (within what other processes may do meanwhile, so only a loose check). */
+static void check_memory_info(void) {
+  if (!selected("memory_info")) return;
+  size_t free0 = 0, total = 0, free1 = 0, total1 = 0;
+  int rc = dev->memory_info(&free0, &total);
+  int ok = rc == 0 && total > 0 && free0 <= total;
+  const size_t bytes = (size_t)64 << 20;
+  void *p = ok ? dev->alloc(bytes) : NULL;
+  if (p) {
+    dev->fill_zero(p, bytes); /* touch it: a CPU page counts as used only once written */
+    ok = dev->memory_info(&free1, &total1) == 0 && total1 == total && free1 <= total1;
+    dev->free(p);
+  } else {
+    ok = 0;
+  }
+  printf("%s memory_info free=%.1f MiB total=%.1f MiB (after a 64 MiB alloc: free=%.1f MiB)\n", ok ? "PASS" : "FAIL",
+         free0 / 1048576.0, total / 1048576.0, free1 / 1048576.0);
+  if (ok)
+    passed++;
+  else
+    failed++;
+  (void)dev->last_error();
+}
+
 /* ---- main ---------------------------------------------------------------------------------------- */
 
 int main(int argc, char **argv) {
@@ -1156,6 +1141,7 @@ int main(int argc, char **argv) {
 
   /* cheap and exact first, so a broken build shows on the simplest op; realistic sizes (timed)
    * after the small odd shapes of each op */
+  check_memory_info();
   check_random(1001, 3, 0);
   if (!quick) check_random(10000001, 1ull << 33, 1);
   check_adds(2, 17, 12, 0);

@@ -22,9 +22,9 @@ mutate() { # mutate DESCRIPTION FILE FROM TO
   fi
   FROM="$from" TO="$to" perl -0pi -e 's/\Q$ENV{FROM}\E/$ENV{TO}/' "$dir/$file"
   if ! gcc -std=c11 -O1 -fopenmp -D_POSIX_C_SOURCE=200809L -I"$dir" -I"$BLAS_INC" \
-      "$dir"/kernels/cpu/*.c "$dir"/model/*.c "$dir"/data/*.c \
+      "$dir"/kernels/cpu/*.c "$dir"/kernels/backend_loader.c "$dir"/model/*.c "$dir"/data/*.c \
       $(ls "$dir"/trainer/*.c | grep -v _main.c) "$dir"/tests/ref/parity_dump.c \
-      -o "$work/dump" -L"$BLAS_LIB" -Wl,-rpath,"$BLAS_LIB" -lopenblas -lyaml -lgif -lpng -lz -lm 2>"$work/cc.log"; then
+      -o "$work/dump" -L"$BLAS_LIB" -Wl,-rpath,"$BLAS_LIB" -lopenblas -lyaml -lgif -lpng -lz -ldl -lm 2>"$work/cc.log"; then
     echo "FAIL mutation '$desc': does not compile"; cat "$work/cc.log"; return
   fi
   rm -rf "$work/out"

@@ -74,12 +74,11 @@ int main(int argc, char **argv) {
   cfg.train_clips_per_microbatch = clips;
 
   static trainer tr;
-  if (trainer_create(&tr, &cfg, err, sizeof err) != 0) die(err);
+  if (trainer_create(&tr, &cfg, tpdiff_cpu_backend(), err, sizeof err) != 0) die(err);
   dit_model *m = &tr.model;
   const dit_shape *s = &m->shape;
-  dit_init_random(m, seed);
   float *init = malloc(m->num_floats * sizeof(float));
-  memcpy(init, m->weights, m->num_floats * sizeof(float));
+  if (!init || dit_init_random(m, seed) != 0 || dit_weights_to_host(m, init) != 0) die("initialising the weights");
 
   int T = dit_stage_frames(s, stage);
   size_t clip = (size_t)s->channels * T * s->height * s->width, n = clip * (size_t)clips;
@@ -120,7 +119,8 @@ int main(int argc, char **argv) {
   if (labels) save(outdir, "y", NPY_I32, y, 1, bshape);
   save(outdir, "target", NPY_F32, target, 5, vshape);
 
-  memset(m->grads, 0, m->num_floats * sizeof(float));
+  /* the CPU backend's memory is host memory: x, out, d_out and the gradients are read in place */
+  m->be->fill_zero(m->grads, m->num_floats * sizeof(float));
   const float *out = dit_forward(m, tr.acts, x, t, labels, stage, clips);
   double loss = k_mse_loss(d_out, out, target, n, 1.0f);
   save(outdir, "out", NPY_F32, out, 5, vshape);
@@ -140,7 +140,7 @@ int main(int argc, char **argv) {
     save(sub, "noise", NPY_F32, eps, 5, vshape);
     save(sub, "t", NPY_F32, t, 1, bshape);
     if (labels) save(sub, "y", NPY_I32, y, 1, bshape);
-    memcpy(m->weights, init, m->num_floats * sizeof(float));
+    if (dit_weights_from_host(m, init) != 0) die("restoring the weights");
     stage_microbatch mb = {x0, eps, t, labels, clips, stage};
     double *losses = malloc(sizeof(double) * (size_t)train_steps), *norms = malloc(sizeof(double) * (size_t)train_steps);
     for (int i = 0; i < train_steps; i++) {

@@ -138,7 +138,29 @@ static void test_demo(void) {
   pass(name, NULL);
 }
 
-/* Both reference configs write every key explicitly: their text names every key of the table. */
+static void test_base(void) {
+  const char *name = "base.yaml loads";
+  tpdiff_config cfg;
+  char path[1024];
+  if (load_named(name, "base.yaml", &cfg, path, sizeof path)) return;
+  /* the shape is the DESIGN.md reference workload; the rest is tuned */
+  CHECK_INT(model_depth, 12);
+  CHECK_INT(model_dim, 768);
+  CHECK_INT(model_heads, 12);
+  CHECK_INT(model_patch, 4);
+  CHECK_INT(data_frames, 16);
+  CHECK_INT(data_height, 64);
+  CHECK_INT(data_width, 64);
+  CHECK_INT(data_channels, 3);
+  CHECK_INT(pyramid_stages, 3);
+  CHECK_INT(train_clips_per_microbatch, 4);
+  CHECK_STR(train_device, "cuda");
+  CHECK_STR(train_precision, "fp32");
+  CHECK_STR(train_out, "runs/base");
+  pass(name);
+}
+
+/* The reference configs write every key explicitly: their text names every key of the table. */
 static void test_configs_complete(void) {
   const char *name = "configs write every key";
   char help[16384];
@@ -151,8 +173,8 @@ static void test_configs_complete(void) {
   config_defaults(&cfg);
   config_write_yaml(&cfg, mem);
   fclose(mem);
-  static const char *const files[] = {"tiny.yaml", "demo.yaml"};
-  for (int f = 0; f < 2; f++) {
+  static const char *const files[] = {"tiny.yaml", "demo.yaml", "base.yaml"};
+  for (int f = 0; f < (int)(sizeof files / sizeof files[0]); f++) {
     char path[1024], text[16384];
     snprintf(path, sizeof path, "%s/%s", configs_dir, files[f]);
     FILE *in = fopen(path, "r");
@@ -373,6 +395,7 @@ int main(int argc, char **argv) {
   test_defaults();
   test_tiny();
   test_demo();
+  test_base();
   test_configs_complete();
   test_overrides();
   test_round_trips();

@@ -869,7 +869,7 @@ static void test_item9_pathwise_kernels(void) {
         pyramid_renoise_coeffs(f, e, s, 1, &rc);
         double ce[3] = {diffusion_a(f, e), diffusion_b(f, e), 0.0};
         k_combine3_per_clip(xe, Xc, ec, NULL, ce, 1, nc); /* end point of stage k-1 */
-        pyramid_renoise(&rc, xe, zeta, NULL, B, C, Tc, H, W, xs, scr);
+        pyramid_renoise(tpdiff_cpu_backend(), &rc, xe, zeta, NULL, B, C, Tc, H, W, xs, scr);
         double *want = malloc(nk * sizeof(double));
         for (size_t q = 0; q < nk; q++)
           want[q] = diffusion_a(f, s) * (double)PX[q] + diffusion_b(f, s) * (double)eps[q];
@@ -989,7 +989,7 @@ static void test_item10_11_monte_carlo(void) {
     double ce[3] = {a_e, b_e, 0};
     k_combine3_per_clip(xe, Xc, nce, NULL, ce, 1, nc);
     if (rc.beta_iso > 0) k_fill_normal(eta, n, 5, st0 + 2, 0);
-    pyramid_renoise(&rc, xe, zeta, rc.beta_iso > 0 ? eta : NULL, 1, N, Fc, 1, 1, xs, scr);
+    pyramid_renoise(tpdiff_cpu_backend(), &rc, xe, zeta, rc.beta_iso > 0 ? eta : NULL, 1, N, Fc, 1, 1, xs, scr);
     mc_stats st = mc_measure(xs, S, a_s, b_s, N, F);
     double secs = now_s() - tc;
     char name[96];
@@ -1205,7 +1205,7 @@ static void test_items12_13_pairs_kernels(void) {
                *want_v = malloc(n * sizeof(double));
         /* clip 0 at r = 0, clip 1 at r = 1, clip 2 at r = 0.4 */
         float t[3] = {(float)e, (float)s, (float)pyramid_time(&p, k, 0.4)};
-        pyramid_training_pair(&p, k, X, eps, t, B, C, T, H, W, xt, tg, scr);
+        pyramid_training_pair(tpdiff_cpu_backend(), &p, k, X, eps, t, B, C, T, H, W, xt, tg, scr);
         for (int b = 0; b < B; b++) {
           double tb = t[b], a_t = diffusion_a(f, tb), b_t = diffusion_b(f, tb);
           for (size_t i = b * ce; i < (b + 1) * ce; i++) {
@@ -1266,7 +1266,7 @@ static void test_item16_k1_vanilla(void) {
       coeff_ok &= c[0] == 1 - td && c[1] == td && c[2] == 0 && c[3] == -1 && c[4] == 1 && c[5] == 0;
     }
     memset(scr, 0xff, n * sizeof(float)); /* NaN garbage: stage 0 must not read it */
-    pyramid_training_pair(&p, 0, X, eps, t, B, C, T, H, W, xt, tg, scr);
+    pyramid_training_pair(tpdiff_cpu_backend(), &p, 0, X, eps, t, B, C, T, H, W, xt, tg, scr);
     for (int b = 0; b < B; b++) {
       float tb = t[b];
       float a = f == DIFFUSION_RF ? 1.0f - tb : (float)diffusion_a(f, tb);
@@ -1345,11 +1345,11 @@ static void test_item15_oracle_samplers(void) {
         for (int q = 0; q < 3; q++) {
           int nk = ns[q];
           float ts[2] = {(float)s, (float)s};
-          pyramid_training_pair(&p, k, X, eps, ts, Bf, Cf, T, H, W, xf, tg, scr); /* x at t = s is x_s */
+          pyramid_training_pair(tpdiff_cpu_backend(), &p, k, X, eps, ts, Bf, Cf, T, H, W, xf, tg, scr); /* x at t = s is x_s */
           for (int i = 0; i < nk; i++) {
             double t = e + (1.0 - (double)i / nk) * (s - e), t2 = e + (1.0 - (double)(i + 1) / nk) * (s - e);
             float tt[2] = {(float)t, (float)t};
-            pyramid_training_pair(&p, k, X, eps, tt, Bf, Cf, T, H, W, tmp, tg, scr);
+            pyramid_training_pair(tpdiff_cpu_backend(), &p, k, X, eps, tt, Bf, Cf, T, H, W, tmp, tg, scr);
             if (f == DIFFUSION_RF) {
               float dt = (float)(t2 - t);
               for (size_t j = 0; j < m; j++) xf[j] = xf[j] + dt * tg[j];
@@ -1428,7 +1428,7 @@ static void test_pyramid_end_to_end(void) {
       size_t mk = (size_t)bc * Tk * plane;
       {
         float ts[2] = {1.0f, 1.0f};
-        pyramid_training_pair(&p, 0, lvX[0], lvE[0], ts, Bf, Cf, Tk, H, W, x, tg, scr);
+        pyramid_training_pair(tpdiff_cpu_backend(), &p, 0, lvX[0], lvE[0], ts, Bf, Cf, Tk, H, W, x, tg, scr);
         pair_win w = window_of(&p, 0);
         for (size_t j = 0; j < mk; j++) xd[j] = w.a_s * dX[0][j] + w.b_s * dE[0][j];
       }
@@ -1442,7 +1442,7 @@ static void test_pyramid_end_to_end(void) {
           pyramid_renoise_coeffs(f, p.end[k - 1], s, 1, &rc);
           k_frames_pair_diff_norm(zeta, lvE[k], bc, Tk, plane);
           memcpy(tmp, x, mk / 2 * sizeof(float));
-          pyramid_renoise(&rc, tmp, zeta, NULL, Bf, Cf, Tk / 2, H, W, x, scr);
+          pyramid_renoise(tpdiff_cpu_backend(), &rc, tmp, zeta, NULL, Bf, Cf, Tk / 2, H, W, x, scr);
           /* double renoise on the [bc*plane-major] layout: frames are strided by plane */
           memcpy(tmpd, xd, mk / 2 * sizeof(double));
           for (int c = 0; c < bc; c++)
@@ -1473,7 +1473,7 @@ static void test_pyramid_end_to_end(void) {
           double t = e + (1.0 - (double)i / nk) * (s - e), t2 = e + (1.0 - (double)(i + 1) / nk) * (s - e);
           double a = diffusion_a(f, t), b = diffusion_b(f, t), a2 = diffusion_a(f, t2), b2 = diffusion_b(f, t2);
           float tt[2] = {(float)t, (float)t};
-          pyramid_training_pair(&p, k, lvX[k], lvE[k], tt, Bf, Cf, Tk, H, W, tmp, tg, scr);
+          pyramid_training_pair(tpdiff_cpu_backend(), &p, k, lvX[k], lvE[k], tt, Bf, Cf, Tk, H, W, tmp, tg, scr);
           for (size_t j = 0; j < mk; j++) {
             double xs = w.a_s * S[j] + w.b_s * dE[k][j], xe = w.a_e * dX[k][j] + w.b_e * dE[k][j], x0h, epsh;
             ref_hat(&w, xs, xe, &x0h, &epsh);

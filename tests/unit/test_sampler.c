@@ -96,7 +96,7 @@ static void run_oracle(diffusion_form form, int K, int steps, int B, int F, int 
   o.x_start = malloc(full * sizeof(float));
   float *work = malloc(sampler_work_floats(&shape, B) * sizeof(float)), *out = malloc(full * sizeof(float));
   sampler_options opt = {steps, 1.0, 11, 0x100};
-  int rc = sample_videos(&p, &shape, oracle_model, &o, &opt, NULL, NULL, 0, B, out, work);
+  int rc = sample_videos(tpdiff_cpu_backend(), &p, &shape, oracle_model, &o, &opt, NULL, NULL, 0, B, out, work);
   double err_max = 0, scale = 0;
   for (size_t i = 0; i < full; i++) {
     err_max = fmax(err_max, fabs(out[i] - X[i]));
@@ -148,7 +148,7 @@ static void test_vanilla_and_guidance(void) {
   float *work = malloc(sampler_work_floats(&shape, B) * sizeof(float));
   k_fill_normal(noise, full, 3, 3, 0);
   sampler_options opt = {steps, 1.0, 1, 0};
-  sample_videos(&p, &shape, toy_model, &clip, &opt, noise, NULL, 0, B, out, work);
+  sample_videos(tpdiff_cpu_backend(), &p, &shape, toy_model, &clip, &opt, noise, NULL, 0, B, out, work);
   /* the vanilla Euler loop, written out: t_i = 1 - i/n, x += (t_{i+1} - t_i) v */
   memcpy(ref, noise, full * 4);
   for (int i = 0; i < steps; i++) {
@@ -163,7 +163,7 @@ static void test_vanilla_and_guidance(void) {
   /* guidance: v = null + w (cond - null), one step from t = 1 to 0 */
   int y[3] = {1, 2, 3};
   sampler_options g = {1, 3.0, 1, 0};
-  sample_videos(&p, &shape, toy_model, &clip, &g, noise, y, 7, B, out, work);
+  sample_videos(tpdiff_cpu_backend(), &p, &shape, toy_model, &clip, &g, noise, y, 7, B, out, work);
   double worst = 0;
   for (int b = 0; b < B; b++)
     for (size_t j = 0; j < clip; j++) {

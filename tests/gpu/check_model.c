@@ -1,0 +1,783 @@
+/* check_model.c — the whole DiT and the training step on the CUDA backend against the CPU backend
+ * (the executable specification), then a timing table of the base workload on the GPU.
+ *
+ * A plain C program like check_kernels.c: no CUDA headers or libraries; the backend is loaded with
+ * dlopen (tpdiff_load_cuda_backend). It links only kernels/cpu, the loader, the model (model/) and the
+ * trainer's step (trainer.c, optimizer.c, batch.c), never the config parser: configs are built in
+ * code, so it builds on a GPU machine without libyaml, HDF5, giflib or libpng.
+ *
+ * What it checks, in this order:
+ *   1. tiny shape (depth 2, dim 64, heads 4, patch 2, C3 T8 16x16, K = 3, 5 classes, 3 clips): the
+ *      same random weights (dit_init_random, drawn on the host and uploaded) and the same inputs on
+ *      both backends; per stage: the forward output, the loss, and every parameter gradient;
+ *   2. 50 training steps of the tiny shape (two microbatches of different stages per step, AdamW
+ *      with weight decay, gradient clipping, EMA) from the same microbatches: per-step loss, and the
+ *      final weights and EMA;
+ *   3. the base workload (configs/base.yaml, built in code): ms per optimizer step per pyramid stage
+ *      and for K = 1, tokens/s and MFU, on the GPU only; measured before step 4 so that a slow CPU
+ *      reference can never cost the table, printed last;
+ *   4. a base-like shape (depth 12, dim 768, heads 12, patch 4, C3 T16 64x64, K = 3, 2 clips) as in
+ *      step 1. Its CPU reference is the slow part (about 16 TFLOP); stages run cheapest first, and a
+ *      stage whose projected time (from a CPU sgemm probe, then from the stages already run) would
+ *      end past --deadline-s is skipped with a SKIP line, so the program ends in time on any CPU.
+ *
+ * Tolerances (normwise relative: err = max|gpu - cpu| / max|cpu| over a tensor; NaN or Inf never
+ * passes): 1e-4 for the forward output, the loss and every gradient tensor. Both sides compute in
+ * fp32 but sum in different orders (cuBLASLt tiles and split-K against OpenBLAS, warp reductions
+ * against thread partials): check_kernels bounds each op at 1e-5 (most ops at 1e-6), and a depth-L
+ * network chains about 15 L of them, whose rounding differences add up rather than multiply for
+ * this well-conditioned init; 1e-4 leaves that an order of magnitude, while a real defect (a wrong
+ * index, a dropped term, a stale buffer) shows as 1e-2 or more. It is also the limit of the
+ * PyTorch parity tests (tests/ref/parity.sh). Training: per-step loss 1e-4 (the same argument,
+ * and the loss is a mean over many elements); final weights and EMA 1e-3 in the L2 sense,
+ * ||w_gpu - w_cpu|| / ||w_cpu|| over the whole flat vector, because AdamW's first update of a
+ * weight is about ±lr whatever the gradient's size (m/sqrt(v) = sign g at step 1), so a weight
+ * whose gradient is within rounding of zero may legitimately move the other way on the GPU: 2 lr
+ * in one element, which the max norm would call a failure and the L2 norm weighs by its share.
+ * The max-norm figure is printed beside it. Device buffers are poisoned (NaN) before use, so an
+ * element the GPU forgets to write can never pass.
+ *
+ *   check_model [--lib PATH] [--cpu] [--quick] [--no-timing] [--no-base] [--steps N]
+ *               [--deadline-s S] [--peak-tflops P] [--base-clips B]
+ *     --cpu            the CPU backend plays the GPU (tests this program where there is no GPU)
+ *     --quick          steps 1 and 2 only
+ *     --no-timing      skip step 3;  --no-base: skip step 4
+ *     --steps N        training steps in step 2 (default 50)
+ *     --deadline-s S   wall time after which step 4 starts no further stage (default 150)
+ *     --peak-tflops P  fp32 peak for the MFU column (default 67: H100/H200 SXM fp32 without tensor
+ *                      cores, which cuBLASLt fp32 without TF32 cannot exceed)
+ *     --base-clips B   clips per microbatch of the timing (default 4, as configs/base.yaml)
+ *
+ * Output: PASS/FAIL/SKIP lines, then the timing table, then `N passed, N failed` last. Exit 0 when
+ * all passed, 1 when any failed, 3 with one line when no GPU backend could be loaded. */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "kernels/backend.h"
+#include "kernels/kernels.h"
+#include "model/dit.h"
+#include "model/dit_internal.h"
+#include "model/pyramid.h"
+#include "trainer/trainer.h"
+
+static const tpdiff_backend *dev; /* the backend under test */
+static const tpdiff_backend *ref; /* the CPU backend */
+static int passed, failed;
+static double peak_tflops = 67.0;
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void count(int ok) {
+  if (ok)
+    passed++;
+  else
+    failed++;
+}
+
+/* A failure of the device itself (allocation, copy, a launch error): nothing after it can be
+ * trusted, so report and stop. */
+static void finish(void);
+static void device_fail(const char *what) {
+  const char *e = dev->last_error();
+  printf("FAIL %s: %s\n", what, e && e[0] ? e : "(no error recorded)");
+  printf("stopping: the backend cannot continue after this error\n");
+  failed++;
+  finish();
+}
+
+/* Synchronizes and reads the device's error state; stops on an error. */
+static void device_ok(const char *what) {
+  int rc = dev->synchronize();
+  const char *e = dev->last_error();
+  if (rc != 0 || (e && e[0])) {
+    printf("FAIL %s: backend error: %s\n", what, e && e[0] ? e : "synchronize failed");
+    printf("stopping: the backend cannot continue after this error\n");
+    failed++;
+    finish();
+  }
+}
+
+static void *host_alloc(size_t bytes) {
+  void *p = malloc(bytes ? bytes : 1);
+  if (!p) {
+    printf("FAIL host allocation of %zu bytes\n", bytes);
+    failed++;
+    finish();
+  }
+  return p;
+}
+
+/* Every float of a device buffer becomes NaN: 0 * NaN is NaN, so zero-fill then scale. */
+static void poison(float *d, size_t n) {
+  if (!d || n == 0) return;
+  dev->fill_zero(d, n * sizeof(float));
+  dev->scale(d, NAN, n);
+}
+
+/* Normwise relative error max|got - want| / max|want|; non-finite `got` gives +Inf. */
+static double max_rel_err(const float *got, const float *want, size_t n) {
+  double num = 0.0, den = 0.0;
+  for (size_t i = 0; i < n; i++) {
+    double g = got[i], w = want[i];
+    if (!isfinite(g) || !isfinite(w)) return INFINITY;
+    double d = fabs(g - w);
+    if (d > num) num = d;
+    if (fabs(w) > den) den = fabs(w);
+  }
+  if (num == 0.0) return 0.0;
+  return num / (den > 0.0 ? den : 1.0);
+}
+
+/* ||got - want||_2 / ||want||_2; non-finite gives +Inf. */
+static double l2_rel_err(const float *got, const float *want, size_t n) {
+  double num = 0.0, den = 0.0;
+  for (size_t i = 0; i < n; i++) {
+    double g = got[i], w = want[i];
+    if (!isfinite(g) || !isfinite(w)) return INFINITY;
+    num += (g - w) * (g - w);
+    den += w * w;
+  }
+  if (num == 0.0) return 0.0;
+  return sqrt(num) / (den > 0.0 ? sqrt(den) : 1.0);
+}
+
+static double scalar_rel_err(double got, double want) {
+  if (!isfinite(got) || !isfinite(want)) return INFINITY;
+  if (got == want) return 0.0;
+  return fabs(got - want) / (fabs(want) > 0.0 ? fabs(want) : 1.0);
+}
+
+/* ---- timing table (measured in step 3, printed last) ---------------------------------------------- */
+
+#define MAX_ROWS 8
+typedef struct {
+  char label[64];
+  int clips, tokens_per_clip;
+  double ms, tokens_per_s, tflops, mfu;
+} timing_row;
+static timing_row rows[MAX_ROWS];
+static int n_rows;
+static char timing_note[512];
+
+static void print_timing_table(void) {
+  if (n_rows == 0 && !timing_note[0]) return;
+  printf(
+      "\nbase workload on %s (configs/base.yaml: depth 12, dim 768, heads 12, patch 4, 10 classes, 3x16x64x64), "
+      "fp32;\n",
+      dev->device);
+  printf("ms per optimizer step = median of 5 after 2 warm-up (one microbatch, upload + AdamW + EMA included);\n");
+  printf("FLOPs = 6 * params * tokens + 12 * N^2 * D per layer and clip (fwd+bwd); MFU against %.1f TFLOP/s fp32\n",
+         peak_tflops);
+  if (timing_note[0]) printf("%s", timing_note); /* one line per run not timed */
+  if (n_rows == 0) return;
+  printf("  %-26s %6s %8s %10s %12s %9s %7s\n", "run", "clips", "tokens", "ms/step", "tokens/s", "TFLOP/s", "MFU");
+  for (int i = 0; i < n_rows; i++)
+    printf("  %-26s %6d %8d %10.1f %12.0f %9.2f %6.1f%%\n", rows[i].label, rows[i].clips,
+           rows[i].clips * rows[i].tokens_per_clip, rows[i].ms, rows[i].tokens_per_s, rows[i].tflops,
+           100.0 * rows[i].mfu);
+  printf("\n");
+}
+
+static void finish(void) {
+  print_timing_table();
+  printf("%d passed, %d failed\n", passed, failed);
+  fflush(stdout);
+  exit(failed ? 1 : 0);
+}
+
+/* ---- configs built in code (no YAML parser in this program) ------------------------------------- */
+
+static void config_base_fields(tpdiff_config *c, const char *name) {
+  memset(c, 0, sizeof *c);
+  snprintf(c->source, sizeof c->source, "%s (check_model)", name);
+  snprintf(c->diffusion_form, sizeof c->diffusion_form, "rf");
+  snprintf(c->pyramid_schedule, sizeof c->pyramid_schedule, "sync");
+  snprintf(c->pyramid_align, sizeof c->pyramid_align, "microbatch");
+  snprintf(c->train_device, sizeof c->train_device, "cuda");
+  snprintf(c->train_precision, sizeof c->train_precision, "fp32");
+  c->train_microbatches = 1;
+  c->train_seed = 1;
+}
+
+/* configs/tiny.yaml's model as a 3-stage class-conditional run, with weight decay and warm-up so
+ * that every part of the optimizer step is exercised. */
+static void config_tiny(tpdiff_config *c) {
+  config_base_fields(c, "tiny");
+  c->model_depth = 2, c->model_dim = 64, c->model_heads = 4, c->model_patch = 2, c->model_classes = 5;
+  c->data_channels = 3, c->data_frames = 8, c->data_height = 16, c->data_width = 16;
+  c->pyramid_stages = 3;
+  c->train_clips_per_microbatch = 4;
+  c->train_microbatches = 2;
+  c->train_lr = 1e-3, c->train_warmup = 5, c->train_weight_decay = 0.01, c->train_grad_clip = 1.0;
+  c->train_ema = 0.99;
+}
+
+/* configs/base.yaml. */
+static void config_base(tpdiff_config *c, int stages, int clips) {
+  config_base_fields(c, "base");
+  c->model_depth = 12, c->model_dim = 768, c->model_heads = 12, c->model_patch = 4, c->model_classes = 10;
+  c->data_channels = 3, c->data_frames = 16, c->data_height = 64, c->data_width = 64;
+  c->pyramid_stages = stages;
+  c->train_clips_per_microbatch = clips;
+  c->train_lr = 1e-4, c->train_warmup = 0, c->train_weight_decay = 0.0, c->train_grad_clip = 1.0;
+  c->train_ema = 0.9999;
+}
+
+static dit_shape shape_of(const tpdiff_config *c) { return trainer_shape_from_config(c); }
+
+/* ---- 1 and 4: forward, loss and every gradient, per stage ----------------------------------------- */
+
+typedef struct {
+  dit_model m;
+  dit_acts *a;
+} model_on;
+
+static void model_create(model_on *mo, const tpdiff_backend *be, const dit_shape *s, int clips, uint64_t seed,
+                         const char *what) {
+  char err[512];
+  int max_clips[PYRAMID_MAX_STAGES];
+  for (int k = 0; k < s->stages; k++) max_clips[k] = clips;
+  if (dit_create(&mo->m, s, be, err, sizeof err) != 0) {
+    printf("FAIL %s: dit_create on %s: %s\n", what, be->name, err);
+    failed++;
+    finish();
+  }
+  if (dit_init_random(&mo->m, seed) != 0) {
+    printf("FAIL %s: dit_init_random on %s: %s\n", what, be->name, be->last_error());
+    failed++;
+    finish();
+  }
+  mo->a = dit_acts_create(&mo->m, max_clips, err, sizeof err);
+  if (!mo->a) {
+    printf("FAIL %s: dit_acts_create on %s: %s\n", what, be->name, err);
+    failed++;
+    finish();
+  }
+}
+
+static void model_destroy(model_on *mo) {
+  dit_acts_destroy(mo->a);
+  dit_destroy(&mo->m);
+}
+
+/* Host inputs of one stage-k microbatch: x, target, t inside the stage window, labels with the null
+ * class among them. */
+typedef struct {
+  float *x, *target, *t;
+  int *y;
+  size_t n;
+} host_inputs;
+
+static host_inputs make_inputs(const dit_shape *s, const pyramid_schedule *p, int stage, int B, uint64_t seed) {
+  host_inputs in;
+  in.n = (size_t)B * s->channels * dit_stage_frames(s, stage) * s->height * s->width;
+  in.x = host_alloc(in.n * sizeof(float));
+  in.target = host_alloc(in.n * sizeof(float));
+  in.t = host_alloc((size_t)B * sizeof(float));
+  in.y = host_alloc((size_t)B * sizeof(int));
+  k_fill_normal(in.x, in.n, seed, 100 + (uint64_t)stage, 0);
+  k_fill_normal(in.target, in.n, seed, 200 + (uint64_t)stage, 0);
+  k_fill_uniform(in.t, (size_t)B, seed, 300 + (uint64_t)stage, 0);
+  for (int b = 0; b < B; b++) in.t[b] = (float)pyramid_time(p, stage, in.t[b]);
+  for (int b = 0; b < B; b++) in.y[b] = s->classes > 0 ? b % (s->classes + 1) : 0;
+  return in;
+}
+
+static void free_inputs(host_inputs *in) {
+  free(in->x);
+  free(in->target);
+  free(in->t);
+  free(in->y);
+}
+
+/* FLOPs of forward + backward of B clips at stage k (the MFU convention of the timing table). */
+static double step_flops(const dit_model *m, int stage, int B) {
+  const dit_shape *s = &m->shape;
+  double N = dit_stage_tokens(s, stage);
+  return 6.0 * (double)m->num_floats * N * B + 12.0 * N * N * s->dim * s->depth * B;
+}
+
+/* Compares forward output, loss and every gradient tensor of one stage (a device failure stops the
+ * program). */
+static void check_stage(const char *label, model_on *cpu, model_on *gpu, const pyramid_schedule *p, int stage, int B,
+                        uint64_t seed) {
+  const dit_shape *s = &cpu->m.shape;
+  char what[160];
+  host_inputs in = make_inputs(s, p, stage, B, seed);
+  const size_t n = in.n, nf = cpu->m.num_floats;
+  const int *labels = s->classes > 0 ? in.y : NULL;
+  double t0 = now_s();
+
+  /* CPU: its backend memory is host memory */
+  float *d_out = host_alloc(n * sizeof(float));
+  ref->fill_zero(cpu->m.grads, nf * sizeof(float));
+  const float *out_cpu = dit_forward(&cpu->m, cpu->a, in.x, in.t, labels, stage, B);
+  double loss_cpu = k_mse_loss(d_out, out_cpu, in.target, n, 1.0f);
+  dit_backward(&cpu->m, cpu->a, d_out);
+  double cpu_s = now_s() - t0;
+
+  /* device: poisoned arena, uploaded inputs, the CPU's d_out (so the backward sees the same seed) */
+  t0 = now_s();
+  poison(gpu->a->base, gpu->a->capacity_floats);
+  float *x_dev = dev->alloc(n * sizeof(float)), *target_dev = dev->alloc(n * sizeof(float));
+  float *dloss_dev = dev->alloc(n * sizeof(float)), *dout_dev = dev->alloc(n * sizeof(float));
+  if (!x_dev || !target_dev || !dloss_dev || !dout_dev) device_fail("check_model: device buffers");
+  poison(dloss_dev, n);
+  if (dev->copy_to_device(x_dev, in.x, n * sizeof(float)) != 0 ||
+      dev->copy_to_device(target_dev, in.target, n * sizeof(float)) != 0 ||
+      dev->copy_to_device(dout_dev, d_out, n * sizeof(float)) != 0)
+    device_fail("check_model: upload");
+  dev->fill_zero(gpu->m.grads, nf * sizeof(float));
+  const float *out_dev = dit_forward(&gpu->m, gpu->a, x_dev, in.t, labels, stage, B);
+  double loss_dev = dev->mse_loss(dloss_dev, out_dev, target_dev, n, 1.0f);
+  dit_backward(&gpu->m, gpu->a, dout_dev);
+  snprintf(what, sizeof what, "%s stage %d forward/backward", label, stage);
+  device_ok(what);
+  double dev_s = now_s() - t0;
+
+  float *out_got = host_alloc(n * sizeof(float)), *dloss_got = host_alloc(n * sizeof(float));
+  float *g_cpu = host_alloc(nf * sizeof(float)), *g_dev = host_alloc(nf * sizeof(float));
+  if (dev->copy_to_host(out_got, out_dev, n * sizeof(float)) != 0 ||
+      dev->copy_to_host(dloss_got, dloss_dev, n * sizeof(float)) != 0 || dit_grads_to_host(&gpu->m, g_dev) != 0)
+    device_fail("check_model: download");
+  dit_grads_to_host(&cpu->m, g_cpu);
+
+  double err = max_rel_err(out_got, out_cpu, n);
+  int ok = err <= 1e-4;
+  printf("%s forward %s stage %d (%d clips x %d tokens) err=%.3g limit=1e-04\n", ok ? "PASS" : "FAIL", label, stage, B,
+         dit_stage_tokens(s, stage), err);
+  count(ok);
+  err = scalar_rel_err(loss_dev, loss_cpu);
+  ok = err <= 1e-4;
+  printf("%s loss %s stage %d err=%.3g limit=1e-04 gpu=%.9g cpu=%.9g\n", ok ? "PASS" : "FAIL", label, stage, err,
+         loss_dev, loss_cpu);
+  count(ok);
+  err = max_rel_err(dloss_got, d_out, n);
+  ok = err <= 1e-4;
+  printf("%s loss-gradient %s stage %d err=%.3g limit=1e-04\n", ok ? "PASS" : "FAIL", label, stage, err);
+  count(ok);
+
+  /* every gradient tensor; one summary line, plus one line per failing tensor */
+  double worst = 0.0;
+  const char *worst_name = "-";
+  int bad = 0, zero_tensors = 0;
+  for (int i = 0; i < cpu->m.num_params; i++) {
+    const dit_param *prm = &cpu->m.params[i];
+    double e = max_rel_err(g_dev + prm->offset, g_cpu + prm->offset, prm->numel);
+    int all_zero = 1;
+    for (size_t j = 0; j < prm->numel && all_zero; j++) all_zero = g_cpu[prm->offset + j] == 0.0f;
+    zero_tensors += all_zero;
+    if (!(e <= 1e-4)) {
+      printf("FAIL gradient %s stage %d %s [%zu] err=%.3g limit=1e-04\n", label, stage, prm->name, prm->numel, e);
+      bad++;
+    }
+    if (!(e <= worst)) {
+      worst = e;
+      worst_name = prm->name;
+    }
+  }
+  /* the alignment gaps between tensors must stay exactly zero */
+  double whole = max_rel_err(g_dev, g_cpu, nf);
+  if (bad || !(whole <= 1e-4)) {
+    if (!bad)
+      printf("FAIL gradients %s stage %d: whole buffer (alignment gaps included) err=%.3g\n", label, stage, whole);
+    failed += bad ? bad : 1;
+  } else {
+    printf(
+        "PASS gradients %s stage %d: %d tensors (%d all-zero on the CPU), worst %s err=%.3g limit=1e-04, "
+        "whole buffer err=%.3g (cpu %.1f s, %s %.2f s)\n",
+        label, stage, cpu->m.num_params, zero_tensors, worst_name, worst, whole, cpu_s, dev->name, dev_s);
+    passed++;
+  }
+  dev->free(x_dev);
+  dev->free(target_dev);
+  dev->free(dloss_dev);
+  dev->free(dout_dev);
+  free(d_out);
+  free(out_got);
+  free(dloss_got);
+  free(g_cpu);
+  free(g_dev);
+  free_inputs(&in);
+}
+
+/* The same random weights must arrive bit for bit on both backends. */
+static void check_weights_identical(const char *label, model_on *cpu, model_on *gpu) {
+  size_t nf = cpu->m.num_floats;
+  float *a = host_alloc(nf * sizeof(float)), *b = host_alloc(nf * sizeof(float));
+  dit_weights_to_host(&cpu->m, a);
+  if (dit_weights_to_host(&gpu->m, b) != 0) device_fail("check_model: weights download");
+  int ok = memcmp(a, b, nf * sizeof(float)) == 0;
+  printf("%s init %s: %zu weights %s\n", ok ? "PASS" : "FAIL", label, nf,
+         ok ? "identical on both backends" : "differ between the backends");
+  count(ok);
+  free(a);
+  free(b);
+}
+
+/* GFLOP/s of the CPU's sgemm on a transformer-sized product (the first projection of step 4). */
+static double cpu_sgemm_gflops(void) {
+  const int M = 4096, K = 768, N = 768;
+  float *in = host_alloc((size_t)M * K * sizeof(float)), *w = host_alloc((size_t)N * K * sizeof(float));
+  float *out = host_alloc((size_t)M * N * sizeof(float));
+  k_fill_normal(in, (size_t)M * K, 5, 1, 0);
+  k_fill_normal(w, (size_t)N * K, 5, 2, 0);
+  double best = 1e30;
+  for (int r = 0; r < 3; r++) {
+    double t0 = now_s();
+    k_linear_forward(out, in, w, NULL, M, K, N);
+    double dt = now_s() - t0;
+    best = dt < best ? dt : best;
+  }
+  free(in);
+  free(w);
+  free(out);
+  return 2.0 * M * K * N / best / 1e9;
+}
+
+/* Runs check_stage for every stage of cfg's shape; with deadline_at > 0, a stage projected to end
+ * after it is skipped (first projection: the sgemm rate at a third of its efficiency, for attention
+ * and the element-wise ops; then the seconds per FLOP of the stages already run). */
+static void check_shape(const char *label, const tpdiff_config *cfg, int B, double deadline_at) {
+  dit_shape s = shape_of(cfg);
+  pyramid_schedule p;
+  char err[256];
+  if (trainer_schedule_from_config(cfg, &p, err, sizeof err) != 0) {
+    printf("FAIL %s: schedule: %s\n", label, err);
+    failed++;
+    return;
+  }
+  model_on cpu, gpu;
+  model_create(&cpu, ref, &s, B, 20250101, label);
+  model_create(&gpu, dev, &s, B, 20250101, label);
+  check_weights_identical(label, &cpu, &gpu);
+  double spent_per_flop = 0.0;
+  if (deadline_at > 0.0) {
+    double gflops = cpu_sgemm_gflops();
+    spent_per_flop = 3.0 / (gflops * 1e9);
+    printf("# %s: CPU sgemm %.0f GFLOP/s; %.0f s left before the deadline\n", label, gflops, deadline_at - now_s());
+  }
+  for (int k = 0; k < s.stages; k++) {
+    double flops = step_flops(&cpu.m, k, B);
+    if (deadline_at > 0.0) {
+      /* the CPU forward+backward scales with its FLOPs: skip what would end past the deadline */
+      double projected = spent_per_flop * flops, left = deadline_at - now_s();
+      if (projected > left) {
+        printf(
+            "SKIP %s stage %d: the CPU reference would take about %.0f s, %.0f s are left before the deadline "
+            "(--deadline-s)\n",
+            label, k, projected, left);
+        continue;
+      }
+    }
+    double t0 = now_s();
+    check_stage(label, &cpu, &gpu, &p, k, B, 77 + (uint64_t)k);
+    spent_per_flop = (now_s() - t0) / flops;
+  }
+  model_destroy(&cpu);
+  model_destroy(&gpu);
+}
+
+/* ---- 2: training steps, GPU against CPU ----------------------------------------------------------- */
+
+/* Microbatches of a step: stage (step + micro) mod K, random data and noise from (step, micro). */
+typedef struct {
+  const trainer *tr;
+  long step;
+  float *X, *eps, *t;
+  int *y;
+} step_batches;
+
+static int next_batch(void *ctx, int micro, stage_microbatch *out, char *err, size_t err_size) {
+  (void)err, (void)err_size;
+  step_batches *sb = ctx;
+  const dit_shape *s = &sb->tr->model.shape;
+  int stage = (int)((sb->step + micro) % s->stages), B = sb->tr->cfg.train_clips_per_microbatch;
+  size_t n = (size_t)B * s->channels * dit_stage_frames(s, stage) * s->height * s->width;
+  uint64_t stream = ((uint64_t)sb->step << 8) | (uint64_t)micro;
+  k_fill_normal(sb->X, n, 4242, 2 * stream, 0);
+  k_fill_normal(sb->eps, n, 4242, 2 * stream + 1, 0);
+  k_fill_uniform(sb->t, (size_t)B, 4243, stream, 0);
+  for (int b = 0; b < B; b++) sb->t[b] = (float)pyramid_time(&sb->tr->schedule, stage, sb->t[b]);
+  for (int b = 0; b < B; b++) sb->y[b] = (int)((sb->step + b) % (s->classes + 1));
+  *out = (stage_microbatch){sb->X, sb->eps, sb->t, s->classes > 0 ? sb->y : NULL, B, stage};
+  return 0;
+}
+
+/* Poisons every device buffer of a trainer that a step must write before reading. */
+static void poison_trainer(trainer *tr) {
+  size_t n = (size_t)tr->model.shape.channels * tr->model.shape.frames * tr->model.shape.height *
+             tr->model.shape.width * (size_t)tr->cfg.train_clips_per_microbatch;
+  float *buffers[] = {tr->X, tr->eps, tr->x_t, tr->target, tr->d_out, tr->scratch};
+  for (size_t i = 0; i < sizeof buffers / sizeof buffers[0]; i++) poison(buffers[i], n);
+  poison(tr->acts->base, tr->acts->capacity_floats);
+}
+
+static void check_training(int steps) {
+  tpdiff_config cfg;
+  config_tiny(&cfg);
+  static trainer tr_cpu, tr_dev;
+  char err[512];
+  if (trainer_create(&tr_cpu, &cfg, ref, err, sizeof err) != 0) {
+    printf("FAIL training: trainer on cpu: %s\n", err);
+    failed++;
+    return;
+  }
+  if (trainer_create(&tr_dev, &cfg, dev, err, sizeof err) != 0) {
+    printf("FAIL training: trainer on %s: %s\n", dev->name, err);
+    failed++;
+    trainer_destroy(&tr_cpu);
+    return;
+  }
+  poison_trainer(&tr_dev);
+  device_ok("training: set-up");
+  int B = cfg.train_clips_per_microbatch;
+  size_t n = (size_t)B * cfg.data_channels * cfg.data_frames * cfg.data_height * cfg.data_width;
+  step_batches sb = {NULL,
+                     0,
+                     host_alloc(n * sizeof(float)),
+                     host_alloc(n * sizeof(float)),
+                     host_alloc((size_t)B * sizeof(float)),
+                     host_alloc((size_t)B * sizeof(int))};
+  double worst_loss = 0.0, worst_norm = 0.0, first_loss = 0.0, last_loss = 0.0;
+  long worst_step = 0;
+  int skipped = 0;
+  for (long step = 1; step <= steps; step++) {
+    sb.step = step;
+    sb.tr = &tr_cpu;
+    step_stats a = trainer_step(&tr_cpu, cfg.train_microbatches, next_batch, &sb);
+    sb.tr = &tr_dev;
+    step_stats b = trainer_step(&tr_dev, cfg.train_microbatches, next_batch, &sb);
+    if (a.failed || b.failed) {
+      printf("FAIL training step %ld: %s\n", step, a.failed ? a.error : b.error);
+      failed++;
+      break;
+    }
+    skipped += a.skipped + b.skipped;
+    double e = scalar_rel_err(b.loss, a.loss), en = scalar_rel_err(b.grad_norm, a.grad_norm);
+    if (!(e <= worst_loss)) worst_loss = e, worst_step = step;
+    if (!(en <= worst_norm)) worst_norm = en;
+    if (step == 1) first_loss = a.loss;
+    last_loss = a.loss;
+    if (!(e <= 1e-4)) printf("FAIL training step %ld loss err=%.3g gpu=%.9g cpu=%.9g\n", step, e, b.loss, a.loss);
+  }
+  device_ok("training steps");
+  int ok = worst_loss <= 1e-4 && skipped == 0;
+  printf(
+      "%s training %d steps (tiny, K=3, 2 microbatches/step, AdamW+clip+EMA): max per-step loss err=%.3g at step %ld "
+      "limit=1e-04; grad-norm err max %.3g; loss %.5f -> %.5f; %d skipped steps\n",
+      ok ? "PASS" : "FAIL", steps, worst_loss, worst_step, worst_norm, first_loss, last_loss, skipped);
+  count(ok);
+
+  size_t nf = tr_cpu.model.num_floats;
+  float *w_cpu = host_alloc(nf * sizeof(float)), *w_dev = host_alloc(nf * sizeof(float));
+  dit_weights_to_host(&tr_cpu.model, w_cpu);
+  if (dit_weights_to_host(&tr_dev.model, w_dev) != 0) device_fail("training: weights download");
+  double l2 = l2_rel_err(w_dev, w_cpu, nf), mx = max_rel_err(w_dev, w_cpu, nf);
+  ok = l2 <= 1e-3;
+  printf("%s training final weights: L2 err=%.3g limit=1e-03 (max-norm err %.3g, for information)\n",
+         ok ? "PASS" : "FAIL", l2, mx);
+  count(ok);
+  if (tr_cpu.opt.ema && tr_dev.opt.ema) {
+    ref->copy_to_host(w_cpu, tr_cpu.opt.ema, nf * sizeof(float));
+    if (dev->copy_to_host(w_dev, tr_dev.opt.ema, nf * sizeof(float)) != 0) device_fail("training: EMA download");
+    l2 = l2_rel_err(w_dev, w_cpu, nf), mx = max_rel_err(w_dev, w_cpu, nf);
+    ok = l2 <= 1e-3;
+    printf("%s training final EMA: L2 err=%.3g limit=1e-03 (max-norm err %.3g)\n", ok ? "PASS" : "FAIL", l2, mx);
+    count(ok);
+  }
+  free(w_cpu);
+  free(w_dev);
+  free(sb.X);
+  free(sb.eps);
+  free(sb.t);
+  free(sb.y);
+  trainer_destroy(&tr_cpu);
+  trainer_destroy(&tr_dev);
+}
+
+/* ---- 3: timing of the base workload ---------------------------------------------------------------- */
+
+typedef struct {
+  const trainer *tr;
+  int stage;
+  float *X, *eps, *t;
+  int *y;
+} fixed_batch;
+
+static int next_fixed(void *ctx, int micro, stage_microbatch *out, char *err, size_t err_size) {
+  (void)micro, (void)err, (void)err_size;
+  fixed_batch *fb = ctx;
+  const int *y = fb->tr->model.shape.classes > 0 ? fb->y : NULL;
+  *out = (stage_microbatch){fb->X, fb->eps, fb->t, y, fb->tr->cfg.train_clips_per_microbatch, fb->stage};
+  return 0;
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+static void print_plan(const char *label, const trainer *tr) {
+  const trainer_memory_plan *p = &tr->plan;
+  printf("memory plan %s on %s:", label, dev->name);
+  for (int k = 0; k < p->stages; k++)
+    printf(" stage %d activations %.2f GiB (%d clips x %d tokens);", k, p->stage_acts_bytes[k] / 1073741824.0,
+           p->stage_clips[k], dit_stage_tokens(&tr->model.shape, k));
+  printf(" weights/grads/AdamW/EMA %.2f GiB; microbatch %.2f GiB; total %.2f GiB of %.2f GiB free\n",
+         p->state_bytes / 1073741824.0, p->batch_bytes / 1073741824.0, p->total_bytes / 1073741824.0,
+         p->free_bytes / 1073741824.0);
+}
+
+/* Times one optimizer step at each stage of a base trainer with `stages` stages. */
+static void time_base(int stages, int clips) {
+  tpdiff_config cfg;
+  config_base(&cfg, stages, clips);
+  static trainer tr;
+  char err[768];
+  if (trainer_create(&tr, &cfg, dev, err, sizeof err) != 0) {
+    /* a plan that does not fit is refused by trainer_create before anything large is allocated */
+    printf("SKIP timing K=%d: %s\n", stages, err);
+    snprintf(timing_note + strlen(timing_note), sizeof timing_note - strlen(timing_note), "K=%d not timed: %.300s\n",
+             stages, err);
+    (void)dev->last_error();
+    return;
+  }
+  char label[64];
+  snprintf(label, sizeof label, "base K=%d", stages);
+  print_plan(label, &tr);
+  poison_trainer(&tr);
+  size_t n = (size_t)clips * cfg.data_channels * cfg.data_frames * cfg.data_height * cfg.data_width;
+  fixed_batch fb = {&tr,
+                    0,
+                    host_alloc(n * sizeof(float)),
+                    host_alloc(n * sizeof(float)),
+                    host_alloc((size_t)clips * sizeof(float)),
+                    host_alloc((size_t)clips * sizeof(int))};
+  for (int b = 0; b < clips; b++) fb.y[b] = b % (cfg.model_classes + 1);
+  k_fill_normal(fb.X, n, 9, 1, 0);
+  k_fill_normal(fb.eps, n, 9, 2, 0);
+  for (int k = 0; k < stages; k++) {
+    fb.stage = k;
+    k_fill_uniform(fb.t, (size_t)clips, 9, 3 + (uint64_t)k, 0);
+    for (int b = 0; b < clips; b++) fb.t[b] = (float)pyramid_time(&tr.schedule, k, fb.t[b]);
+    double ms[5];
+    int ok = 1;
+    for (int r = -2; r < 5 && ok; r++) {
+      double t0 = now_s();
+      step_stats st = trainer_step(&tr, 1, next_fixed, &fb);
+      dev->synchronize();
+      double dt = now_s() - t0;
+      if (st.failed || st.skipped) {
+        printf("FAIL timing %s stage %d: %s\n", label, k, st.failed ? st.error : "non-finite loss or gradient");
+        failed++;
+        ok = 0;
+      }
+      if (r >= 0) ms[r] = 1000.0 * dt;
+    }
+    device_ok("timing");
+    if (!ok || n_rows >= MAX_ROWS) continue;
+    qsort(ms, 5, sizeof ms[0], cmp_double);
+    timing_row *row = &rows[n_rows++];
+    int N = dit_stage_tokens(&tr.model.shape, k);
+    if (stages == 1)
+      snprintf(row->label, sizeof row->label, "K=1 (vanilla, %d frames)", dit_stage_frames(&tr.model.shape, k));
+    else
+      snprintf(row->label, sizeof row->label, "K=%d stage %d (%d frames)", stages, k,
+               dit_stage_frames(&tr.model.shape, k));
+    row->clips = clips;
+    row->tokens_per_clip = N;
+    row->ms = ms[2];
+    row->tokens_per_s = (double)clips * N / (ms[2] / 1000.0);
+    row->tflops = step_flops(&tr.model, k, clips) / (ms[2] / 1000.0) / 1e12;
+    row->mfu = row->tflops / peak_tflops;
+    printf("timing %-26s %d clips: %.1f ms/step (min %.1f, max %.1f), %.0f tokens/s, %.2f TFLOP/s, MFU %.1f%%\n",
+           row->label, clips, ms[2], ms[0], ms[4], row->tokens_per_s, row->tflops, 100.0 * row->mfu);
+  }
+  free(fb.X);
+  free(fb.eps);
+  free(fb.t);
+  free(fb.y);
+  trainer_destroy(&tr);
+}
+
+/* ---- main ------------------------------------------------------------------------------------------ */
+
+int main(int argc, char **argv) {
+  const char *lib = NULL;
+  int use_cpu = 0, quick = 0, timing = 1, base = 1, steps = 50, base_clips = 4;
+  double deadline_s = 150.0;
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--lib") && i + 1 < argc)
+      lib = argv[++i];
+    else if (!strcmp(argv[i], "--cpu"))
+      use_cpu = 1;
+    else if (!strcmp(argv[i], "--quick"))
+      quick = 1;
+    else if (!strcmp(argv[i], "--no-timing"))
+      timing = 0;
+    else if (!strcmp(argv[i], "--no-base"))
+      base = 0;
+    else if (!strcmp(argv[i], "--steps") && i + 1 < argc)
+      steps = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--deadline-s") && i + 1 < argc)
+      deadline_s = atof(argv[++i]);
+    else if (!strcmp(argv[i], "--peak-tflops") && i + 1 < argc)
+      peak_tflops = atof(argv[++i]);
+    else if (!strcmp(argv[i], "--base-clips") && i + 1 < argc)
+      base_clips = atoi(argv[++i]);
+    else {
+      fprintf(stderr,
+              "usage: %s [--lib PATH] [--cpu] [--quick] [--no-timing] [--no-base] [--steps N] [--deadline-s S] "
+              "[--peak-tflops P] [--base-clips B]\n",
+              argv[0]);
+      return 2;
+    }
+  }
+  if (steps < 1 || base_clips < 1 || !(peak_tflops > 0.0)) {
+    fprintf(stderr, "check_model: --steps and --base-clips must be >= 1, --peak-tflops > 0\n");
+    return 2;
+  }
+  setvbuf(stdout, NULL, _IOLBF, 0);
+  ref = tpdiff_cpu_backend();
+  if (use_cpu) {
+    dev = tpdiff_cpu_backend();
+  } else {
+    char err[1024];
+    dev = tpdiff_load_cuda_backend(lib, err, sizeof err);
+    if (!dev) {
+      printf("check_model: no GPU backend: %s\n", err);
+      return 3;
+    }
+  }
+  printf("check_model: backend %s on %s; CPU reference with %d threads\n", dev->name, dev->device, k_num_threads());
+  double t0 = now_s();
+
+  tpdiff_config tiny;
+  config_tiny(&tiny);
+  check_shape("tiny", &tiny, 3, 0.0);
+  printf("# tiny gradients: %.1f s\n", now_s() - t0);
+  check_training(steps);
+  printf("# training: %.1f s\n", now_s() - t0);
+  if (!quick && timing) {
+    time_base(3, base_clips);
+    time_base(1, base_clips);
+    printf("# timing: %.1f s\n", now_s() - t0);
+  }
+  if (!quick && base) {
+    tpdiff_config big;
+    config_base(&big, 3, 2);
+    check_shape("base-like", &big, 2, t0 + deadline_s);
+    printf("# base-like gradients: %.1f s\n", now_s() - t0);
+  }
+  finish();
+  return 0;
+}
