@@ -69,7 +69,8 @@ static hid_t create_growing(shard_writer *w, const char *name, hid_t type, int r
   hsize_t dims[5] = {0}, maxdims[5];
   for (int i = 0; i < rank; i++) dims[i] = i ? chunk[i] : 0, maxdims[i] = i ? chunk[i] : H5S_UNLIMITED;
   hid_t space = H5Screate_simple(rank, dims, maxdims), dcpl = H5Pcreate(H5P_DATASET_CREATE), d = -1;
-  int ok = space >= 0 && dcpl >= 0 && H5Pset_chunk(dcpl, rank, chunk) >= 0;
+  /* No modification times in the object headers: the same clips give the same bytes. */
+  int ok = space >= 0 && dcpl >= 0 && H5Pset_chunk(dcpl, rank, chunk) >= 0 && H5Pset_obj_track_times(dcpl, 0) >= 0;
   if (ok && compress && w->opt.deflate_level > 0)
     ok = H5Pset_shuffle(dcpl) >= 0 && H5Pset_deflate(dcpl, (unsigned)w->opt.deflate_level) >= 0;
   /* HDF5 cannot filter variable-length data (the strings live in the global heap), so source is the
