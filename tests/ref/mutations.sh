@@ -9,6 +9,9 @@ PY=${PY:-/usr/bin/python3}
 MULTIARCH=$(gcc -print-multiarch)
 BLAS_INC=/usr/include/$MULTIARCH/openblas-openmp
 BLAS_LIB=/usr/lib/$MULTIARCH/openblas-openmp
+# data/ reads and writes HDF5 shards
+HDF5_CFLAGS=$(pkg-config --cflags hdf5-serial)
+HDF5_LIBS=$(pkg-config --libs hdf5-serial)
 work=$(mktemp -d "${TMPDIR:-/tmp}/tpdiff-mutations.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
@@ -21,10 +24,10 @@ mutate() { # mutate DESCRIPTION FILE FROM TO
     return
   fi
   FROM="$from" TO="$to" perl -0pi -e 's/\Q$ENV{FROM}\E/$ENV{TO}/' "$dir/$file"
-  if ! gcc -std=c11 -O1 -fopenmp -D_POSIX_C_SOURCE=200809L -I"$dir" -I"$BLAS_INC" \
+  if ! gcc -std=c11 -O1 -fopenmp -D_POSIX_C_SOURCE=200809L -I"$dir" -I"$BLAS_INC" $HDF5_CFLAGS \
       "$dir"/kernels/cpu/*.c "$dir"/model/*.c "$dir"/data/*.c \
       $(ls "$dir"/trainer/*.c | grep -v _main.c) "$dir"/tests/ref/parity_dump.c \
-      -o "$work/dump" -L"$BLAS_LIB" -Wl,-rpath,"$BLAS_LIB" -lopenblas -lyaml -lgif -lpng -lz -lm 2>"$work/cc.log"; then
+      -o "$work/dump" -L"$BLAS_LIB" -Wl,-rpath,"$BLAS_LIB" -lopenblas $HDF5_LIBS -lyaml -lgif -lpng -lz -lm 2>"$work/cc.log"; then
     echo "FAIL mutation '$desc': does not compile"; cat "$work/cc.log"; return
   fi
   rm -rf "$work/out"
