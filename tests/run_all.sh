@@ -42,7 +42,7 @@ run "noise alignment / linear assignment" build/tests/test_align
 run "pyramid sampler with an oracle model" build/tests/test_sampler
 run "video writer: GIF/PNG round trip (ASan+UBSan)" build-san/tests/test_video_write
 run "synthetic data sets (ASan+UBSan)" build-san/tests/test_synth
-run "HDF5 shards: round trip, bad input (ASan+UBSan)" build-san/tests/test_shard
+run "HDF5 shards: levels, bad files (ASan+UBSan)" build-san/tests/test_shard
 run "HDF5 shards: h5py interop both ways" tests/data/shard_interop.sh
 run "config loading (ASan+UBSan)" build-san/tests/test_config_load configs
 run "config refusals and rules (ASan+UBSan)" build-san/tests/test_config_rules
