@@ -58,7 +58,7 @@ uint16_t shard_f32_to_f16(float v) {
   uint32_t ax = x & 0x7fffffffu;
   if (ax >= 0x7f800000u) return (uint16_t)(sign | 0x7c00u | (ax > 0x7f800000u ? 0x200u : 0u)); /* inf, NaN */
   if (ax >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u); /* >= 65520 rounds to inf */
-  if (ax < 0x38800000u) {                                    /* below 2^-14: a half subnormal (or zero) */
+  if (ax < 0x38800000u) {                                   /* below 2^-14: a half subnormal (or zero) */
     float a;
     memcpy(&a, &ax, sizeof a);
     /* units of 2^-24; rint rounds to nearest even; 0x400 is the smallest normal, encoded the same */
@@ -169,8 +169,8 @@ int shard_layout_check(const shard_layout *l, const char *name, char *err, size_
     return -1;
   }
   if ((double)l->frames * l->height * l->width * l->channels > (double)SHARD_MAX_CLIP_ELEMENTS) {
-    snprintf(err, err_size, "%s: a clip of %dx%dx%dx%d values is larger than %lu", name, l->frames, l->height,
-             l->width, l->channels, SHARD_MAX_CLIP_ELEMENTS);
+    snprintf(err, err_size, "%s: a clip of %dx%dx%dx%d values is larger than %lu", name, l->frames, l->height, l->width,
+             l->channels, SHARD_MAX_CLIP_ELEMENTS);
     return -1;
   }
   if (l->dtype != SHARD_UINT8 && l->dtype != SHARD_FLOAT16 && l->dtype != SHARD_FLOAT32) {

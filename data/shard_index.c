@@ -122,8 +122,10 @@ static int hex4(json_in *j, unsigned *out) {
   unsigned v = 0;
   for (int i = 0; i < 4; i++) {
     char c = j->s[j->pos++];
-    v = v * 16 + (unsigned)(c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
-                            : c >= 'A' && c <= 'F' ? c - 'A' + 10 : 99);
+    v = v * 16 + (unsigned)(c >= '0' && c <= '9'   ? c - '0'
+                            : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                            : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                                   : 99);
     if (v > 0xffff) return fail_at(j, "bad \\u escape");
   }
   *out = v;
@@ -163,8 +165,10 @@ static int parse_string(json_in *j, char *out, size_t out_size) {
     }
     char utf8[4];
     size_t len = 0;
-    if (c != '\\' || cp < 0x80) utf8[len++] = (char)cp; /* raw bytes pass through as they are */
-    else if (cp < 0x800) utf8[len++] = (char)(0xc0 | cp >> 6), utf8[len++] = (char)(0x80 | (cp & 0x3f));
+    if (c != '\\' || cp < 0x80)
+      utf8[len++] = (char)cp; /* raw bytes pass through as they are */
+    else if (cp < 0x800)
+      utf8[len++] = (char)(0xc0 | cp >> 6), utf8[len++] = (char)(0x80 | (cp & 0x3f));
     else if (cp < 0x10000)
       utf8[len++] = (char)(0xe0 | cp >> 12), utf8[len++] = (char)(0x80 | ((cp >> 6) & 0x3f)),
       utf8[len++] = (char)(0x80 | (cp & 0x3f));
@@ -309,7 +313,7 @@ static int parse_document(json_in *j, shard_index_doc *doc) {
   struct {
     const char *key;
     long *value;
-  } ints[] = {{"version", &doc->version}, {"frames", &doc->frames}, {"height", &doc->height},
+  } ints[] = {{"version", &doc->version}, {"frames", &doc->frames},     {"height", &doc->height},
               {"width", &doc->width},     {"channels", &doc->channels}, {"levels", &doc->levels}};
   enum { N_INTS = sizeof ints / sizeof ints[0] };
   int seen[N_INTS] = {0}, seen_format = 0, seen_dtype = 0, seen_shards = 0;

@@ -52,9 +52,9 @@ typedef struct {
   long version;
   long frames, height, width, channels, levels;
   char dtype[16];
-  int count;     /* shards */
-  char **names;  /* [count], owned */
-  long *clips;   /* [count], owned */
+  int count;    /* shards */
+  char **names; /* [count], owned */
+  long *clips;  /* [count], owned */
 } shard_index_doc;
 
 /* Parses path as the index.json document (exactly the shape DESIGN.md gives; unknown keys are

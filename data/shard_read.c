@@ -129,8 +129,8 @@ static void dims_text(char *out, size_t out_size, int rank, const hsize_t *dims)
 }
 
 /* Opens dataset name and returns its rank and dims (rank <= 5); -1 with err when absent. */
-static hid_t open_dataset(shard_reader *r, const char *name, const char *expected, int *rank, hsize_t *dims,
-                          char *err, size_t err_size) {
+static hid_t open_dataset(shard_reader *r, const char *name, const char *expected, int *rank, hsize_t *dims, char *err,
+                          size_t err_size) {
   htri_t has = H5Lexists(r->file, name, H5P_DEFAULT);
   hid_t d = has > 0 ? H5Dopen2(r->file, name, H5P_DEFAULT) : -1;
   if (d < 0) {
@@ -363,7 +363,8 @@ int shard_read_clip(shard_reader *r, long index, int level, float *out_cthw, int
       char prefix[SHARD_PATH_BYTES + 128];
       snprintf(prefix, sizeof prefix, "%s: labels: cannot read clip %ld", r->path, index);
       if (shard_h5_error(err, err_size, prefix))
-        set_err(err, err_size, "%s: labels: clip %ld: checksum mismatch (the stored bytes are damaged)", r->path, index);
+        set_err(err, err_size, "%s: labels: clip %ld: checksum mismatch (the stored bytes are damaged)", r->path,
+                index);
     }
     if (mspace >= 0) H5Sclose(mspace);
     if (fspace >= 0) H5Sclose(fspace);

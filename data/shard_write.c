@@ -20,9 +20,9 @@ struct shard_writer {
   shard_write_options opt;
   hid_t file, level[SHARD_MAX_LEVELS], labels, source, f16, str;
   long clips;
-  size_t plane;      /* H * W * C: one frame */
-  float *stored0;    /* level 0 in stored units as float [T * plane] */
-  void *stage;       /* one level of one clip in the file's dtype */
+  size_t plane;   /* H * W * C: one frame */
+  float *stored0; /* level 0 in stored units as float [T * plane] */
+  void *stage;    /* one level of one clip in the file's dtype */
 };
 
 static void set_err(char *err, size_t err_size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -64,8 +64,8 @@ void shard_writer_abort(shard_writer *w) {
 
 /* A chunked dataset growing along its first axis, Fletcher32 last in the pipeline (so the checksum
  * covers the compressed bytes and a damaged chunk is caught before inflate sees it). */
-static hid_t create_growing(shard_writer *w, const char *name, hid_t type, int rank, const hsize_t *chunk,
-                            int compress, char *err, size_t err_size) {
+static hid_t create_growing(shard_writer *w, const char *name, hid_t type, int rank, const hsize_t *chunk, int compress,
+                            char *err, size_t err_size) {
   hsize_t dims[5] = {0}, maxdims[5];
   for (int i = 0; i < rank; i++) dims[i] = i ? chunk[i] : 0, maxdims[i] = i ? chunk[i] : H5S_UNLIMITED;
   hid_t space = H5Screate_simple(rank, dims, maxdims), dcpl = H5Pcreate(H5P_DATASET_CREATE), d = -1;
@@ -87,8 +87,8 @@ static hid_t create_growing(shard_writer *w, const char *name, hid_t type, int r
   return d;
 }
 
-static int write_attr(shard_writer *w, const char *name, hid_t file_type, hid_t mem_type, const void *value,
-                      char *err, size_t err_size) {
+static int write_attr(shard_writer *w, const char *name, hid_t file_type, hid_t mem_type, const void *value, char *err,
+                      size_t err_size) {
   hid_t space = H5Screate(H5S_SCALAR), a = -1;
   int ok = space >= 0 && (a = H5Acreate2(w->file, name, file_type, space, H5P_DEFAULT, H5P_DEFAULT)) >= 0 &&
            H5Awrite(a, mem_type, value) >= 0;
@@ -122,8 +122,8 @@ static hid_t file_type_of(shard_writer *w) {
   return w->layout.dtype == SHARD_UINT8 ? H5T_STD_U8LE : w->layout.dtype == SHARD_FLOAT16 ? w->f16 : H5T_IEEE_F32LE;
 }
 
-shard_writer *shard_writer_open(const char *path, const shard_layout *layout, const shard_write_options *opt,
-                                char *err, size_t err_size) {
+shard_writer *shard_writer_open(const char *path, const shard_layout *layout, const shard_write_options *opt, char *err,
+                                size_t err_size) {
   shard_h5_quiet();
   if (!path) {
     set_err(err, err_size, "shard writer: no path given");
@@ -190,7 +190,8 @@ shard_writer *shard_writer_open(const char *path, const shard_layout *layout, co
     }
   }
   hsize_t one_chunk[1] = {LABEL_CHUNK};
-  if (layout->has_labels && (w->labels = create_growing(w, "labels", H5T_STD_I32LE, 1, one_chunk, 0, err, err_size)) < 0) {
+  if (layout->has_labels &&
+      (w->labels = create_growing(w, "labels", H5T_STD_I32LE, 1, one_chunk, 0, err, err_size)) < 0) {
     shard_writer_abort(w);
     return NULL;
   }
@@ -253,8 +254,8 @@ static int quantise(shard_writer *w, const float *v, size_t n, int level, char *
     for (size_t i = 0; i < n; i++) {
       o[i] = shard_f32_to_f16(v[i]);
       if ((o[i] & 0x7c00u) == 0x7c00u) {
-        set_err(err, err_size, "%s: clip %ld, level %d: stored value %g does not fit float16 (|v| <= 65504)",
-                w->path, w->clips, level, v[i]);
+        set_err(err, err_size, "%s: clip %ld, level %d: stored value %g does not fit float16 (|v| <= 65504)", w->path,
+                w->clips, level, v[i]);
         return -1;
       }
     }
@@ -265,7 +266,9 @@ static int quantise(shard_writer *w, const float *v, size_t n, int level, char *
 }
 
 static hid_t mem_type_of(shard_writer *w) {
-  return w->layout.dtype == SHARD_UINT8 ? H5T_NATIVE_UCHAR : w->layout.dtype == SHARD_FLOAT16 ? w->f16 : H5T_NATIVE_FLOAT;
+  return w->layout.dtype == SHARD_UINT8     ? H5T_NATIVE_UCHAR
+         : w->layout.dtype == SHARD_FLOAT16 ? w->f16
+                                            : H5T_NATIVE_FLOAT;
 }
 
 int shard_writer_append(shard_writer *w, const float *clip_thwc, int label, const char *source, char *err,

@@ -138,9 +138,16 @@ int main(int argc, char **argv) {
     fprintf(stderr, "tpdiff-synth: %s\n", err);
     return 2;
   }
-  shard_layout layout = {.frames = (int)frames, .height = (int)height, .width = (int)width,
-                         .channels = (int)channels, .levels = (int)levels, .dtype = SHARD_UINT8,
-                         .scale = 2.0 / 255.0, .shift = -1.0, .fps = 8.0, .has_labels = 1};
+  shard_layout layout = {.frames = (int)frames,
+                         .height = (int)height,
+                         .width = (int)width,
+                         .channels = (int)channels,
+                         .levels = (int)levels,
+                         .dtype = SHARD_UINT8,
+                         .scale = 2.0 / 255.0,
+                         .shift = -1.0,
+                         .fps = 8.0,
+                         .has_labels = 1};
   size_t clip = synth_clip_floats(&set);
   float *cthw = malloc(clip * sizeof(float)), *thwc = malloc(clip * sizeof(float));
   long shards = (count + clips_per_shard - 1) / clips_per_shard;

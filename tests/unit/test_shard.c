@@ -92,8 +92,16 @@ static void make_folder(char *out, size_t out_size, const char *name) {
 }
 
 static shard_layout make_layout(shard_dtype d, int has_labels) {
-  shard_layout l = {.frames = 8, .height = 5, .width = 6, .channels = 3, .levels = 4, .dtype = d,
-                    .scale = scale_of(d), .shift = shift_of(d), .fps = 12.5, .has_labels = has_labels};
+  shard_layout l = {.frames = 8,
+                    .height = 5,
+                    .width = 6,
+                    .channels = 3,
+                    .levels = 4,
+                    .dtype = d,
+                    .scale = scale_of(d),
+                    .shift = shift_of(d),
+                    .fps = 12.5,
+                    .has_labels = has_labels};
   return l;
 }
 
@@ -181,7 +189,7 @@ static void test_round_trip(void) {
   struct {
     shard_dtype dtype;
     int deflate, labels;
-  } cases[] = {{SHARD_UINT8, 0, 1}, {SHARD_UINT8, 6, 0}, {SHARD_FLOAT16, 0, 0},
+  } cases[] = {{SHARD_UINT8, 0, 1},   {SHARD_UINT8, 6, 0},   {SHARD_FLOAT16, 0, 0},
                {SHARD_FLOAT16, 4, 1}, {SHARD_FLOAT32, 0, 1}, {SHARD_FLOAT32, 1, 0}};
   for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
     char folder[512], name[128], err[1024] = "";
@@ -202,26 +210,33 @@ static void test_round_trip(void) {
     }
     ok = ok && shard_write_index(folder, &l, 2, names, counts, err, sizeof err) == 0;
     char what[160];
-    snprintf(what, sizeof what, "round trip %s, deflate %d, %s", cases[k].dtype == SHARD_UINT8 ? "uint8"
-             : cases[k].dtype == SHARD_FLOAT16 ? "float16" : "float32", cases[k].deflate,
-             cases[k].labels ? "labels" : "no labels");
+    snprintf(what, sizeof what, "round trip %s, deflate %d, %s",
+             cases[k].dtype == SHARD_UINT8     ? "uint8"
+             : cases[k].dtype == SHARD_FLOAT16 ? "float16"
+                                               : "float32",
+             cases[k].deflate, cases[k].labels ? "labels" : "no labels");
     shard_dataset d;
     ok = ok && shard_dataset_open(&d, folder, err, sizeof err) == 0;
     if (ok) {
       ok = d.count == 2 && d.total == 7 && d.clips[0] == 3 && d.clips[1] == 4 && d.layout.levels == 4 &&
            d.layout.dtype == l.dtype && d.layout.has_labels == l.has_labels;
-      if (!ok) snprintf(err, sizeof err, "data set: %d shards, %ld clips, %d levels", d.count, d.total, d.layout.levels);
+      if (!ok)
+        snprintf(err, sizeof err, "data set: %d shards, %ld clips, %d levels", d.count, d.total, d.layout.levels);
       shard_dataset_close(&d);
     }
     double worst = 0;
     long bad = 0, ulps = 0;
     for (int s = 0; s < 2 && ok; s++) {
       long b = compare_shard(paths[s], &l, clips[s], stored[s], 100, &worst, &ulps, err, sizeof err);
-      if (b < 0) ok = 0;
-      else bad += b;
+      if (b < 0)
+        ok = 0;
+      else
+        bad += b;
     }
-    check(ok && bad == 0, what, "%s%s%ld mismatches over 7 clips x 4 levels, worst %.3g stored units, %ld float16 "
-          "values one ulp apart", ok ? "" : err, ok ? "" : "; ", bad, worst, ulps);
+    check(ok && bad == 0, what,
+          "%s%s%ld mismatches over 7 clips x 4 levels, worst %.3g stored units, %ld float16 "
+          "values one ulp apart",
+          ok ? "" : err, ok ? "" : "; ", bad, worst, ulps);
     for (int s = 0; s < 2; s++) free(stored[s]);
   }
   shard_layout l = make_layout(SHARD_FLOAT16, 0);
@@ -508,14 +523,18 @@ static void test_index_disagreements(void) {
       {"{\"format\": \"tpdiff-dataset\", \"version\": 1, \"frames\": 8,", "byte"},
       {"[1, 2]", "expected a JSON object"},
       {"{\"format\": \"tpdiff-dataset\", \"version\": 2, \"frames\": 8, \"height\": 5, \"width\": 6, \"channels\": 3, "
-       "\"levels\": 4, \"dtype\": \"uint8\", \"shards\": []}", "version is 2"},
+       "\"levels\": 4, \"dtype\": \"uint8\", \"shards\": []}",
+       "version is 2"},
       {"{\"format\": \"tpdiff-dataset\", \"version\": 1, \"frames\": 8, \"height\": 5, \"width\": 6, \"channels\": 3, "
-       "\"levels\": 4, \"dtype\": \"uint8\"}", "key shards is missing"},
+       "\"levels\": 4, \"dtype\": \"uint8\"}",
+       "key shards is missing"},
       {"{\"format\": \"tpdiff-dataset\", \"version\": 1, \"frames\": 8.5, \"height\": 5}", "expected an integer"},
       {"{\"format\": \"tpdiff-dataset\", \"version\": 1, \"frames\": 8, \"height\": 5, \"width\": 6, \"channels\": 3, "
-       "\"levels\": 4, \"dtype\": \"uint8\", \"shards\": [{\"name\": \"../x.h5\", \"clips\": 1}]}", "not a plain file"},
+       "\"levels\": 4, \"dtype\": \"uint8\", \"shards\": [{\"name\": \"../x.h5\", \"clips\": 1}]}",
+       "not a plain file"},
       {"{\"format\": \"other\", \"version\": 1, \"frames\": 8, \"height\": 5, \"width\": 6, \"channels\": 3, "
-       "\"levels\": 4, \"dtype\": \"uint8\", \"shards\": [], \"extra\": {\"a\": [1, null, true]}}", "format is \"other\""},
+       "\"levels\": 4, \"dtype\": \"uint8\", \"shards\": [], \"extra\": {\"a\": [1, null, true]}}",
+       "format is \"other\""},
   };
   int parsed_right = 0;
   char last[1024] = "";
@@ -525,15 +544,18 @@ static void test_index_disagreements(void) {
     fputs(bad_json[i][0], f);
     fclose(f);
     rc = shard_dataset_open(&d, folder, err, sizeof err);
-    if (rc != 0 && strstr(err, "index.json") && strstr(err, bad_json[i][1]) && one_line(err)) parsed_right++;
-    else snprintf(last, sizeof last, "case %zu: %s", i, rc ? err : "(opened)");
+    if (rc != 0 && strstr(err, "index.json") && strstr(err, bad_json[i][1]) && one_line(err))
+      parsed_right++;
+    else
+      snprintf(last, sizeof last, "case %zu: %s", i, rc ? err : "(opened)");
   }
   if (!last[0]) snprintf(last, sizeof last, "e.g. %s", err);
   check(parsed_right == (int)(sizeof bad_json / sizeof bad_json[0]), "malformed index.json refused with the reason",
         "%d of %zu; %s", parsed_right, sizeof bad_json / sizeof bad_json[0], last);
 
   rc = shard_dataset_open(&d, path, err, sizeof err); /* index.json itself: a file, not a folder */
-  check(rc != 0 && strstr(err, "not a folder") && strstr(err, path), "a data set path that is a file", "error: %s", err);
+  check(rc != 0 && strstr(err, "not a folder") && strstr(err, path), "a data set path that is a file", "error: %s",
+        err);
   make_folder(folder, sizeof folder, "empty");
   rc = shard_dataset_open(&d, folder, err, sizeof err);
   check(rc != 0 && strstr(err, "no index.json and no shard-*.h5") && strstr(err, folder), "a folder with no shards",
@@ -597,8 +619,13 @@ static int mode_write(int argc, char **argv) {
   }
   int dt = !strcmp(argv[3], "uint8") ? SHARD_UINT8 : !strcmp(argv[3], "float16") ? SHARD_FLOAT16 : SHARD_FLOAT32;
   long N = atol(argv[5]);
-  shard_layout l = {.frames = atoi(argv[6]), .height = atoi(argv[7]), .width = atoi(argv[8]),
-                    .channels = atoi(argv[9]), .dtype = (shard_dtype)dt, .fps = 24, .has_labels = 1};
+  shard_layout l = {.frames = atoi(argv[6]),
+                    .height = atoi(argv[7]),
+                    .width = atoi(argv[8]),
+                    .channels = atoi(argv[9]),
+                    .dtype = (shard_dtype)dt,
+                    .fps = 24,
+                    .has_labels = 1};
   l.scale = dt == SHARD_UINT8 ? 2.0 / 255.0 : 1.0;
   l.shift = dt == SHARD_UINT8 ? -1.0 : 0.0;
   for (l.levels = 1; l.levels < 4 && l.frames % (1 << l.levels) == 0; l.levels++) {
@@ -643,7 +670,10 @@ static int mode_read(int argc, char **argv) {
     printf("%s\n", err);
     return 1;
   }
-  float *out = malloc(shard_clip_bytes(&l, 0) / (l.dtype == SHARD_UINT8 ? 1 : l.dtype == SHARD_FLOAT16 ? 2 : 4) *
+  float *out = malloc(shard_clip_bytes(&l, 0) /
+                      (l.dtype == SHARD_UINT8     ? 1
+                       : l.dtype == SHARD_FLOAT16 ? 2
+                                                  : 4) *
                       sizeof(float));
   int *labels = malloc((size_t)(clips ? clips : 1) * sizeof(int));
   int rc = 0;
@@ -661,8 +691,10 @@ static int mode_read(int argc, char **argv) {
   FILE *f = fopen(path, "wb");
   fwrite(labels, sizeof(int), (size_t)clips, f);
   fclose(f);
-  if (rc) printf("%s\n", err);
-  else printf("levels %d clips %ld dtype %d labels %d\n", l.levels, clips, (int)l.dtype, l.has_labels);
+  if (rc)
+    printf("%s\n", err);
+  else
+    printf("levels %d clips %ld dtype %d labels %d\n", l.levels, clips, (int)l.dtype, l.has_labels);
   free(out);
   free(labels);
   shard_reader_close(r);
