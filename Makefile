@@ -61,8 +61,8 @@ endif
 BIN := $(if $(filter 1,$(SAN)),$(BUILD)/bin,bin)
 # -Wno-format-truncation: error lines are built with snprintf into fixed buffers on purpose; a
 # path longer than the buffer is cut, never overflowed.
-CFLAGS := -std=c11 $(OPT) -fopenmp -Wall -Wextra -Werror -Wshadow -Wno-format-truncation -D_POSIX_C_SOURCE=200809L -I. $(BLAS_CFLAGS)
-LDLIBS := $(BLAS_LIBS) $(YAML_LIBS) -lgif -lpng -lz -ldl -fopenmp -lm
+CFLAGS := -std=c11 $(OPT) -fopenmp -Wall -Wextra -Werror -Wshadow -Wno-format-truncation -D_POSIX_C_SOURCE=200809L -I. $(BLAS_CFLAGS) $(HDF5_CFLAGS)
+LDLIBS := $(BLAS_LIBS) $(YAML_LIBS) $(HDF5_LIBS) -lgif -lpng -lz -ldl -fopenmp -lm
 LDFLAGS := $(SAN_FLAGS)
 
 # ---- sources ---------------------------------------------------------------------------------

@@ -7,7 +7,8 @@
  *            level 0 in float, then stored in the shard's dtype); chunked one clip per chunk;
  *            Fletcher32 checksum on every chunk (so a flipped byte is caught); optional
  *            deflate + shuffle;
- *   labels [N] int32 (optional), source [N] variable-length UTF-8 string (file and start frame);
+ *   labels [N] int32 (optional), source [N] variable-length UTF-8 string (file and start frame;
+ *            the one dataset without Fletcher32: HDF5 cannot filter variable-length data);
  *   attributes format = "tpdiff-shard", version = 1, fps (double), dtype ("uint8", "float16",
  *            "float32"), scale, shift (double): model value = stored * scale + shift.
  * A data set is a folder of shard-NNNNN.h5 plus index.json:
@@ -52,12 +53,14 @@ shard_writer *shard_writer_open(const char *path, const shard_layout *layout, co
                                 char *err, size_t err_size);
 /* Appends one clip given at level 0 as float values in model units [T, H, W, C] (frame-major,
  * channels last, as the shard stores it); every coarser level is computed here in float from it and
- * then quantised (uint8: round(clamp((v - shift) / scale, 0, 255))). label is ignored without
- * labels; source is a short text (file and start frame). */
+ * then quantised (uint8: round(clamp((v - shift) / scale, 0, 255)); float16: nearest even). Level l
+ * is the mean of level 0 AS STORED, taken in stored units (the same mean as in model units, since
+ * the map is affine; exact for uint8). Non-finite values and float16 overflow are refused. label is
+ * ignored without labels; source is a short text (file and start frame). */
 int shard_writer_append(shard_writer *w, const float *clip_thwc, int label, const char *source, char *err,
                         size_t err_size);
-/* Finishes: writes the attributes, flushes, fsyncs and renames onto the final name. On failure the
- * temporary file is removed and nothing is left at path. Frees w either way. */
+/* Finishes: flushes, fsyncs and renames onto the final name (the attributes went in at open). On
+ * failure the temporary file is removed and nothing is left at path. Frees w either way. */
 int shard_writer_close(shard_writer *w, char *err, size_t err_size);
 /* Abandons a shard being written (removes its temporary file). */
 void shard_writer_abort(shard_writer *w);
@@ -74,7 +77,8 @@ typedef struct shard_reader shard_reader;
  * levels, dtype) against nothing but itself; layout receives what it holds. */
 shard_reader *shard_reader_open(const char *path, shard_layout *layout, long *clips, char *err, size_t err_size);
 /* Reads clip `index` at pyramid level `level` as float model values into out
- * [C, T/2^level, H, W] (channels first: the layout the model consumes), and its label (0 without
+ * [C, T/2^level, H, W] (channels first: the layout the model consumes; value = (float)stored *
+ * (float)scale + (float)shift), and its label (0 without
  * labels). A checksum mismatch, a short read or an index out of range is an error naming the
  * file, the dataset and the clip. */
 int shard_read_clip(shard_reader *r, long index, int level, float *out_cthw, int *label, char *err, size_t err_size);

@@ -6,7 +6,7 @@
 #   scripts/setup.sh --check      exit 1 and name what is missing, install nothing
 #
 # Python: the tests and benchmarks use the system interpreter /usr/bin/python3, which is where
-# Debian's python3-torch, python3-numpy and python3-yaml install (a python3 earlier on PATH may be a
+# Debian's python3-torch, python3-numpy, python3-yaml and python3-h5py install (a python3 earlier on PATH may be a
 # different interpreter without them).
 set -euo pipefail
 
@@ -19,6 +19,7 @@ PACKAGES=(
   libhdf5-dev                         # data shards and checkpoints
   libopenmpi-dev openmpi-bin          # data-parallel ranks
   python3-torch python3-numpy python3-yaml   # the PyTorch reference (tests/ref) and bench-cpu
+  python3-h5py                        # shard interop tests: h5py writes and reads our shards
 )
 
 missing=()

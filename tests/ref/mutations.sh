@@ -3,32 +3,32 @@
 # copies the sources, breaks one line on purpose, rebuilds the dump tool and expects
 # check_parity.py to report failures. A mutation that no longer applies is itself a failure, so
 # this test cannot silently rot.
+#
+# The rebuild goes through the Makefile (so its flags and libraries are never restated here) into
+# a copy of build/: only the mutated file is recompiled. Expects `make test-build` to have run.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PY:-/usr/bin/python3}
-MULTIARCH=$(gcc -print-multiarch)
-BLAS_INC=/usr/include/$MULTIARCH/openblas-openmp
-BLAS_LIB=/usr/lib/$MULTIARCH/openblas-openmp
 work=$(mktemp -d "${TMPDIR:-/tmp}/tpdiff-mutations.XXXXXX")
 trap 'rm -rf "$work"' EXIT
+[ -x build/tests/ref/parity_dump ] || { echo "FAIL mutations: build/ is not built (run make test-build)"; exit 1; }
 
 mutate() { # mutate DESCRIPTION FILE FROM TO
-  local desc=$1 file=$2 from=$3 to=$4 dir="$work/src"
-  rm -rf "$dir" && mkdir -p "$dir"
-  cp -r kernels model data trainer tests "$dir/"
-  if ! grep -qF -- "$from" "$dir/$file"; then
+  local desc=$1 file=$2 from=$3 to=$4 src="$work/src" obj="$work/build"
+  rm -rf "$src" "$obj" && mkdir -p "$src"
+  cp -a Makefile kernels model data trainer tests scripts "$src/"
+  cp -a build "$obj" # same sources, same flags: make recompiles only the mutated file
+  if ! grep -qF -- "$from" "$src/$file"; then
     echo "FAIL mutation '$desc': pattern not found in $file (update this test)"
     return
   fi
-  FROM="$from" TO="$to" perl -0pi -e 's/\Q$ENV{FROM}\E/$ENV{TO}/' "$dir/$file"
-  if ! gcc -std=c11 -O1 -fopenmp -D_POSIX_C_SOURCE=200809L -I"$dir" -I"$BLAS_INC" \
-      "$dir"/kernels/cpu/*.c "$dir"/kernels/backend_loader.c "$dir"/model/*.c "$dir"/data/*.c \
-      $(ls "$dir"/trainer/*.c | grep -v _main.c) "$dir"/tests/ref/parity_dump.c \
-      -o "$work/dump" -L"$BLAS_LIB" -Wl,-rpath,"$BLAS_LIB" -lopenblas -lyaml -lgif -lpng -lz -ldl -lm 2>"$work/cc.log"; then
-    echo "FAIL mutation '$desc': does not compile"; cat "$work/cc.log"; return
+  FROM="$from" TO="$to" perl -0pi -e 's/\Q$ENV{FROM}\E/$ENV{TO}/' "$src/$file"
+  touch "$src/$file"
+  if ! make -s -C "$src" CUDA=0 BUILD="$obj" "$obj/tests/ref/parity_dump" >"$work/cc.log" 2>&1; then
+    echo "FAIL mutation '$desc': does not build"; tail -20 "$work/cc.log"; return
   fi
   rm -rf "$work/out"
-  "$work/dump" configs/tiny.yaml "$work/out" --pyramid.stages=3 --model.classes=5 --stage=1 --clips=3 >/dev/null
+  "$obj/tests/ref/parity_dump" configs/tiny.yaml "$work/out" --pyramid.stages=3 --model.classes=5 --stage=1 --clips=3 >/dev/null
   "$PY" tests/ref/check_parity.py "$work/out" >"$work/check.log" 2>&1
   local rc=$? nfail
   nfail=$(grep -c '^FAIL' "$work/check.log")
