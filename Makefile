@@ -26,6 +26,10 @@ MPICC := $(shell command -v mpicc 2>/dev/null)
 HDF5_CFLAGS := $(shell pkg-config --cflags hdf5-serial 2>/dev/null)
 HDF5_LIBS := $(shell pkg-config --libs hdf5-serial 2>/dev/null)
 YAML_LIBS := $(shell pkg-config --libs yaml-0.1 2>/dev/null || echo -lyaml)
+# FFmpeg's libraries decode real videos for tpdiff-prep (data/video_decode.c).
+AV_PACKAGES := libavformat libavcodec libswscale libavutil
+AV_CFLAGS := $(shell pkg-config --cflags $(AV_PACKAGES) 2>/dev/null)
+AV_LIBS := $(shell pkg-config --libs $(AV_PACKAGES) 2>/dev/null || echo -lavformat -lavcodec -lswscale -lavutil)
 # OpenBLAS's OpenMP build shares the OpenMP thread pool with our kernels; the pthread build would
 # keep its own spinning threads that fight OpenMP regions for the same cores.
 OPENBLAS_OMP_LIB := $(wildcard /usr/lib/$(MULTIARCH)/openblas-openmp/libopenblas.so)
@@ -59,8 +63,8 @@ endif
 BIN := $(if $(filter 1,$(SAN)),$(BUILD)/bin,bin)
 # -Wno-format-truncation: error lines are built with snprintf into fixed buffers on purpose; a
 # path longer than the buffer is cut, never overflowed.
-CFLAGS := -std=c11 $(OPT) -fopenmp -Wall -Wextra -Werror -Wshadow -Wno-format-truncation -D_POSIX_C_SOURCE=200809L -I. $(BLAS_CFLAGS)
-LDLIBS := $(BLAS_LIBS) $(YAML_LIBS) -lgif -lpng -lz -ldl -fopenmp -lm
+CFLAGS := -std=c11 $(OPT) -fopenmp -Wall -Wextra -Werror -Wshadow -Wno-format-truncation -D_POSIX_C_SOURCE=200809L -I. $(BLAS_CFLAGS) $(AV_CFLAGS)
+LDLIBS := $(BLAS_LIBS) $(YAML_LIBS) $(AV_LIBS) -lgif -lpng -lz -ldl -fopenmp -lm
 LDFLAGS := $(SAN_FLAGS)
 
 # ---- sources ---------------------------------------------------------------------------------
@@ -73,6 +77,12 @@ LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 LIB := $(BUILD)/libtpdiff.a
 
 BINARIES := $(BIN)/tpdiff-train $(BIN)/tpdiff-synth
+# tpdiff-prep writes shards, so it is built only where the shard writer (data/shard.c) exists.
+ifneq ($(wildcard data/shard.c),)
+BINARIES += $(BIN)/tpdiff-prep
+else
+PREP_NOTE := tpdiff-prep=skipped(no data/shard.c)
+endif
 TEST_SRCS := $(wildcard tests/unit/*.c)
 TEST_BINS := $(TEST_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 BENCH_BINS := $(BUILD)/bench/bench_step $(BUILD)/bench/bench_pyramid
@@ -85,7 +95,7 @@ CUDA_LIB :=
 -include kernels/cuda/cuda.mk
 
 ifeq ($(MAKELEVEL),0)
-$(info tpdiff build: blas=$(BLAS_KIND) hdf5=$(if $(HDF5_LIBS),yes,no) mpi=$(if $(MPICC),yes,no) nvcc=$(if $(NVCC),yes,no) nccl=$(if $(NCCL_HEADER),yes,no) cuda-backend=$(if $(BUILD_CUDA),$(if $(CUDA_SRCS),build,no-sources-yet),off))
+$(info tpdiff build: blas=$(BLAS_KIND) hdf5=$(if $(HDF5_LIBS),yes,no) mpi=$(if $(MPICC),yes,no) nvcc=$(if $(NVCC),yes,no) nccl=$(if $(NCCL_HEADER),yes,no) cuda-backend=$(if $(BUILD_CUDA),$(if $(CUDA_SRCS),build,no-sources-yet),off) $(PREP_NOTE))
 endif
 
 # Keep objects of chained rules (tests, bench) so a rebuild is incremental.

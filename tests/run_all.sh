@@ -42,6 +42,8 @@ run "noise alignment / linear assignment" build/tests/test_align
 run "pyramid sampler with an oracle model" build/tests/test_sampler
 run "video writer: GIF/PNG round trip (ASan+UBSan)" build-san/tests/test_video_write
 run "synthetic data sets (ASan+UBSan)" build-san/tests/test_synth
+run "video decode: frame rate, clips, crop, errors" build/tests/test_video_decode
+run "video decode (ASan+UBSan)" build-san/tests/test_video_decode
 run "config loading (ASan+UBSan)" build-san/tests/test_config_load configs
 run "config refusals and rules (ASan+UBSan)" build-san/tests/test_config_rules
 run "parity checker fails on bad dumps" "$PY" tests/ref/check_parity_selftest.py
