@@ -28,6 +28,9 @@ struct video_decoder {
   AVRational out_period;     /* 1 / fps as a rational (resampling only) */
   int resample;              /* fps > 0 */
   int64_t default_duration;  /* one frame at the stream's average rate, in tb units; 0 if unknown */
+  int tick_parts;            /* 32: times are compared in 1/32 of a tick, exactly */
+  AVRational tb_32;          /* tb / tick_parts */
+  int64_t tolerance_32;      /* how far timestamps may be off, in tb_32 units (see the header) */
   int demux_eof, decoder_eof;
   long decoded, out_frames;  /* source frames received from the decoder; output frames delivered */
   AVFrame *incoming;         /* the frame decode_one just received */
@@ -202,6 +205,14 @@ video_decoder *video_decoder_open(const char *path, const video_decode_options *
              vs->codecpar->width);
     goto fail;
   }
+  /* Timestamps are rounded to the time base (Matroska: 1 ms, so 24 fps frames sit at 0, 42, 83,
+   * ... ms): take them as accurate to half a tick, but never more than 1/16 of a frame, where the
+   * tick is as long as a frame and timestamps are exact. */
+  d->tick_parts = 32;
+  d->tolerance_32 = 16;
+  if (d->default_duration > 0 && 2 * d->default_duration < d->tolerance_32) d->tolerance_32 = 2 * d->default_duration;
+  if (d->tb.den > INT32_MAX / 32) d->tick_parts = 1, d->tolerance_32 = 0; /* absurd time base: exact only */
+  d->tb_32 = (AVRational){d->tb.num, d->tb.den * d->tick_parts};
   d->resample = opt.fps > 0;
   if (d->resample) {
     AVRational fps = av_d2q(opt.fps, 100000);
@@ -423,9 +434,10 @@ int video_decoder_next_rgb24(video_decoder *d, uint8_t *rgb, char *err, size_t e
   }
   for (;;) {
     if (d->have_cur && d->cur_end_known) {
-      /* output time t_k = pts0 + k * out_period; cur's interval is [cur_pts, cur_end) and
-       * t_k >= cur_pts holds (intervals are contiguous from pts0) */
-      if (av_compare_ts(d->out_frames, d->out_period, d->cur_end - d->pts0, d->tb) < 0)
+      /* output time t_k = pts0 + k * out_period is in cur's interval [cur_pts, cur_end) when
+       * t_k + tolerance < cur_end (t_k >= cur_pts holds: intervals are contiguous from pts0); the
+       * comparison is exact, in units of 1/32 of a time-base tick */
+      if (av_compare_ts(d->out_frames, d->out_period, d->tick_parts * (d->cur_end - d->pts0) - d->tolerance_32, d->tb_32) < 0)
         return emit(d, d->cur, rgb, err, err_size);
       if (!d->have_next) return 0; /* the last frame is used up */
       av_frame_unref(d->cur);

@@ -10,10 +10,14 @@
  * [pts_i, pts_{i+1}) (the last frame [pts_last, pts_last + its duration), the duration taken from
  * the frame, else from the stream's average frame rate, else from the previous interval). Output
  * frame k is taken at time t_k = pts_0 + k / fps, and it is the decoded frame whose interval
- * contains t_k. The times are compared exactly (fps as a rational with denominator <= 100000, so
- * 30000/1001 stays exact), so 24 -> 12 fps keeps frames 0, 2, 4, ... and 24 -> 48 fps repeats each
- * frame twice. A frame whose pts does not increase is an interval of length 0 and is never chosen.
- * The number of output frames is ceil(duration * fps). With fps <= 0 every decoded frame is
+ * contains t_k. Timestamps are rounded to the stream's time base (Matroska/WebM: 1 ms, so 24 fps
+ * frames sit at 0, 42, 83 ms), so a pts is taken as accurate to half a tick, capped at 1/16 of a
+ * frame: t_k counts as in the next frame's interval when it lies less than that tolerance before
+ * the next frame's start. Otherwise the comparison is exact (fps as a rational with denominator
+ * <= 100000, so 30000/1001 stays exact): 24 -> 12 fps keeps frames 0, 2, 4, ..., 24 -> 10 fps
+ * frame floor(2.4 k), 24 -> 48 fps repeats each frame twice, and a 24 fps Matroska file at 24 fps
+ * keeps every frame. A frame whose pts does not increase is an interval of length 0 and is never
+ * chosen. The number of output frames is about duration * fps. With fps <= 0 every decoded frame is
  * delivered once, in presentation order (the source rate).
  *
  * Crop: the largest centred window of the source with the target aspect ratio W/H, measured on the

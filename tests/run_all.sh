@@ -44,6 +44,8 @@ run "video writer: GIF/PNG round trip (ASan+UBSan)" build-san/tests/test_video_w
 run "synthetic data sets (ASan+UBSan)" build-san/tests/test_synth
 run "video decode: frame rate, clips, crop, errors" build/tests/test_video_decode
 run "video decode (ASan+UBSan)" build-san/tests/test_video_decode
+run "video decode vs the ffmpeg command line" tests/data/decode_vs_ffmpeg.sh
+BIN=build-san/tests/test_video_decode run "video decode vs ffmpeg (ASan+UBSan)" tests/data/decode_vs_ffmpeg.sh
 run "config loading (ASan+UBSan)" build-san/tests/test_config_load configs
 run "config refusals and rules (ASan+UBSan)" build-san/tests/test_config_rules
 run "parity checker fails on bad dumps" "$PY" tests/ref/check_parity_selftest.py

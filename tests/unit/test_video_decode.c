@@ -178,7 +178,8 @@ static int every_other(int k) { return 2 * k; }
 static int every_third(int k) { return 3 * k; }
 static int each_twice(int k) { return k / 2; }
 static int at_ten_fps(int k) { return (int)((long)k * 24 / 10); } /* floor(k * 24 / 10): interval containing k/10 */
-static int ntsc_to_12(int k) { return (int)floor(k * 30000.0 / 1001.0 / 12.0 + 1e-9); }
+/* y4m's time base is one frame, so the pts tolerance is 1/16 of a frame: floor(frame position + 1/16) */
+static int ntsc_to_12(int k) { return (int)floor(k * 30000.0 / 1001.0 / 12.0 + 1.0 / 16.0); }
 
 /* ---- clip cutter ------------------------------------------------------------------------------ */
 
