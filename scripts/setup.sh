@@ -21,6 +21,7 @@ PACKAGES=(
   libavformat-dev libavcodec-dev libswscale-dev libavutil-dev  # tpdiff-prep decodes real videos (FFmpeg)
   ffmpeg                              # the decode tests make videos and compare with the CLI's decode
   python3-torch python3-numpy python3-yaml   # the PyTorch reference (tests/ref) and bench-cpu
+  python3-h5py                        # tests read shards the way a Python user would
 )
 
 missing=()

@@ -9,6 +9,9 @@ PY=${PY:-/usr/bin/python3}
 MULTIARCH=$(gcc -print-multiarch)
 BLAS_INC=/usr/include/$MULTIARCH/openblas-openmp
 BLAS_LIB=/usr/lib/$MULTIARCH/openblas-openmp
+# data/ also holds the video decoder (FFmpeg) and the shard code (HDF5): link what they need
+EXTRA_CFLAGS=$(pkg-config --cflags libavformat libavcodec libswscale libavutil hdf5-serial 2>/dev/null)
+EXTRA_LIBS=$(pkg-config --libs libavformat libavcodec libswscale libavutil hdf5-serial 2>/dev/null)
 work=$(mktemp -d "${TMPDIR:-/tmp}/tpdiff-mutations.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
@@ -21,10 +24,10 @@ mutate() { # mutate DESCRIPTION FILE FROM TO
     return
   fi
   FROM="$from" TO="$to" perl -0pi -e 's/\Q$ENV{FROM}\E/$ENV{TO}/' "$dir/$file"
-  if ! gcc -std=c11 -O1 -fopenmp -D_POSIX_C_SOURCE=200809L -I"$dir" -I"$BLAS_INC" \
+  if ! gcc -std=c11 -O1 -fopenmp -D_POSIX_C_SOURCE=200809L -I"$dir" -I"$BLAS_INC" $EXTRA_CFLAGS \
       "$dir"/kernels/cpu/*.c "$dir"/model/*.c "$dir"/data/*.c \
       $(ls "$dir"/trainer/*.c | grep -v _main.c) "$dir"/tests/ref/parity_dump.c \
-      -o "$work/dump" -L"$BLAS_LIB" -Wl,-rpath,"$BLAS_LIB" -lopenblas -lyaml -lgif -lpng -lz -lm 2>"$work/cc.log"; then
+      -o "$work/dump" -L"$BLAS_LIB" -Wl,-rpath,"$BLAS_LIB" -lopenblas -lyaml $EXTRA_LIBS -lgif -lpng -lz -lm 2>"$work/cc.log"; then
     echo "FAIL mutation '$desc': does not compile"; cat "$work/cc.log"; return
   fi
   rm -rf "$work/out"
