@@ -28,6 +28,10 @@ MPICC := $(shell command -v mpicc 2>/dev/null)
 HDF5_CFLAGS := $(shell pkg-config --cflags hdf5-serial 2>/dev/null)
 HDF5_LIBS := $(shell pkg-config --libs hdf5-serial 2>/dev/null)
 YAML_LIBS := $(shell pkg-config --libs yaml-0.1 2>/dev/null || echo -lyaml)
+# FFmpeg's libraries decode real videos for tpdiff-prep (data/video_decode.c).
+AV_PACKAGES := libavformat libavcodec libswscale libavutil
+AV_CFLAGS := $(shell pkg-config --cflags $(AV_PACKAGES) 2>/dev/null)
+AV_LIBS := $(shell pkg-config --libs $(AV_PACKAGES) 2>/dev/null || echo -lavformat -lavcodec -lswscale -lavutil)
 # OpenBLAS's OpenMP build shares the OpenMP thread pool with our kernels; the pthread build would
 # keep its own spinning threads that fight OpenMP regions for the same cores.
 OPENBLAS_OMP_LIB := $(wildcard /usr/lib/$(MULTIARCH)/openblas-openmp/libopenblas.so)
@@ -61,8 +65,8 @@ endif
 BIN := $(if $(filter 1,$(SAN)),$(BUILD)/bin,bin)
 # -Wno-format-truncation: error lines are built with snprintf into fixed buffers on purpose; a
 # path longer than the buffer is cut, never overflowed.
-CFLAGS := -std=c11 $(OPT) -fopenmp -Wall -Wextra -Werror -Wshadow -Wno-format-truncation -D_POSIX_C_SOURCE=200809L -I. $(BLAS_CFLAGS) $(HDF5_CFLAGS)
-LDLIBS := $(BLAS_LIBS) $(YAML_LIBS) $(HDF5_LIBS) -lgif -lpng -lz -ldl -fopenmp -lm
+CFLAGS := -std=c11 $(OPT) -fopenmp -Wall -Wextra -Werror -Wshadow -Wno-format-truncation -D_POSIX_C_SOURCE=200809L -I. $(BLAS_CFLAGS) $(HDF5_CFLAGS) $(AV_CFLAGS)
+LDLIBS := $(BLAS_LIBS) $(YAML_LIBS) $(HDF5_LIBS) $(AV_LIBS) -lgif -lpng -lz -ldl -fopenmp -lm
 LDFLAGS := $(SAN_FLAGS)
 
 # ---- sources ---------------------------------------------------------------------------------
@@ -74,7 +78,7 @@ LIB_SRCS := $(KERNEL_SRCS) $(MODEL_SRCS) $(DATA_SRCS) $(TRAINER_SRCS)
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 LIB := $(BUILD)/libtpdiff.a
 
-BINARIES := $(BIN)/tpdiff-train $(BIN)/tpdiff-synth
+BINARIES := $(BIN)/tpdiff-train $(BIN)/tpdiff-synth $(BIN)/tpdiff-prep
 TEST_SRCS := $(wildcard tests/unit/*.c)
 TEST_BINS := $(TEST_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 BENCH_BINS := $(BUILD)/bench/bench_step $(BUILD)/bench/bench_pyramid

@@ -18,6 +18,8 @@ PACKAGES=(
   dataset-fashion-mnist               # real garment images for the fashion demo set
   libhdf5-dev                         # data shards and checkpoints
   libopenmpi-dev openmpi-bin          # data-parallel ranks
+  libavformat-dev libavcodec-dev libswscale-dev libavutil-dev  # tpdiff-prep decodes real videos (FFmpeg)
+  ffmpeg                              # the decode tests make videos and compare with the CLI's decode
   python3-torch python3-numpy python3-yaml   # the PyTorch reference (tests/ref) and bench-cpu
   python3-h5py                        # shard interop tests: h5py writes and reads our shards
 )

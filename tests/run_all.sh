@@ -44,6 +44,10 @@ run "video writer: GIF/PNG round trip (ASan+UBSan)" build-san/tests/test_video_w
 run "synthetic data sets (ASan+UBSan)" build-san/tests/test_synth
 run "HDF5 shards: levels, bad files (ASan+UBSan)" build-san/tests/test_shard
 run "HDF5 shards: h5py interop both ways" tests/data/shard_interop.sh
+run "video decode: frame rate, clips, crop, errors" build/tests/test_video_decode
+run "video decode (ASan+UBSan)" build-san/tests/test_video_decode
+run "video decode vs the ffmpeg command line" tests/data/decode_vs_ffmpeg.sh
+BIN=build-san/tests/test_video_decode run "video decode vs ffmpeg (ASan+UBSan)" tests/data/decode_vs_ffmpeg.sh
 run "config loading (ASan+UBSan)" build-san/tests/test_config_load configs
 run "config refusals and rules (ASan+UBSan)" build-san/tests/test_config_rules
 run "parity checker fails on bad dumps" "$PY" tests/ref/check_parity_selftest.py
@@ -53,6 +57,7 @@ run "model vs PyTorch: demo shape" tests/ref/parity.sh demo
 run "parity tests catch broken kernels" tests/ref/mutations.sh
 run "tpdiff-train: tiny K=3 end to end" tests/cli/pyramid_e2e.sh
 run "tpdiff-synth command line" tests/cli/synth_cli.sh
+run "tpdiff-prep: video files to shards, end to end" tests/data/prep_e2e.sh
 run "tpdiff-train command line" tests/cli/train_cli.sh
 BIN=build-san/bin/tpdiff-train run "tpdiff-train command line (ASan+UBSan)" tests/cli/train_cli.sh
 
