@@ -157,7 +157,7 @@ static void test_base(void) {
   CHECK_STR(train_device, "cuda");
   CHECK_STR(train_precision, "fp32");
   CHECK_STR(train_out, "runs/base");
-  pass(name);
+  pass(name, NULL);
 }
 
 /* The reference configs write every key explicitly: their text names every key of the table. */
