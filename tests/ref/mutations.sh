@@ -6,6 +6,7 @@
 #
 # The rebuild goes through the Makefile (so its flags and libraries are never restated here) into
 # a copy of build/: only the mutated file is recompiled. Expects `make test-build` to have run.
+# Warnings are errors there too, so a mutation must leave every variable used.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PY:-/usr/bin/python3}
@@ -44,10 +45,10 @@ mutate "GELU backward: 3a x^2 -> 2a x^2" kernels/cpu/pointwise.c \
 mutate "softmax backward without the row-sum term" kernels/cpu/attention.c \
   'dsr[j] = pr[j] * (dsr[j] - dot)' 'dsr[j] = pr[j] * dsr[j]'
 mutate "adaLN modulate drops the shift" kernels/cpu/layernorm.c \
-  '* (1.0f + sc[d]) + sh[d];' '* (1.0f + sc[d]);'
+  '* (1.0f + sc[d]) + sh[d];' '* (1.0f + sc[d]) + 0.0f * sh[d];'
 mutate "linear bias gradient overwrites instead of accumulating" kernels/cpu/matmul.c \
   'd_bias[j] += row[j]' 'd_bias[j] = row[j]'
 mutate "AdamW without the second-moment bias correction" kernels/cpu/optim.c \
-  'sqrtf(vi) / bc2_sqrt + eps' 'sqrtf(vi) + eps'
+  'sqrtf(vi) / bc2_sqrt + eps' 'sqrtf(vi) / (0.0f * bc2_sqrt + 1.0f) + eps'
 mutate "temporal position without the (m-1)/2 centring" model/dit_activations.c \
   'q[j] = (double)m * j + (m - 1) / 2.0;' 'q[j] = (double)m * j;'
