@@ -95,11 +95,11 @@ size_t dit_acts_bytes(const dit_model *m, int clips, int stage);
 /* Total bytes allocated. */
 size_t dit_acts_allocated_bytes(const dit_acts *a);
 
-/* Forward: x [B, C, T_k, H, W] at stage k in BACKEND memory; t [B] in [0, 1] and y [B] labels (NULL
- * when unconditional; index `classes` is the null class) in HOST memory: t only feeds the sin-cos
- * table, which is built from host positions, and the labels are embedding indices. Returns the
- * prediction [B, C, T_k, H, W] in backend memory, owned by the arena and valid until the next
- * forward. B must not exceed max_clips[stage]. */
+/* Forward: x [B, C, T_k, H, W] at stage k in BACKEND memory. t [B] in [0, 1] and y [B] labels in
+ * HOST memory (t only feeds the sin-cos table, built from host positions; labels are embedding
+ * indices): y NULL gives every clip the null class `classes`, and y is ignored when the model is
+ * unconditional. Returns the prediction [B, C, T_k, H, W] in backend memory, owned by the arena
+ * and valid until the next forward. B must not exceed max_clips[stage]. */
 const float *dit_forward(const dit_model *m, dit_acts *a, const float *x, const float *t, const int *y,
                          int stage, int B);
 /* Backward of the last forward: d_out [B, C, T_k, H, W] in backend memory; parameter gradients are

@@ -49,7 +49,11 @@ const float *dit_forward(const dit_model *m, dit_acts *a, const float *x, const 
   for (int i = 0; i < B; i++) a->stage_index[i] = stage;
   be->embedding_add(a->cond, W(m->stage_embed), a->stage_index, B, D);
   if (s->classes > 0) {
-    memcpy(a->labels, y, sizeof(int) * (size_t)B);
+    /* no labels for a class-conditional model means the null class (unconditional) */
+    if (y)
+      memcpy(a->labels, y, sizeof(int) * (size_t)B);
+    else
+      for (int i = 0; i < B; i++) a->labels[i] = s->classes;
     be->embedding_add(a->cond, W(m->y_embed), a->labels, B, D);
   }
   /* SiLU(c) feeds every adaLN linear; computed once. */
