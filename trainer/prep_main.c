@@ -12,11 +12,10 @@
  * Rank 0 waits (polling every 0.2 s, --wait-s seconds at most, default 3600) until every rank's
  * marker with this job's id is there, then writes index.json listing all shards in rank order and
  * removes the markers. Markers of an earlier job carry another id and are ignored; a rank's own
- * stale marker is removed when it starts. */
-/* realpath */
-#define _XOPEN_SOURCE 700
-#include <ctype.h>
-#include <dirent.h>
+ * stale marker is removed when it starts.
+ *
+ * This file: the command line, the run (clips appended to shards as they are decoded, progress) and
+ * main; the input list and labels are trainer/prep_inputs.c, ranks and markers trainer/prep_ranks.c. */
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -24,15 +23,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "data/shard.h"
 #include "data/video_decode.h"
-
-#define ERR_SIZE 1536
+#include "trainer/prep_inputs.h"
+#include "trainer/prep_ranks.h"
 
 static void usage(FILE *f) {
   fprintf(f,
@@ -72,16 +69,6 @@ static int fail_usage(const char *fmt, ...) {
   return 2;
 }
 
-/* Parses a whole decimal long in [lo, hi]; 0 on success. */
-static int parse_long(const char *s, long lo, long hi, long *out) {
-  char *end;
-  errno = 0;
-  long v = strtol(s, &end, 10);
-  if (errno || end == s || *end || v < lo || v > hi) return -1;
-  *out = v;
-  return 0;
-}
-
 /* "F" or "N/D" as frames per second, >= 0. */
 static int parse_fps(const char *s, double *out) {
   char *end;
@@ -95,297 +82,6 @@ static int parse_fps(const char *s, double *out) {
   }
   if (*end || !isfinite(num) || num < 0) return -1;
   *out = num / den;
-  return 0;
-}
-
-/* ---- the file list ------------------------------------------------------------------------------ */
-
-typedef struct {
-  char *path;  /* as found: the argument, or folder/sub/.../name */
-  char *label_name; /* class name (folders or CSV names), or NULL */
-  int label;   /* -1 until known */
-  char *problem; /* a per-file problem found while listing (e.g. no label), or NULL */
-} video_file;
-
-typedef struct {
-  video_file *v;
-  int count, cap;
-} file_list;
-
-static int list_add(file_list *l, const char *path) {
-  if (l->count == l->cap) {
-    int cap = l->cap ? 2 * l->cap : 64;
-    video_file *grown = realloc(l->v, sizeof *grown * (size_t)cap);
-    if (!grown) return -1;
-    l->v = grown;
-    l->cap = cap;
-  }
-  video_file *f = &l->v[l->count];
-  memset(f, 0, sizeof *f);
-  f->label = -1;
-  if (!(f->path = strdup(path))) return -1;
-  l->count++;
-  return 0;
-}
-
-/* A malloc'ed formatted string, or NULL. */
-static char *format_new(const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  int n = vsnprintf(NULL, 0, fmt, ap);
-  va_end(ap);
-  if (n < 0) return NULL;
-  char *s = malloc((size_t)n + 1);
-  if (!s) return NULL;
-  va_start(ap, fmt);
-  vsnprintf(s, (size_t)n + 1, fmt, ap);
-  va_end(ap);
-  return s;
-}
-
-static int has_video_extension(const char *name) {
-  static const char *const ext[] = {"mp4", "m4v", "mov", "mkv", "webm", "avi", "y4m", "gif", "mpg", "mpeg", "ts",
-                                    "m2ts", "mts", "flv", "ogv", "wmv", "3gp", "mxf", "nut", "vob", "dv"};
-  const char *dot = strrchr(name, '.');
-  if (!dot) return 0;
-  for (size_t i = 0; i < sizeof ext / sizeof ext[0]; i++)
-    if (!strcasecmp(dot + 1, ext[i])) return 1;
-  return 0;
-}
-
-static int compare_names(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-
-/* Adds the video files below folder (sorted by name at every level, hidden entries skipped); class,
- * when not NULL, is the first sub-folder below the top folder (NULL at the top). */
-static int walk(file_list *l, const char *folder, int depth, const char *class_name, int want_classes, char *err) {
-  DIR *d = opendir(folder);
-  if (!d) {
-    snprintf(err, ERR_SIZE, "%s: cannot read the folder: %s", folder, strerror(errno));
-    return -1;
-  }
-  char **names = NULL;
-  int n = 0, cap = 0;
-  struct dirent *e;
-  while ((e = readdir(d)) != NULL) {
-    if (e->d_name[0] == '.') continue;
-    if (n == cap) {
-      cap = cap ? 2 * cap : 32;
-      char **grown = realloc(names, sizeof *grown * (size_t)cap);
-      if (!grown) break;
-      names = grown;
-    }
-    names[n++] = strdup(e->d_name);
-  }
-  closedir(d);
-  if (n) qsort(names, (size_t)n, sizeof *names, compare_names);
-  int rc = 0;
-  for (int i = 0; i < n && rc == 0; i++) {
-    if (!names[i]) continue;
-    size_t len = strlen(folder) + strlen(names[i]) + 2;
-    char *path = malloc(len);
-    if (!path) {
-      rc = -1;
-      break;
-    }
-    snprintf(path, len, "%s%s%s", folder, folder[strlen(folder) - 1] == '/' ? "" : "/", names[i]);
-    struct stat st;
-    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
-      if (depth < 64) rc = walk(l, path, depth + 1, depth == 0 ? names[i] : class_name, want_classes, err);
-    } else if (has_video_extension(names[i])) {
-      if (list_add(l, path) != 0) {
-        rc = -1;
-      } else if (want_classes) {
-        video_file *f = &l->v[l->count - 1];
-        if (class_name) f->label_name = strdup(class_name);
-        else f->problem = format_new("%s: no class: the file is not in a sub-folder of the folder given", path);
-      }
-    }
-    free(path);
-  }
-  for (int i = 0; i < n; i++) free(names[i]);
-  free(names);
-  return rc;
-}
-
-/* ---- labels ------------------------------------------------------------------------------------- */
-
-typedef struct {
-  char *resolved; /* realpath of the video (or the joined path when it does not exist) */
-  char *path;     /* as resolved against the CSV folder */
-  char *label;
-} csv_row;
-
-static char *trim(char *s) {
-  while (isspace((unsigned char)*s)) s++;
-  char *e = s + strlen(s);
-  while (e > s && isspace((unsigned char)e[-1])) *--e = 0;
-  if (e - s >= 2 && s[0] == '"' && e[-1] == '"') {
-    e[-1] = 0;
-    s++;
-  }
-  return s;
-}
-
-static int is_integer(const char *s) {
-  long v;
-  return parse_long(s, 0, INT_MAX, &v) == 0;
-}
-
-/* Reads path,label lines (the label after the last comma; an optional header "path,label"). */
-static int read_csv(const char *csv, csv_row **rows_out, int *count_out, char *err) {
-  FILE *f = fopen(csv, "r");
-  if (!f) {
-    snprintf(err, ERR_SIZE, "%s: cannot open the labels file: %s", csv, strerror(errno));
-    return -1;
-  }
-  char folder[PATH_MAX];
-  snprintf(folder, sizeof folder, "%s", csv);
-  char *slash = strrchr(folder, '/');
-  if (slash) *slash = 0;
-  else snprintf(folder, sizeof folder, ".");
-  csv_row *rows = NULL;
-  int n = 0, cap = 0, line_no = 0;
-  char *line = NULL;
-  size_t line_cap = 0;
-  while (getline(&line, &line_cap, f) > 0) {
-    line_no++;
-    char *comma = strrchr(line, ',');
-    char *text = trim(line);
-    if (!*text || *text == '#') continue;
-    if (!comma) {
-      snprintf(err, ERR_SIZE, "%s: line %d: expected 'path,label', got '%.80s'", csv, line_no, text);
-      goto fail;
-    }
-    *comma = 0;
-    char *p = trim(line), *label = trim(comma + 1);
-    if (line_no == 1 && !strcasecmp(p, "path") && (!strcasecmp(label, "label") || !strcasecmp(label, "class")))
-      continue;
-    if (!*p || !*label) {
-      snprintf(err, ERR_SIZE, "%s: line %d: empty path or label", csv, line_no);
-      goto fail;
-    }
-    if (n == cap) {
-      cap = cap ? 2 * cap : 64;
-      csv_row *grown = realloc(rows, sizeof *grown * (size_t)cap);
-      if (!grown) goto oom;
-      rows = grown;
-    }
-    csv_row *r = &rows[n++];
-    memset(r, 0, sizeof *r);
-    if (p[0] == '/') r->path = strdup(p);
-    else r->path = format_new("%s/%s", folder, p);
-    r->label = strdup(label);
-    if (!r->path || !r->label) goto oom;
-    char real[PATH_MAX];
-    r->resolved = strdup(realpath(r->path, real) ? real : r->path);
-    if (!r->resolved) goto oom;
-  }
-  free(line);
-  fclose(f);
-  if (n == 0) {
-    snprintf(err, ERR_SIZE, "%s: no 'path,label' lines", csv);
-    free(rows);
-    return -1;
-  }
-  *rows_out = rows;
-  *count_out = n;
-  return 0;
-oom:
-  snprintf(err, ERR_SIZE, "%s: out of memory", csv);
-fail:
-  free(line);
-  fclose(f);
-  *rows_out = rows; /* the caller frees what was read */
-  *count_out = n;
-  return -1;
-}
-
-/* Numbers the class names of the files (sorted, unique) and writes them into names/count. */
-static int number_classes(file_list *l, char ***names_out, int *count_out) {
-  char **names = malloc(sizeof *names * (size_t)(l->count + 1));
-  int n = 0;
-  if (!names) return -1;
-  for (int i = 0; i < l->count; i++)
-    if (l->v[i].label_name) names[n++] = l->v[i].label_name;
-  if (n) qsort(names, (size_t)n, sizeof *names, compare_names);
-  int u = 0;
-  for (int i = 0; i < n; i++)
-    if (u == 0 || strcmp(names[u - 1], names[i])) names[u++] = names[i];
-  for (int i = 0; i < l->count; i++) {
-    if (!l->v[i].label_name) continue;
-    char **hit = bsearch(&l->v[i].label_name, names, (size_t)u, sizeof *names, compare_names);
-    l->v[i].label = (int)(hit - names);
-  }
-  *names_out = names;
-  *count_out = u;
-  return 0;
-}
-
-/* ---- ranks -------------------------------------------------------------------------------------- */
-
-static const char *env(const char *name) {
-  const char *v = getenv(name);
-  return v && *v ? v : NULL;
-}
-
-/* rank and size from the launcher's environment; 0/1 without one. */
-static int find_rank(int *rank, int *size, char *err) {
-  const char *pairs[][2] = {{"OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"},
-                            {"PMI_RANK", "PMI_SIZE"},
-                            {"PMIX_RANK", "SLURM_STEP_NUM_TASKS"},
-                            {"PMIX_RANK", "SLURM_NTASKS"},
-                            {"SLURM_PROCID", "SLURM_STEP_NUM_TASKS"},
-                            {"SLURM_PROCID", "SLURM_NTASKS"}};
-  *rank = 0;
-  *size = 1;
-  for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
-    const char *r = env(pairs[i][0]), *s = env(pairs[i][1]);
-    if (!r || !s) continue;
-    long rv, sv;
-    if (parse_long(s, 1, 1 << 20, &sv) != 0 || parse_long(r, 0, sv - 1, &rv) != 0) {
-      snprintf(err, ERR_SIZE, "%s=%s, %s=%s: not a rank within the world size", pairs[i][0], r, pairs[i][1], s);
-      return -1;
-    }
-    *rank = (int)rv;
-    *size = (int)sv;
-    return 0;
-  }
-  if (env("PMIX_RANK") && !env("OMPI_COMM_WORLD_SIZE")) {
-    snprintf(err, ERR_SIZE, "PMIX_RANK is set but no world size (OMPI_COMM_WORLD_SIZE or SLURM_NTASKS)");
-    return -1;
-  }
-  return 0;
-}
-
-static void job_token(char *out, size_t size) {
-  const char *ns = env("PMIX_NAMESPACE"), *ompi = env("OMPI_MCA_ess_base_jobid"), *job = env("SLURM_JOB_ID"),
-             *step = env("SLURM_STEP_ID");
-  if (ns) snprintf(out, size, "%s", ns);
-  else if (ompi) snprintf(out, size, "ompi-%s", ompi);
-  else if (job) snprintf(out, size, "slurm-%s.%s", job, step ? step : "0");
-  else snprintf(out, size, "none");
-  for (char *p = out; *p; p++)
-    if (isspace((unsigned char)*p)) *p = '_';
-}
-
-/* Writes text to path via path.tmp.PID, fsync and rename. */
-static int write_file_atomic(const char *path, const char *text, char *err) {
-  char tmp[PATH_MAX + 32];
-  snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-  FILE *f = fopen(tmp, "w");
-  if (!f) {
-    snprintf(err, ERR_SIZE, "%s: cannot create: %s", tmp, strerror(errno));
-    return -1;
-  }
-  int ok = fputs(text, f) >= 0;
-  ok = (fflush(f) == 0) && ok;
-  ok = (fsync(fileno(f)) == 0) && ok;
-  ok = (fclose(f) == 0) && ok;
-  if (!ok || rename(tmp, path) != 0) {
-    snprintf(err, ERR_SIZE, "%s: write failed: %s", path, strerror(errno));
-    unlink(tmp);
-    return -1;
-  }
   return 0;
 }
 
@@ -439,7 +135,7 @@ static int close_shard(prep_run *p, char *err) {
   if (!p->writer) return 0;
   shard_writer *w = p->writer;
   p->writer = NULL;
-  if (shard_writer_close(w, err, ERR_SIZE) != 0) return -1;
+  if (shard_writer_close(w, err, PREP_ERR_SIZE) != 0) return -1;
   p->clips[p->shards - 1] = p->in_shard;
   p->in_shard = 0;
   return 0;
@@ -453,7 +149,7 @@ static int open_shard(prep_run *p, char *err) {
     long *clips = realloc(p->clips, sizeof *clips * (size_t)cap);
     if (clips) p->clips = clips;
     if (!names || !clips) {
-      snprintf(err, ERR_SIZE, "out of memory");
+      snprintf(err, PREP_ERR_SIZE, "out of memory");
       return -1;
     }
     p->shards_cap = cap;
@@ -463,13 +159,13 @@ static int open_shard(prep_run *p, char *err) {
   else snprintf(name, sizeof name, "shard-%05d.h5", p->shards);
   snprintf(path, sizeof path, "%s/%s", p->out, name);
   if (!(p->names[p->shards] = strdup(name))) {
-    snprintf(err, ERR_SIZE, "out of memory");
+    snprintf(err, PREP_ERR_SIZE, "out of memory");
     return -1;
   }
   p->clips[p->shards] = 0;
   p->shards++;
   if (p->fps_from_source) p->layout.fps = p->file_info.fps;
-  p->writer = shard_writer_open(path, &p->layout, &p->wopt, err, ERR_SIZE);
+  p->writer = shard_writer_open(path, &p->layout, &p->wopt, err, PREP_ERR_SIZE);
   return p->writer ? 0 : -1;
 }
 
@@ -495,69 +191,6 @@ static int append_clip(void *user, const float *clip, long start, const char *so
   p->bytes_done += share * p->file_bytes;
   report(p, 0);
   p->bytes_done = saved;
-  return 0;
-}
-
-/* Rank 0: waits for every other rank's marker of this job; fills the shard lists of all ranks. */
-static int gather_ranks(prep_run *p, const char *token, double wait_s, char ***names, long **clips, int *count,
-                        char *err) {
-  struct timespec start;
-  clock_gettime(CLOCK_MONOTONIC, &start);
-  int reported_wait = 0;
-  for (int r = 1; r < p->size; r++) {
-    char done[PATH_MAX], failed[PATH_MAX];
-    snprintf(done, sizeof done, "%s/.prep-rank-%04d.done", p->out, r);
-    snprintf(failed, sizeof failed, "%s/.prep-rank-%04d.failed", p->out, r);
-    for (;;) {
-      char line[ERR_SIZE + 64], tok[256] = "";
-      FILE *f = fopen(failed, "r");
-      if (f) {
-        int mine = fgets(line, sizeof line, f) && sscanf(line, "token %255s", tok) == 1 && !strcmp(tok, token);
-        if (mine && fgets(line, sizeof line, f)) {
-          line[strcspn(line, "\n")] = 0;
-          fclose(f);
-          snprintf(err, ERR_SIZE, "rank %d failed: %s", r, line);
-          return -1;
-        }
-        fclose(f);
-      }
-      f = fopen(done, "r");
-      if (f) {
-        int mine = fgets(line, sizeof line, f) && sscanf(line, "token %255s", tok) == 1 && !strcmp(tok, token);
-        if (mine) {
-          char name[256];
-          long n;
-          while (fgets(line, sizeof line, f))
-            if (sscanf(line, "shard %255s %ld", name, &n) == 2) {
-              char **grown_names = realloc(*names, sizeof **names * (size_t)(*count + 1));
-              if (grown_names) *names = grown_names;
-              long *grown_clips = realloc(*clips, sizeof **clips * (size_t)(*count + 1));
-              if (grown_clips) *clips = grown_clips;
-              if (!grown_names || !grown_clips || !((*names)[*count] = strdup(name))) {
-                fclose(f);
-                snprintf(err, ERR_SIZE, "out of memory");
-                return -1;
-              }
-              (*clips)[(*count)++] = n;
-            }
-          fclose(f);
-          break;
-        }
-        fclose(f);
-      }
-      if (seconds_since(&start) > wait_s) {
-        snprintf(err, ERR_SIZE, "%s: rank %d did not finish within %.0f s (no marker with job id %s); index.json not written",
-                 p->out, r, wait_s, token);
-        return -1;
-      }
-      if (!reported_wait && seconds_since(&start) > 2.0) {
-        fprintf(stderr, "tpdiff-prep: rank 0: waiting for the other ranks to finish\n");
-        reported_wait = 1;
-      }
-      struct timespec nap = {0, 200 * 1000 * 1000};
-      nanosleep(&nap, NULL);
-    }
-  }
   return 0;
 }
 
@@ -597,7 +230,7 @@ int main(int argc, char **argv) {
     for (size_t k = 0; k < sizeof ints / sizeof ints[0]; k++)
       if (!strcmp(a, ints[k].flag)) {
         matched = 1;
-        if (parse_long(v, ints[k].lo, ints[k].hi, ints[k].target) != 0)
+        if (prep_parse_long(v, ints[k].lo, ints[k].hi, ints[k].target) != 0)
           return fail_usage("%s: expected an integer in %ld..%ld, got '%s'", a, ints[k].lo, ints[k].hi, v);
       }
     if (matched) continue;
@@ -624,67 +257,43 @@ int main(int argc, char **argv) {
   if (!n_inputs && !labels_csv) return fail_usage("no videos or folders given (see --help)");
   if (frames % (1L << levels)) return fail_usage("--frames %ld is not divisible by 2^%ld (--levels)", frames, levels);
 
-  char err[ERR_SIZE];
+  char err[PREP_ERR_SIZE];
   int rank, size;
-  if (find_rank(&rank, &size, err) != 0) {
+  if (prep_find_rank(&rank, &size, err, sizeof err) != 0) {
     fprintf(stderr, "tpdiff-prep: %s\n", err);
     return 2;
   }
   if (threads < 0) threads = size > 1 ? 1 : 0;
 
   /* every rank builds the same list */
-  file_list files = {0};
+  prep_file_list files = {0};
   for (int i = 0; i < n_inputs; i++) {
     struct stat st;
     if (stat(inputs[i], &st) == 0 && S_ISDIR(st.st_mode)) {
-      if (walk(&files, inputs[i], 0, NULL, from_folders, err) != 0) {
+      if (prep_list_folder(&files, inputs[i], from_folders, err, sizeof err) != 0) {
         fprintf(stderr, "tpdiff-prep: %s\n", err);
         return 1;
       }
     } else {
-      if (list_add(&files, inputs[i]) != 0) return 1;
-      if (from_folders) { /* a file named on its own: its class is its folder's name */
-        char copy[PATH_MAX];
-        snprintf(copy, sizeof copy, "%s", inputs[i]);
-        char *slash = strrchr(copy, '/');
-        if (slash) *slash = 0;
-        char real[PATH_MAX];
-        const char *folder = slash ? copy : ".";
-        const char *base = realpath(folder, real) ? strrchr(real, '/') : NULL;
-        files.v[files.count - 1].label_name = strdup(base && base[1] ? base + 1 : folder);
-      }
+      if (prep_list_add(&files, inputs[i]) != 0) return 1;
+      if (from_folders) files.v[files.count - 1].label_name = prep_folder_class(inputs[i]);
     }
   }
-  csv_row *rows = NULL;
+  prep_csv_row *rows = NULL;
   int n_rows = 0;
   if (labels_csv) {
-    if (read_csv(labels_csv, &rows, &n_rows, err) != 0) {
+    if (prep_read_csv(labels_csv, &rows, &n_rows, err, sizeof err) != 0) {
       fprintf(stderr, "tpdiff-prep: %s\n", err);
       return 1;
     }
     if (!n_inputs)
       for (int r = 0; r < n_rows; r++)
-        if (list_add(&files, rows[r].path) != 0) return 1;
-    int all_integers = 1;
-    for (int r = 0; r < n_rows; r++) all_integers &= is_integer(rows[r].label);
-    for (int i = 0; i < files.count; i++) {
-      char real[PATH_MAX];
-      const char *key = realpath(files.v[i].path, real) ? real : files.v[i].path;
-      int hit = -1;
-      for (int r = 0; r < n_rows && hit < 0; r++)
-        if (!strcmp(rows[r].resolved, key)) hit = r;
-      if (hit < 0) {
-        files.v[i].problem = format_new("%s: no label for it in %s", files.v[i].path, labels_csv);
-      } else if (all_integers) {
-        files.v[i].label = atoi(rows[hit].label);
-      } else {
-        files.v[i].label_name = strdup(rows[hit].label);
-      }
-    }
+        if (prep_list_add(&files, rows[r].path) != 0) return 1;
+    prep_label_from_csv(&files, rows, n_rows, labels_csv);
   }
   char **class_names = NULL;
   int n_classes = 0;
-  if ((from_folders || labels_csv) && number_classes(&files, &class_names, &n_classes) != 0) return 1;
+  if ((from_folders || labels_csv) && prep_number_classes(&files, &class_names, &n_classes) != 0) return 1;
   if (files.count == 0) {
     fprintf(stderr, "tpdiff-prep: no video files found in %s%s\n", n_inputs ? inputs[0] : labels_csv,
             n_inputs > 1 ? " and the other arguments" : "");
@@ -695,12 +304,9 @@ int main(int argc, char **argv) {
     fprintf(stderr, "tpdiff-prep: %s: cannot create: %s\n", out, strerror(errno));
     return 1;
   }
-  char token[256], marker[PATH_MAX];
-  job_token(token, sizeof token);
-  snprintf(marker, sizeof marker, "%s/.prep-rank-%04d.done", out, rank);
-  unlink(marker);
-  snprintf(marker, sizeof marker, "%s/.prep-rank-%04d.failed", out, rank);
-  unlink(marker);
+  char token[256];
+  prep_job_token(token, sizeof token);
+  prep_remove_own_markers(out, rank);
   if (rank == 0 && n_classes > 0) { /* classes.txt: "index name" per line, as tpdiff-synth writes it */
     size_t len = 1;
     for (int c = 0; c < n_classes; c++) len += strlen(class_names[c]) + 16;
@@ -708,7 +314,7 @@ int main(int argc, char **argv) {
     for (int c = 0; text && c < n_classes; c++) at += sprintf(at, "%d %s\n", c, class_names[c]);
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/classes.txt", out);
-    if (!text || write_file_atomic(path, text, err) != 0) {
+    if (!text || prep_write_file_atomic(path, text, err, sizeof err) != 0) {
       fprintf(stderr, "tpdiff-prep: %s\n", text ? err : "out of memory");
       return 1;
     }
@@ -748,7 +354,7 @@ int main(int argc, char **argv) {
   copt.decode.threads = (int)threads;
   int skip = !strcmp(on_error, "skip");
   for (int i = rank; i < files.count; i += size) {
-    video_file *f = &files.v[i];
+    prep_file *f = &files.v[i];
     struct stat st;
     p.file_bytes = stat(f->path, &st) == 0 ? (double)st.st_size : 0;
     p.label = f->label < 0 ? 0 : f->label;
@@ -760,12 +366,7 @@ int main(int argc, char **argv) {
         shard_writer_abort(p.writer);
         p.writer = NULL;
         fprintf(stderr, "tpdiff-prep: %s\n", err);
-        if (size > 1) {
-          char text[ERR_SIZE + 300];
-          snprintf(text, sizeof text, "token %s\n%s\n", token, err);
-          char e2[ERR_SIZE];
-          write_file_atomic(marker, text, e2);
-        }
+        if (size > 1) prep_mark_failed(out, rank, token, err);
         return 1;
       }
       p.files_skipped++;
@@ -783,18 +384,10 @@ int main(int argc, char **argv) {
   if (p.files_skipped) fprintf(stderr, "tpdiff-prep: %d of %d files skipped\n", p.files_skipped, p.files_total);
 
   if (rank != 0) { /* hand the shard list to rank 0 */
-    size_t len = 300;
-    for (int s = 0; s < p.shards; s++) len += strlen(p.names[s]) + 40;
-    char *text = malloc(len), *at = text;
-    if (!text) return 1;
-    at += sprintf(at, "token %s\n", token);
-    for (int s = 0; s < p.shards; s++) at += sprintf(at, "shard %s %ld\n", p.names[s], p.clips[s]);
-    snprintf(marker, sizeof marker, "%s/.prep-rank-%04d.done", out, rank);
-    if (write_file_atomic(marker, text, err) != 0) {
-      fprintf(stderr, "tpdiff-prep: %s\n", err);
+    if (prep_mark_done(out, rank, token, p.names, p.clips, p.shards, err, sizeof err) != 0) {
+      if (err[0]) fprintf(stderr, "tpdiff-prep: %s\n", err); /* "" when out of memory */
       return 1;
     }
-    free(text);
     return 0;
   }
   char **all_names = NULL;
@@ -807,7 +400,7 @@ int main(int argc, char **argv) {
     all_names[all] = p.names[s];
     all_clips[all++] = p.clips[s];
   }
-  if (size > 1 && gather_ranks(&p, token, (double)wait_s, &all_names, &all_clips, &all, err) != 0) {
+  if (size > 1 && prep_gather_ranks(out, size, token, (double)wait_s, &all_names, &all_clips, &all, err, sizeof err) != 0) {
     fprintf(stderr, "tpdiff-prep: %s\n", err);
     return 1;
   }
@@ -821,10 +414,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "tpdiff-prep: %s\n", err);
     return 1;
   }
-  for (int r = 1; r < size; r++) {
-    snprintf(marker, sizeof marker, "%s/.prep-rank-%04d.done", out, r);
-    unlink(marker);
-  }
+  prep_remove_done_markers(out, size);
   printf("tpdiff-prep: %ld clips of %ldx%ldx%ldx3 (levels 0..%ld) in %d shards -> %s/index.json\n", total, frames,
          height, width, levels, all, out);
   return 0;

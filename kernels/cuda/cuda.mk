@@ -69,7 +69,8 @@ CHECK_GPU_BIN := $(BUILD)/tests/gpu/check_kernels
 CHECK_MODEL_BIN := $(BUILD)/tests/gpu/check_model
 CHECK_CPU_OBJS := $(BUILD)/kernels/backend_loader.o $(patsubst %.c,$(BUILD)/%.o,$(wildcard kernels/cpu/*.c)) \
 	$(if $(filter 1,$(CHECK_OWN_CBLAS)),$(BUILD)/tests/gpu/own_sgemm.o,)
-CHECK_GPU_OBJS := $(BUILD)/tests/gpu/check_kernels.o $(CHECK_CPU_OBJS)
+# check_kernels is tests/gpu/check_kernels*.c: main and harness, and the files of op cases.
+CHECK_GPU_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(wildcard tests/gpu/check_kernels*.c)) $(CHECK_CPU_OBJS)
 CHECK_MODEL_OBJS := $(BUILD)/tests/gpu/check_model.o $(CHECK_CPU_OBJS) \
 	$(patsubst %.c,$(BUILD)/%.o,$(wildcard model/*.c)) \
 	$(BUILD)/trainer/trainer.o $(BUILD)/trainer/optimizer.o $(BUILD)/trainer/batch.o
@@ -98,4 +99,5 @@ check-gpu-build: $(CUDA_LIB) $(CHECK_GPU_BIN) $(CHECK_MODEL_BIN)
 check-gpu:
 	@bash tests/gpu/check_gpu.sh
 
--include $(BUILD)/tests/gpu/check_kernels.d $(BUILD)/tests/gpu/check_model.d $(BUILD)/kernels/backend_loader.d
+-include $(patsubst %.c,$(BUILD)/%.d,$(wildcard tests/gpu/check_kernels*.c)) $(BUILD)/tests/gpu/check_model.d \
+	$(BUILD)/kernels/backend_loader.d

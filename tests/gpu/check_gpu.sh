@@ -103,7 +103,7 @@ build_direct() { # build_direct BUILD_DIR: no make
     "$dir"/cuda/*.o -o "$dir/lib/libtpdiff_cuda.so" -lcublasLt || return 1
   local own_src=""
   [ "$own_cblas" = 1 ] && own_src=tests/gpu/own_sgemm.c
-  $cc $relaxed_cflags $blas_inc $own_src tests/gpu/check_kernels.c kernels/backend_loader.c kernels/cpu/*.c \
+  $cc $relaxed_cflags $blas_inc $own_src tests/gpu/check_kernels*.c kernels/backend_loader.c kernels/cpu/*.c \
     -o "$dir/tests/gpu/check_kernels" $blas_libs -fopenmp -lm -ldl || return 1
   # check_model is worth having but not worth losing check_kernels for: its failure is reported later
   $cc $relaxed_cflags $blas_inc $own_src tests/gpu/check_model.c kernels/backend_loader.c kernels/cpu/*.c \

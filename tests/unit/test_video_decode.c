@@ -8,7 +8,6 @@
  *        test_video_decode --dump IN OUT [--size HxW] [--fps F] [--resize area|bicubic]
  *                                       decode IN and write its frames as raw RGB24 to OUT (for
  *                                       tests/data/decode_vs_ffmpeg.sh); prints "frames N" */
-#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -20,6 +19,7 @@
 #include <unistd.h>
 
 #include "data/video_decode.h"
+#include "tests/unit/test_files.h"
 
 static int failures, passes;
 static char root[512];
@@ -491,34 +491,10 @@ static int dump(int argc, char **argv) {
   return 0;
 }
 
-/* Removes path and everything below it. */
-static void remove_tree(const char *path) {
-  struct stat st;
-  if (lstat(path, &st) != 0) return;
-  if (S_ISDIR(st.st_mode)) {
-    DIR *d = opendir(path);
-    if (d) {
-      struct dirent *e;
-      while ((e = readdir(d)) != NULL) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        char child[2048];
-        snprintf(child, sizeof child, "%s/%s", path, e->d_name);
-        remove_tree(child);
-      }
-      closedir(d);
-    }
-    rmdir(path);
-  } else {
-    unlink(path);
-  }
-}
-
 int main(int argc, char **argv) {
   if (argc > 1 && !strcmp(argv[1], "--dump")) return dump(argc, argv);
-  const char *tmpdir = getenv("TMPDIR");
-  if (!tmpdir || !tmpdir[0]) tmpdir = "/tmp";
-  snprintf(root, sizeof root, "%s/tpdiff_test_video_decode_XXXXXX", tmpdir);
-  if (!mkdtemp(root)) {
+  const char *tmpdir;
+  if (make_scratch_dir(root, sizeof root, "tpdiff_test_video_decode", &tmpdir) != 0) {
     printf("FAIL setup: cannot create a folder under %s: %s\n", tmpdir, strerror(errno));
     return 1;
   }

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "data/video_write.h"
+#include "tests/unit/test_files.h"
 #include "tests/unit/test_report.h"
 
 static char root[512]; /* this run's scratch folder */
@@ -28,28 +29,6 @@ static char root[512]; /* this run's scratch folder */
 static int make_dir(const char *name, char *path, size_t path_size) {
   snprintf(path, path_size, "%s/%s", root, name);
   return mkdir(path, 0755);
-}
-
-/* Removes path and everything below it. */
-static void remove_tree(const char *path) {
-  struct stat st;
-  if (lstat(path, &st) != 0) return;
-  if (S_ISDIR(st.st_mode)) {
-    DIR *d = opendir(path);
-    if (d) {
-      struct dirent *e;
-      while ((e = readdir(d)) != NULL) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        char child[2048];
-        snprintf(child, sizeof child, "%s/%s", path, e->d_name);
-        remove_tree(child);
-      }
-      closedir(d);
-    }
-    rmdir(path);
-  } else {
-    unlink(path);
-  }
 }
 
 /* Number of entries in dir (without . and ..), and whether one of them contains ".tmp"; -1 if unreadable. */
@@ -499,10 +478,8 @@ static void check_write_failure(void) {
 }
 
 int main(void) {
-  const char *tmpdir = getenv("TMPDIR");
-  if (!tmpdir || !tmpdir[0]) tmpdir = "/tmp";
-  snprintf(root, sizeof root, "%s/tpdiff_test_video_write_XXXXXX", tmpdir);
-  if (!mkdtemp(root)) {
+  const char *tmpdir;
+  if (make_scratch_dir(root, sizeof root, "tpdiff_test_video_write", &tmpdir) != 0) {
     failf("setup", "cannot create a folder under %s: %s", tmpdir, strerror(errno));
     return test_exit_code();
   }

@@ -1,0 +1,601 @@
+/* check_kernels_dit.c — the check_kernels cases of the DiT's layer ops, each backend op against its
+ * CPU twin: linear, layernorm + modulate, GELU and SiLU, the gated residual, the broadcast adds,
+ * attention, patchify, the sin-cos table and the embedding lookup. The harness (comparisons, timing,
+ * buffers) is check_kernels.c; the limits and the method are in its first comment. */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/backend.h"
+#include "kernels/kernels.h"
+#include "tests/gpu/check_kernels.h"
+
+/* ---- linear ------------------------------------------------------------------------------------- */
+
+void check_linear(int M, int K, int N, int with_bias, int with_din, int timed) {
+  if (!selected("linear")) return;
+  char shape[96];
+  snprintf(shape, sizeof shape, "M=%d K=%d N=%d%s%s", M, K, N, with_bias ? "" : " no-bias", with_din ? "" : " no-d_in");
+  const size_t nin = (size_t)M * K, nw = (size_t)N * K, nout = (size_t)M * N;
+  float *in = host_random(nin, 1.0f, 0.0f), *w = host_random(nw, 1.0f / sqrtf((float)K), 0.0f);
+  float *bias = host_random((size_t)N, 0.5f, 0.0f);
+  float *d_out = host_random(nout, 1.0f, 0.0f);
+  float *dw0 = host_random(nw, 1.0f, 0.0f), *db0 = host_random((size_t)N, 1.0f, 0.0f);
+
+  /* forward */
+  float *out_cpu = host_alloc(nout);
+  double t0 = now_us();
+  k_linear_forward(out_cpu, in, w, with_bias ? bias : NULL, M, K, N);
+  double cpu_fwd = now_us() - t0;
+  float *in_dev = dev_upload("linear_forward", in, nin), *w_dev = dev_upload("linear_forward", w, nw);
+  float *bias_dev = dev_upload("linear_forward", bias, (size_t)N);
+  float *out_dev = dev_poison("linear_forward", nout);
+  dev->linear_forward(out_dev, in_dev, w_dev, with_bias ? bias_dev : NULL, M, K, N);
+  if (op_ok("linear_forward", shape)) {
+    float *got = dev_download("linear_forward", out_dev, nout);
+    compare("linear_forward", shape, got, out_cpu, nout, 1e-5);
+    free(got);
+    if (timed)
+      TIME_OP("linear_forward", shape, cpu_fwd,
+              dev->linear_forward(out_dev, in_dev, w_dev, with_bias ? bias_dev : NULL, M, K, N));
+  }
+
+  /* backward: d_in overwritten, d_weight and d_bias accumulated onto known values */
+  const size_t nd_in = (size_t)M * K;
+  float *din_cpu = with_din ? host_alloc(nd_in) : NULL;
+  float *dw_cpu = host_copy(dw0, nw), *db_cpu = host_copy(db0, (size_t)N);
+  t0 = now_us();
+  k_linear_backward(din_cpu, dw_cpu, with_bias ? db_cpu : NULL, d_out, in, w, M, K, N);
+  double cpu_bwd = now_us() - t0;
+  float *dout_dev = dev_upload("linear_backward", d_out, nout);
+  float *din_dev = dev_poison("linear_backward", nd_in);
+  float *dw_dev = dev_upload("linear_backward", dw0, nw), *db_dev = dev_upload("linear_backward", db0, (size_t)N);
+  dev->linear_backward(with_din ? din_dev : NULL, dw_dev, with_bias ? db_dev : NULL, dout_dev, in_dev, w_dev, M, K, N);
+  if (op_ok("linear_backward", shape)) {
+    char what[128];
+    float *dw_got = dev_download("linear_backward", dw_dev, nw);
+    float *db_got = dev_download("linear_backward", db_dev, (size_t)N);
+    if (with_din) {
+      float *got = dev_download("linear_backward", din_dev, nd_in);
+      snprintf(what, sizeof what, "%s d_in", shape);
+      compare("linear_backward", what, got, din_cpu, nd_in, 1e-5);
+      free(got);
+    }
+    snprintf(what, sizeof what, "%s d_weight", shape);
+    compare("linear_backward", what, dw_got, dw_cpu, nw, 1e-5);
+    snprintf(what, sizeof what, "%s d_bias%s", shape, with_bias ? "" : "(untouched)");
+    /* without a bias gradient the buffer must keep its known values */
+    compare("linear_backward", what, db_got, with_bias ? db_cpu : db0, (size_t)N, 1e-5);
+    /* determinism of the accumulated gradients */
+    dev_set("linear_backward", dw_dev, dw0, nw);
+    dev_set("linear_backward", db_dev, db0, (size_t)N);
+    dev->linear_backward(with_din ? din_dev : NULL, dw_dev, with_bias ? db_dev : NULL, dout_dev, in_dev, w_dev, M, K,
+                         N);
+    if (op_ok("linear_backward", shape)) {
+      float *dw2 = dev_download("linear_backward", dw_dev, nw),
+            *db2 = dev_download("linear_backward", db_dev, (size_t)N);
+      snprintf(what, sizeof what, "%s d_weight", shape);
+      compare_bits("linear_backward", what, dw2, dw_got, nw * sizeof(float));
+      snprintf(what, sizeof what, "%s d_bias", shape);
+      compare_bits("linear_backward", what, db2, db_got, (size_t)N * sizeof(float));
+      free(dw2);
+      free(db2);
+    }
+    free(dw_got);
+    free(db_got);
+    if (timed)
+      TIME_OP("linear_backward", shape, cpu_bwd,
+              dev->linear_backward(with_din ? din_dev : NULL, dw_dev, with_bias ? db_dev : NULL, dout_dev, in_dev,
+                                   w_dev, M, K, N));
+  }
+  dev->free(in_dev);
+  dev->free(w_dev);
+  dev->free(bias_dev);
+  dev->free(out_dev);
+  dev->free(dout_dev);
+  dev->free(din_dev);
+  dev->free(dw_dev);
+  dev->free(db_dev);
+  free(in);
+  free(w);
+  free(bias);
+  free(d_out);
+  free(dw0);
+  free(db0);
+  free(out_cpu);
+  free(din_cpu);
+  free(dw_cpu);
+  free(db_cpu);
+}
+
+/* ---- layernorm + modulate ---------------------------------------------------------------------- */
+
+/* Conditioning rows are [B, 6D] (the adaLN output); shift and scale are read in place at column
+ * offsets 3D and 4D with row stride 6D, as the model does. */
+void check_layernorm(int B, int N, int D, int timed) {
+  if (!selected("layernorm")) return;
+  char shape[96];
+  snprintf(shape, sizeof shape, "B=%d N=%d D=%d", B, N, D);
+  const int stride = 6 * D;
+  const size_t nx = (size_t)B * N * D, nrows = (size_t)B * N, ncond = (size_t)B * stride;
+  float *x = host_random(nx, 2.0f, 0.5f), *cond = host_random(ncond, 0.3f, 0.0f);
+  float *out_cpu = host_alloc(nx), *mean_cpu = host_alloc(nrows), *rstd_cpu = host_alloc(nrows);
+  double t0 = now_us();
+  k_layernorm_modulate_forward(out_cpu, mean_cpu, rstd_cpu, x, cond + 3 * D, cond + 4 * D, stride, B, N, D, 1e-6f);
+  double cpu_fwd = now_us() - t0;
+
+  float *x_dev = dev_upload("layernorm_forward", x, nx), *cond_dev = dev_upload("layernorm_forward", cond, ncond);
+  float *out_dev = dev_poison("layernorm_forward", nx), *mean_dev = dev_poison("layernorm_forward", nrows);
+  float *rstd_dev = dev_poison("layernorm_forward", nrows);
+  dev->layernorm_modulate_forward(out_dev, mean_dev, rstd_dev, x_dev, cond_dev + 3 * D, cond_dev + 4 * D, stride, B, N,
+                                  D, 1e-6f);
+  if (op_ok("layernorm_forward", shape)) {
+    char what[128];
+    float *got = dev_download("layernorm_forward", out_dev, nx);
+    snprintf(what, sizeof what, "%s out", shape);
+    compare("layernorm_forward", what, got, out_cpu, nx, 1e-5);
+    free(got);
+    got = dev_download("layernorm_forward", mean_dev, nrows);
+    snprintf(what, sizeof what, "%s mean", shape);
+    compare("layernorm_forward", what, got, mean_cpu, nrows, 1e-5);
+    free(got);
+    got = dev_download("layernorm_forward", rstd_dev, nrows);
+    snprintf(what, sizeof what, "%s rstd", shape);
+    compare("layernorm_forward", what, got, rstd_cpu, nrows, 1e-5);
+    free(got);
+    if (timed)
+      TIME_OP("layernorm_forward", shape, cpu_fwd,
+              dev->layernorm_modulate_forward(out_dev, mean_dev, rstd_dev, x_dev, cond_dev + 3 * D, cond_dev + 4 * D,
+                                              stride, B, N, D, 1e-6f));
+  }
+
+  /* backward: d_x accumulates; d_shift/d_scale accumulate into a [B, 6D] gradient buffer whose other
+   * columns must stay untouched. The saved statistics are the CPU's (the same input on both sides). */
+  float *d_out = host_random(nx, 1.0f, 0.0f), *dx0 = host_random(nx, 1.0f, 0.0f);
+  float *dcond0 = host_random(ncond, 1.0f, 0.0f);
+  float *dx_cpu = host_copy(dx0, nx), *dcond_cpu = host_copy(dcond0, ncond);
+  t0 = now_us();
+  k_layernorm_modulate_backward(dx_cpu, dcond_cpu + 3 * D, dcond_cpu + 4 * D, d_out, x, mean_cpu, rstd_cpu,
+                                cond + 4 * D, stride, B, N, D);
+  double cpu_bwd = now_us() - t0;
+  float *dout_dev = dev_upload("layernorm_backward", d_out, nx), *dx_dev = dev_upload("layernorm_backward", dx0, nx);
+  float *dcond_dev = dev_upload("layernorm_backward", dcond0, ncond);
+  dev_set("layernorm_backward", mean_dev, mean_cpu, nrows);
+  dev_set("layernorm_backward", rstd_dev, rstd_cpu, nrows);
+  dev->layernorm_modulate_backward(dx_dev, dcond_dev + 3 * D, dcond_dev + 4 * D, dout_dev, x_dev, mean_dev, rstd_dev,
+                                   cond_dev + 4 * D, stride, B, N, D);
+  if (op_ok("layernorm_backward", shape)) {
+    char what[128];
+    float *dx_got = dev_download("layernorm_backward", dx_dev, nx);
+    float *dcond_got = dev_download("layernorm_backward", dcond_dev, ncond);
+    snprintf(what, sizeof what, "%s d_x", shape);
+    compare("layernorm_backward", what, dx_got, dx_cpu, nx, 1e-5);
+    snprintf(what, sizeof what, "%s d_shift,d_scale", shape);
+    compare("layernorm_backward", what, dcond_got, dcond_cpu, ncond, 1e-5);
+    dev_set("layernorm_backward", dx_dev, dx0, nx);
+    dev_set("layernorm_backward", dcond_dev, dcond0, ncond);
+    dev->layernorm_modulate_backward(dx_dev, dcond_dev + 3 * D, dcond_dev + 4 * D, dout_dev, x_dev, mean_dev, rstd_dev,
+                                     cond_dev + 4 * D, stride, B, N, D);
+    if (op_ok("layernorm_backward", shape)) {
+      float *again = dev_download("layernorm_backward", dcond_dev, ncond);
+      snprintf(what, sizeof what, "%s d_shift,d_scale", shape);
+      compare_bits("layernorm_backward", what, again, dcond_got, ncond * sizeof(float));
+      free(again);
+    }
+    free(dx_got);
+    free(dcond_got);
+    if (timed)
+      TIME_OP("layernorm_backward", shape, cpu_bwd,
+              dev->layernorm_modulate_backward(dx_dev, dcond_dev + 3 * D, dcond_dev + 4 * D, dout_dev, x_dev, mean_dev,
+                                               rstd_dev, cond_dev + 4 * D, stride, B, N, D));
+  }
+  dev->free(x_dev);
+  dev->free(cond_dev);
+  dev->free(out_dev);
+  dev->free(mean_dev);
+  dev->free(rstd_dev);
+  dev->free(dout_dev);
+  dev->free(dx_dev);
+  dev->free(dcond_dev);
+  free(x);
+  free(cond);
+  free(out_cpu);
+  free(mean_cpu);
+  free(rstd_cpu);
+  free(d_out);
+  free(dx0);
+  free(dcond0);
+  free(dx_cpu);
+  free(dcond_cpu);
+}
+
+/* ---- element-wise activations ------------------------------------------------------------------- */
+
+/* GELU and SiLU: forward into a fresh buffer and in place (out == in is allowed), backward likewise
+ * (d_in == d_out allowed). GELU is written to give the CPU's bits (limit 1e-6); SiLU goes through
+ * CUDA's expf (2 ulp) instead of glibc's (limit 1e-5). */
+void check_activation(const char *name, unary_fn cpu_fwd, unary_fn gpu_fwd, unary_bwd_fn cpu_bwd, unary_bwd_fn gpu_bwd,
+                      size_t n, int in_place, int timed) {
+  const double limit = strcmp(name, "silu") == 0 ? 1e-5 : 1e-6;
+  if (!selected(name)) return;
+  char shape[96], op[64];
+  snprintf(shape, sizeof shape, "n=%zu%s", n, in_place ? " in-place" : "");
+  float *in = host_random(n, 3.0f, 0.0f), *d_out = host_random(n, 1.0f, 0.0f);
+  float *out_cpu = host_alloc(n), *din_cpu = host_alloc(n);
+  double t0 = now_us();
+  cpu_fwd(out_cpu, in, n);
+  double cpu_f = now_us() - t0;
+  t0 = now_us();
+  cpu_bwd(din_cpu, d_out, in, n);
+  double cpu_b = now_us() - t0;
+
+  snprintf(op, sizeof op, "%s_forward", name);
+  float *in_dev = dev_upload(op, in, n);
+  float *out_dev = in_place ? in_dev : dev_poison(op, n);
+  gpu_fwd(out_dev, in_dev, n);
+  if (op_ok(op, shape)) {
+    float *got = dev_download(op, out_dev, n);
+    compare(op, shape, got, out_cpu, n, limit);
+    free(got);
+    if (timed && !in_place) TIME_OP(op, shape, cpu_f, gpu_fwd(out_dev, in_dev, n));
+  }
+  if (in_place) dev_set(op, in_dev, in, n);
+
+  snprintf(op, sizeof op, "%s_backward", name);
+  float *dout_dev = dev_upload(op, d_out, n);
+  float *din_dev = in_place ? dout_dev : dev_poison(op, n);
+  gpu_bwd(din_dev, dout_dev, in_dev, n);
+  if (op_ok(op, shape)) {
+    float *got = dev_download(op, din_dev, n);
+    compare(op, shape, got, din_cpu, n, limit);
+    free(got);
+    if (timed && !in_place) TIME_OP(op, shape, cpu_b, gpu_bwd(din_dev, dout_dev, in_dev, n));
+  }
+  dev->free(in_dev);
+  if (!in_place) dev->free(out_dev);
+  dev->free(dout_dev);
+  if (!in_place) dev->free(din_dev);
+  free(in);
+  free(d_out);
+  free(out_cpu);
+  free(din_cpu);
+}
+
+/* ---- gated residual --------------------------------------------------------------------------- */
+
+void check_gated_residual(int B, int N, int D, int alias, int timed) {
+  if (!selected("gated_residual")) return;
+  char shape[96];
+  snprintf(shape, sizeof shape, "B=%d N=%d D=%d%s", B, N, D, alias ? " out=x" : "");
+  const int stride = 6 * D;
+  const size_t n = (size_t)B * N * D, ncond = (size_t)B * stride;
+  float *x = host_random(n, 1.0f, 0.0f), *f = host_random(n, 1.0f, 0.0f), *cond = host_random(ncond, 0.5f, 0.0f);
+  float *out_cpu = host_alloc(n);
+  double t0 = now_us();
+  k_gated_residual_forward(out_cpu, x, f, cond + 2 * D, stride, B, N, D);
+  double cpu_f = now_us() - t0;
+  float *x_dev = dev_upload("gated_residual_forward", x, n), *f_dev = dev_upload("gated_residual_forward", f, n);
+  float *cond_dev = dev_upload("gated_residual_forward", cond, ncond);
+  float *out_dev = alias ? x_dev : dev_poison("gated_residual_forward", n);
+  dev->gated_residual_forward(out_dev, x_dev, f_dev, cond_dev + 2 * D, stride, B, N, D);
+  if (op_ok("gated_residual_forward", shape)) {
+    float *got = dev_download("gated_residual_forward", out_dev, n);
+    compare("gated_residual_forward", shape, got, out_cpu, n, 1e-6);
+    free(got);
+    if (timed && !alias)
+      TIME_OP("gated_residual_forward", shape, cpu_f,
+              dev->gated_residual_forward(out_dev, x_dev, f_dev, cond_dev + 2 * D, stride, B, N, D));
+  }
+
+  if (!alias) {
+    float *d_out = host_random(n, 1.0f, 0.0f), *dcond0 = host_random(ncond, 1.0f, 0.0f);
+    float *df_cpu = host_alloc(n), *dcond_cpu = host_copy(dcond0, ncond);
+    t0 = now_us();
+    k_gated_residual_backward(df_cpu, dcond_cpu + 2 * D, d_out, f, cond + 2 * D, stride, B, N, D);
+    double cpu_b = now_us() - t0;
+    float *dout_dev = dev_upload("gated_residual_backward", d_out, n);
+    float *df_dev = dev_poison("gated_residual_backward", n);
+    float *dcond_dev = dev_upload("gated_residual_backward", dcond0, ncond);
+    dev->gated_residual_backward(df_dev, dcond_dev + 2 * D, dout_dev, f_dev, cond_dev + 2 * D, stride, B, N, D);
+    if (op_ok("gated_residual_backward", shape)) {
+      char what[128];
+      float *got = dev_download("gated_residual_backward", df_dev, n);
+      float *dc_got = dev_download("gated_residual_backward", dcond_dev, ncond);
+      snprintf(what, sizeof what, "%s d_f", shape);
+      compare("gated_residual_backward", what, got, df_cpu, n, 1e-6);
+      snprintf(what, sizeof what, "%s d_gate", shape);
+      compare("gated_residual_backward", what, dc_got, dcond_cpu, ncond, 1e-5);
+      dev_set("gated_residual_backward", dcond_dev, dcond0, ncond);
+      dev->gated_residual_backward(df_dev, dcond_dev + 2 * D, dout_dev, f_dev, cond_dev + 2 * D, stride, B, N, D);
+      if (op_ok("gated_residual_backward", shape)) {
+        float *again = dev_download("gated_residual_backward", dcond_dev, ncond);
+        compare_bits("gated_residual_backward", what, again, dc_got, ncond * sizeof(float));
+        free(again);
+      }
+      free(got);
+      free(dc_got);
+      if (timed)
+        TIME_OP("gated_residual_backward", shape, cpu_b,
+                dev->gated_residual_backward(df_dev, dcond_dev + 2 * D, dout_dev, f_dev, cond_dev + 2 * D, stride, B, N,
+                                             D));
+    }
+    dev->free(dout_dev);
+    dev->free(df_dev);
+    dev->free(dcond_dev);
+    free(d_out);
+    free(dcond0);
+    free(df_cpu);
+    free(dcond_cpu);
+  }
+  dev->free(x_dev);
+  dev->free(f_dev);
+  dev->free(cond_dev);
+  if (!alias) dev->free(out_dev);
+  free(x);
+  free(f);
+  free(cond);
+  free(out_cpu);
+}
+
+/* ---- add_rows_broadcast, add, scale ------------------------------------------------------------ */
+
+void check_adds(int B, int N, int D, int timed) {
+  char shape[96];
+  snprintf(shape, sizeof shape, "B=%d N=%d D=%d", B, N, D);
+  const size_t n = (size_t)B * N * D;
+  if (selected("add_rows_broadcast")) {
+    float *x = host_random(n, 1.0f, 0.0f), *rows = host_random((size_t)N * D, 1.0f, 0.0f);
+    float *want = host_copy(x, n);
+    double t0 = now_us();
+    k_add_rows_broadcast(want, rows, B, N, D);
+    double cpu = now_us() - t0;
+    float *x_dev = dev_upload("add_rows_broadcast", x, n),
+          *rows_dev = dev_upload("add_rows_broadcast", rows, (size_t)N * D);
+    dev->add_rows_broadcast(x_dev, rows_dev, B, N, D);
+    if (op_ok("add_rows_broadcast", shape)) {
+      float *got = dev_download("add_rows_broadcast", x_dev, n);
+      compare("add_rows_broadcast", shape, got, want, n, 0.0);
+      free(got);
+      if (timed) TIME_OP("add_rows_broadcast", shape, cpu, dev->add_rows_broadcast(x_dev, rows_dev, B, N, D));
+    }
+    dev->free(x_dev);
+    dev->free(rows_dev);
+    free(x);
+    free(rows);
+    free(want);
+  }
+  if (selected("add")) {
+    for (int alias = 0; alias < 2; alias++) {
+      char s2[112];
+      snprintf(s2, sizeof s2, "n=%zu%s", n, alias ? " out=a" : "");
+      float *a = host_random(n, 1.0f, 0.0f), *b = host_random(n, 1.0f, 0.0f), *want = host_alloc(n);
+      double t0 = now_us();
+      k_add(want, a, b, n);
+      double cpu = now_us() - t0;
+      float *a_dev = dev_upload("add", a, n), *b_dev = dev_upload("add", b, n);
+      float *out_dev = alias ? a_dev : dev_poison("add", n);
+      dev->add(out_dev, a_dev, b_dev, n);
+      if (op_ok("add", s2)) {
+        float *got = dev_download("add", out_dev, n);
+        compare("add", s2, got, want, n, 0.0);
+        free(got);
+        if (timed && !alias) TIME_OP("add", s2, cpu, dev->add(out_dev, a_dev, b_dev, n));
+      }
+      dev->free(a_dev);
+      dev->free(b_dev);
+      if (!alias) dev->free(out_dev);
+      free(a);
+      free(b);
+      free(want);
+    }
+  }
+  if (selected("scale")) {
+    char s2[112];
+    snprintf(s2, sizeof s2, "n=%zu", n);
+    float *x = host_random(n, 1.0f, 0.0f), *want = host_copy(x, n);
+    double t0 = now_us();
+    k_scale(want, 0.37f, n);
+    double cpu = now_us() - t0;
+    float *x_dev = dev_upload("scale", x, n);
+    dev->scale(x_dev, 0.37f, n);
+    if (op_ok("scale", s2)) {
+      float *got = dev_download("scale", x_dev, n);
+      compare("scale", s2, got, want, n, 0.0);
+      free(got);
+      if (timed) TIME_OP("scale", s2, cpu, dev->scale(x_dev, 1.0f, n));
+    }
+    dev->free(x_dev);
+    free(x);
+    free(want);
+  }
+}
+
+/* ---- attention ----------------------------------------------------------------------------------- */
+
+void check_attention(int B, int N, int D, int H, int timed) {
+  if (!selected("attention")) return;
+  char shape[96];
+  snprintf(shape, sizeof shape, "B=%d N=%d D=%d H=%d", B, N, D, H);
+  const size_t nqkv = (size_t)B * N * 3 * D, nout = (size_t)B * N * D;
+  const size_t nprobs_cpu = (size_t)B * H * N * N;
+  const size_t nprobs_dev = dev->attention_probs_floats(B, N, H);
+  /* this rung stores the probabilities like the CPU; a backend that stores something else (the
+   * flash-style log-sum-exp) is checked through out and d_qkv only */
+  const int probs_comparable = nprobs_dev == nprobs_cpu;
+  float *qkv = host_random(nqkv, 1.0f, 0.0f);
+  float *out_cpu = host_alloc(nout), *probs_cpu = host_alloc(nprobs_cpu);
+  double t0 = now_us();
+  k_attention_forward(out_cpu, probs_cpu, qkv, B, N, D, H);
+  double cpu_f = now_us() - t0;
+  float *qkv_dev = dev_upload("attention_forward", qkv, nqkv);
+  float *out_dev = dev_poison("attention_forward", nout), *probs_dev = dev_poison("attention_forward", nprobs_dev);
+  dev->attention_forward(out_dev, probs_dev, qkv_dev, B, N, D, H);
+  /* Forward limit 1e-5: q·kᵀ sums dh products, softmax uses the CPU's own exp approximation, P·V
+   * sums N products; only summation order differs. */
+  if (op_ok("attention_forward", shape)) {
+    char what[128];
+    float *got = dev_download("attention_forward", out_dev, nout);
+    snprintf(what, sizeof what, "%s out", shape);
+    compare("attention_forward", what, got, out_cpu, nout, 1e-5);
+    free(got);
+    if (probs_comparable) {
+      got = dev_download("attention_forward", probs_dev, nprobs_cpu);
+      snprintf(what, sizeof what, "%s probs", shape);
+      compare("attention_forward", what, got, probs_cpu, nprobs_cpu, 1e-5);
+      free(got);
+    }
+    if (timed)
+      TIME_OP("attention_forward", shape, cpu_f, dev->attention_forward(out_dev, probs_dev, qkv_dev, B, N, D, H));
+  }
+
+  float *d_out = host_random(nout, 1.0f, 0.0f), *dqkv_cpu = host_alloc(nqkv);
+  float *scratch_cpu = host_alloc(k_attention_scratch_floats(N));
+  t0 = now_us();
+  k_attention_backward(dqkv_cpu, d_out, qkv, probs_cpu, scratch_cpu, B, N, D, H);
+  double cpu_b = now_us() - t0;
+  float *dout_dev = dev_upload("attention_backward", d_out, nout), *dqkv_dev = dev_poison("attention_backward", nqkv);
+  float *scratch_dev = dev_poison("attention_backward", dev->attention_scratch_floats(N));
+  /* Feed the CPU's probabilities so the backward is checked on its own; a backend that stores
+   * something else gets its own forward's output. */
+  if (probs_comparable) dev_set("attention_backward", probs_dev, probs_cpu, nprobs_cpu);
+  dev->attention_backward(dqkv_dev, dout_dev, qkv_dev, probs_dev, scratch_dev, B, N, D, H);
+  /* Backward limit 1e-4: dS = P ∘ (dP − rowsum(P ∘ dP)) subtracts two nearly equal sums of N terms
+   * (the row's dot product is close to every dP), so the fp32 summation-order differences of the
+   * GEMMs (~1e-7 relative to |dP|) are amplified relative to |dS|, then summed again over N in dQ
+   * and dK. Bugs give errors of order 1. */
+  if (op_ok("attention_backward", shape)) {
+    char what[128];
+    float *got = dev_download("attention_backward", dqkv_dev, nqkv);
+    snprintf(what, sizeof what, "%s d_qkv", shape);
+    compare("attention_backward", what, got, dqkv_cpu, nqkv, 1e-4);
+    free(got);
+    if (timed)
+      TIME_OP("attention_backward", shape, cpu_b,
+              dev->attention_backward(dqkv_dev, dout_dev, qkv_dev, probs_dev, scratch_dev, B, N, D, H));
+  }
+  dev->free(qkv_dev);
+  dev->free(out_dev);
+  dev->free(probs_dev);
+  dev->free(dout_dev);
+  dev->free(dqkv_dev);
+  dev->free(scratch_dev);
+  free(qkv);
+  free(out_cpu);
+  free(probs_cpu);
+  free(d_out);
+  free(dqkv_cpu);
+  free(scratch_cpu);
+}
+
+/* ---- patches ---------------------------------------------------------------------------------------- */
+
+void check_patchify(int B, int C, int T, int H, int W, int p, int timed) {
+  char shape[96];
+  snprintf(shape, sizeof shape, "B=%d C=%d T=%d H=%d W=%d p=%d", B, C, T, H, W, p);
+  const size_t n = (size_t)B * C * T * H * W; /* H, W multiples of p: tokens hold every value */
+  if (selected("patchify")) {
+    float *x = host_random(n, 1.0f, 0.0f), *want = host_alloc(n);
+    double t0 = now_us();
+    k_patchify(want, x, B, C, T, H, W, p);
+    double cpu = now_us() - t0;
+    float *x_dev = dev_upload("patchify", x, n), *tok_dev = dev_poison("patchify", n);
+    dev->patchify(tok_dev, x_dev, B, C, T, H, W, p);
+    if (op_ok("patchify", shape)) {
+      float *got = dev_download("patchify", tok_dev, n);
+      compare("patchify", shape, got, want, n, 0.0);
+      free(got);
+      if (timed) TIME_OP("patchify", shape, cpu, dev->patchify(tok_dev, x_dev, B, C, T, H, W, p));
+    }
+    dev->free(x_dev);
+    dev->free(tok_dev);
+    free(x);
+    free(want);
+  }
+  if (selected("unpatchify")) {
+    float *tok = host_random(n, 1.0f, 0.0f), *want = host_alloc(n);
+    double t0 = now_us();
+    k_unpatchify(want, tok, B, C, T, H, W, p);
+    double cpu = now_us() - t0;
+    float *tok_dev = dev_upload("unpatchify", tok, n), *x_dev = dev_poison("unpatchify", n);
+    dev->unpatchify(x_dev, tok_dev, B, C, T, H, W, p);
+    if (op_ok("unpatchify", shape)) {
+      float *got = dev_download("unpatchify", x_dev, n);
+      compare("unpatchify", shape, got, want, n, 0.0);
+      free(got);
+      if (timed) TIME_OP("unpatchify", shape, cpu, dev->unpatchify(x_dev, tok_dev, B, C, T, H, W, p));
+    }
+    dev->free(x_dev);
+    dev->free(tok_dev);
+    free(tok);
+    free(want);
+  }
+}
+
+/* ---- tables and embeddings ----------------------------------------------------------------------- */
+
+void check_sincos(int n, int d) {
+  if (!selected("sincos_table")) return;
+  char shape[96];
+  snprintf(shape, sizeof shape, "n=%d d=%d", n, d);
+  double *pos = malloc((size_t)n * sizeof(double));
+  for (int i = 0; i < n; i++)
+    pos[i] = (i % 3 == 0) ? 1000.0 * i / (double)n : 4.0 * i + 1.5; /* 1000 t and m j + (m-1)/2 */
+  float *want = host_alloc((size_t)n * d);
+  k_sincos_table(want, pos, n, d);
+  float *out_dev = dev_poison("sincos_table", (size_t)n * d);
+  dev->sincos_table(out_dev, pos, n, d);
+  if (op_ok("sincos_table", shape)) {
+    float *got = dev_download("sincos_table", out_dev, (size_t)n * d);
+    compare("sincos_table", shape, got, want, (size_t)n * d, 0.0);
+    free(got);
+  }
+  dev->free(out_dev);
+  free(pos);
+  free(want);
+}
+
+void check_embedding(int B, int D, int rows) {
+  char shape[96];
+  snprintf(shape, sizeof shape, "B=%d D=%d rows=%d", B, D, rows);
+  int *index = malloc((size_t)B * sizeof(int));
+  for (int b = 0; b < B; b++) index[b] = (b * 5 + 3) % rows;
+  if (B > 2) index[B - 1] = index[0]; /* a repeated row: the backward must add both, in order */
+  const size_t ntab = (size_t)rows * D, nrow = (size_t)B * D;
+  if (selected("embedding_add")) {
+    float *table = host_random(ntab, 1.0f, 0.0f), *out0 = host_random(nrow, 1.0f, 0.0f), *want = host_copy(out0, nrow);
+    k_embedding_add(want, table, index, B, D);
+    float *tab_dev = dev_upload("embedding_add", table, ntab), *out_dev = dev_upload("embedding_add", out0, nrow);
+    dev->embedding_add(out_dev, tab_dev, index, B, D);
+    if (op_ok("embedding_add", shape)) {
+      float *got = dev_download("embedding_add", out_dev, nrow);
+      compare("embedding_add", shape, got, want, nrow, 0.0);
+      free(got);
+    }
+    dev->free(tab_dev);
+    dev->free(out_dev);
+    free(table);
+    free(out0);
+    free(want);
+  }
+  if (selected("embedding_backward")) {
+    float *dtab0 = host_random(ntab, 1.0f, 0.0f), *d_out = host_random(nrow, 1.0f, 0.0f),
+          *want = host_copy(dtab0, ntab);
+    k_embedding_backward(want, d_out, index, B, D);
+    float *dtab_dev = dev_upload("embedding_backward", dtab0, ntab),
+          *dout_dev = dev_upload("embedding_backward", d_out, nrow);
+    dev->embedding_backward(dtab_dev, dout_dev, index, B, D);
+    if (op_ok("embedding_backward", shape)) {
+      float *got = dev_download("embedding_backward", dtab_dev, ntab);
+      compare("embedding_backward", shape, got, want, ntab, 0.0);
+      free(got);
+    }
+    dev->free(dtab_dev);
+    dev->free(dout_dev);
+    free(dtab0);
+    free(d_out);
+    free(want);
+  }
+  free(index);
+}
