@@ -44,6 +44,8 @@ run "video writer: GIF/PNG round trip (ASan+UBSan)" build-san/tests/test_video_w
 run "synthetic data sets (ASan+UBSan)" build-san/tests/test_synth
 run "HDF5 shards: levels, bad files (ASan+UBSan)" build-san/tests/test_shard
 run "HDF5 shards: h5py interop both ways" tests/data/shard_interop.sh
+run "shard loader: order, resume, levels, bad clips" build/tests/test_loader
+run "shard loader (ASan+UBSan)" build-san/tests/test_loader
 run "video decode: frame rate, clips, crop, errors" build/tests/test_video_decode
 run "video decode (ASan+UBSan)" build-san/tests/test_video_decode
 run "video decode vs the ffmpeg command line" tests/data/decode_vs_ffmpeg.sh
