@@ -61,6 +61,8 @@ run "tpdiff-train: tiny K=3 end to end" tests/cli/pyramid_e2e.sh
 run "tpdiff-synth command line" tests/cli/synth_cli.sh
 run "tpdiff-prep: video files to shards, end to end" tests/data/prep_e2e.sh
 run "tpdiff-train command line" tests/cli/train_cli.sh
+run "tpdiff-train on HDF5 shards" tests/cli/train_shards.sh
+BIN=build-san/bin/tpdiff-train run "tpdiff-train on HDF5 shards (ASan+UBSan)" tests/cli/train_shards.sh
 BIN=build-san/bin/tpdiff-train run "tpdiff-train command line (ASan+UBSan)" tests/cli/train_cli.sh
 
 echo "$passed passed, $failed failed"
