@@ -4,6 +4,7 @@
 #   make test         the whole suite; ends with one line "N passed, N failed"
 #   make demo         a short CPU training run on configs/demo.yaml
 #   make bench-cpu    tpdiff against PyTorch, forward+backward per step
+#   make bench-loader the shard loader's clips/s and MB/s per level against training's clips/s
 #   make check-gpu    the CUDA backend's ops and the whole model against the CPU on this machine's
 #                     GPU, and the base workload's timing (tests/gpu/check_gpu.sh; needs a GPU)
 #   make SAN=1 ...    AddressSanitizer + UBSan build (objects under build-san/)
@@ -81,7 +82,7 @@ LIB := $(BUILD)/libtpdiff.a
 BINARIES := $(BIN)/tpdiff-train $(BIN)/tpdiff-synth $(BIN)/tpdiff-prep
 TEST_SRCS := $(wildcard tests/unit/*.c)
 TEST_BINS := $(TEST_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
-BENCH_BINS := $(BUILD)/bench/bench_step $(BUILD)/bench/bench_pyramid
+BENCH_BINS := $(BUILD)/bench/bench_step $(BUILD)/bench/bench_pyramid $(BUILD)/bench/bench_loader
 TOOL_BINS := $(BUILD)/tests/ref/parity_dump
 
 # CUDA backend (libtpdiff_cuda.so) and `make check-gpu`: rules live in kernels/cuda/cuda.mk, which
@@ -97,7 +98,7 @@ endif
 # Keep objects of chained rules (tests, bench) so a rebuild is incremental.
 .SECONDARY:
 
-.PHONY: all test test-build demo bench bench-cpu bench-pyramid clean setup
+.PHONY: all test test-build demo bench bench-cpu bench-pyramid bench-loader clean setup
 all: $(BINARIES) $(CUDA_LIB)
 
 $(BUILD)/%.o: %.c
@@ -148,10 +149,25 @@ bench-cpu:
 bench-pyramid:
 	@scripts/setup.sh --if-missing
 	@$(MAKE) --no-print-directory test-build
-	@mkdir -p bench/results
+	@mkdir -p bench/results $(dir $(LOADER_DATA))
 	OMP_NUM_THREADS=$${THREADS:-2} $(BUILD)/bench/bench_pyramid configs/demo.yaml | tee bench/results/pyramid-cpu.txt
 
-bench: bench-cpu bench-pyramid
+# Shard loader throughput per level (one reader thread) on 2048 synthetic demo-shape clips, next to
+# raw read() speed and to the clips/s a 20-step demo training run consumes (TRAIN_CLIPS_S=... skips
+# that run).
+LOADER_DATA := build/bench-data/loader-2048
+bench-loader:
+	@scripts/setup.sh --if-missing
+	@$(MAKE) --no-print-directory test-build
+	@mkdir -p bench/results $(dir $(LOADER_DATA))
+	@[ -f $(LOADER_DATA)/index.json ] || $(BIN)/tpdiff-synth --out $(LOADER_DATA) --count 2048 --frames 16 \
+	  --size 32x32 --channels 3 --levels 4 --previews 0 >/dev/null
+	@clips_s=$${TRAIN_CLIPS_S:-$$(OMP_NUM_THREADS=$${THREADS:-2} $(BIN)/tpdiff-train configs/demo.yaml \
+	  --train.steps=20 --train.log_every=20 --train.out=$(BUILD)/bench-data/demo-run | \
+	  awk '$$1 == "20" { print $$NF }')}; \
+	$(BUILD)/bench/bench_loader $(LOADER_DATA) $$clips_s | tee bench/results/loader-cpu.txt
+
+bench: bench-cpu bench-pyramid bench-loader
 
 setup:
 	scripts/setup.sh

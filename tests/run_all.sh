@@ -46,6 +46,8 @@ run "video writer: GIF/PNG round trip (ASan+UBSan)" build-san/tests/test_video_w
 run "synthetic data sets (ASan+UBSan)" build-san/tests/test_synth
 run "HDF5 shards: levels, bad files (ASan+UBSan)" build-san/tests/test_shard
 run "HDF5 shards: h5py interop both ways" tests/data/shard_interop.sh
+run "shard loader: order, resume, levels, bad clips" build/tests/test_loader
+run "shard loader (ASan+UBSan)" build-san/tests/test_loader
 run "video decode: frame rate, clips, crop, errors" build/tests/test_video_decode
 run "video decode (ASan+UBSan)" build-san/tests/test_video_decode
 run "video decode vs the ffmpeg command line" tests/data/decode_vs_ffmpeg.sh
@@ -61,6 +63,8 @@ run "tpdiff-train: tiny K=3 end to end" tests/cli/pyramid_e2e.sh
 run "tpdiff-synth command line" tests/cli/synth_cli.sh
 run "tpdiff-prep: video files to shards, end to end" tests/data/prep_e2e.sh
 run "tpdiff-train command line" tests/cli/train_cli.sh
+run "tpdiff-train on HDF5 shards" tests/cli/train_shards.sh
+BIN=build-san/bin/tpdiff-train run "tpdiff-train on HDF5 shards (ASan+UBSan)" tests/cli/train_shards.sh
 BIN=build-san/bin/tpdiff-train run "tpdiff-train command line (ASan+UBSan)" tests/cli/train_cli.sh
 
 echo "$passed passed, $failed failed"

@@ -56,7 +56,9 @@ int batch_builder_create(batch_builder *bb, const tpdiff_config *cfg, const pyra
   bb->u = malloc(sizeof(float) * (size_t)bb->max_clips);
   bb->y = malloc(sizeof(int) * (size_t)bb->max_clips);
   bb->perm = malloc(sizeof(int) * (size_t)bb->max_clips);
-  if (!bb->full || !bb->level || !bb->candidates || !bb->eps || !bb->t || !bb->u || !bb->y || !bb->perm) {
+  bb->indices = malloc(sizeof(long) * (size_t)bb->max_clips);
+  if (!bb->full || !bb->level || !bb->candidates || !bb->eps || !bb->t || !bb->u || !bb->y || !bb->perm ||
+      !bb->indices) {
     snprintf(err, err_size, "out of memory for microbatch buffers (%zu floats each)", n);
     batch_builder_destroy(bb);
     return -1;
@@ -65,6 +67,8 @@ int batch_builder_create(batch_builder *bb, const tpdiff_config *cfg, const pyra
 }
 
 void batch_builder_destroy(batch_builder *bb) {
+  loader_close(bb->shards);
+  free(bb->indices);
   free(bb->full);
   free(bb->level);
   free(bb->candidates);
@@ -79,11 +83,54 @@ void batch_builder_destroy(batch_builder *bb) {
 int batch_draw_stage(const batch_builder *bb, long step, int micro) {
   int sync = strcmp(bb->cfg.pyramid_schedule, "sync") == 0;
   float u;
-  k_fill_uniform(&u, 1, (uint64_t)bb->cfg.train_seed, stream_id(STREAM_STAGE, sync ? 0 : bb->rank + 1, micro, step),
-                 0);
+  k_fill_uniform(&u, 1, (uint64_t)bb->cfg.train_seed, stream_id(STREAM_STAGE, sync ? 0 : bb->rank + 1, micro, step), 0);
   for (int k = 0; k < bb->cfg.pyramid_stages; k++)
     if ((double)u < bb->stage_cdf[k]) return k;
   return bb->cfg.pyramid_stages - 1;
+}
+
+/* The loader's plan: microbatch seq's stage decides its level; a pure function of seq. */
+static int shard_plan(void *ctx, long seq, int *level, int *clips) {
+  const batch_builder *bb = ctx;
+  int M = bb->cfg.train_microbatches;
+  int stage = batch_draw_stage(bb, seq / M + 1, (int)(seq % M));
+  *level = bb->cfg.pyramid_stages - 1 - stage;
+  *clips = batch_clips_for_stage(&bb->cfg, stage);
+  return 0;
+}
+
+int batch_builder_open_shards(batch_builder *bb, char *err, size_t err_size) {
+  loader_options o = {.rank = bb->rank,
+                      .world = bb->world,
+                      .seed = (uint64_t)bb->cfg.train_seed,
+                      .prefetch = bb->cfg.data_prefetch,
+                      .max_clips = bb->max_clips,
+                      .skip_bad = strcmp(bb->cfg.data_on_error, "skip") == 0,
+                      .plan = shard_plan,
+                      .plan_ctx = bb,
+                      .first_seq = 0,
+                      .start = {0, 0}};
+  bb->shards = loader_open(bb->cfg.data_path, &o, err, err_size);
+  return bb->shards ? 0 : -1;
+}
+
+/* Microbatch (step, micro) from the shard loader into bb->level and bb->y. */
+static int read_shard_microbatch(batch_builder *bb, long step, int micro, int stage, int B, char *err,
+                                 size_t err_size) {
+  loader_batch got = {.clips = bb->level, .labels = bb->y, .indices = bb->indices};
+  if (loader_next(bb->shards, &got, err, err_size) != 0) return -1;
+  long seq = (step - 1) * bb->cfg.train_microbatches + micro;
+  int level = bb->cfg.pyramid_stages - 1 - stage;
+  if (got.seq != seq || got.level != level || got.clips_count != B) {
+    /* only a caller building microbatches out of order or forcing another stage gets here */
+    snprintf(err, err_size,
+             "shard loader: microbatch (step %ld, micro %d) expected sequence %ld level %d, %d clips; the loader "
+             "delivered sequence %ld level %d, %d clips (shard training builds microbatches in order, at the "
+             "drawn stage)",
+             step, micro, seq, level, B, got.seq, got.level, got.clips_count);
+    return -1;
+  }
+  return 0;
 }
 
 int batch_build(batch_builder *bb, long step, int micro, stage_microbatch *out, char *err, size_t err_size) {
@@ -97,31 +144,39 @@ int batch_build_stage(batch_builder *bb, long step, int micro, int stage, stage_
   int B = batch_clips_for_stage(cfg, stage), K = cfg->pyramid_stages, C = cfg->data_channels;
   int F = cfg->data_frames, plane = cfg->data_height * cfg->data_width;
 
-  /* clips: uniform draws over the source, distinct streams per rank so ranks see different clips */
-  k_fill_uniform(bb->u, (size_t)B, seed, stream_id(STREAM_CLIPS, bb->rank, micro, step), 0);
-  for (int b = 0; b < B; b++) {
-    long index = (long)((double)bb->u[b] * (double)bb->source.count);
-    if (index >= bb->source.count) index = bb->source.count - 1;
-    if (bb->source.read(bb->source.ctx, index, bb->full + bb->full_clip * (size_t)b, &bb->y[b], err, err_size) != 0)
-      return -1;
-    if (cfg->model_classes > 0) bb->y[b] %= cfg->model_classes; /* a source may have more classes */
-  }
-  /* the stage's level: pair-average the frames K-1-k times (the shard loader will read it directly) */
   const float *X = bb->full;
   int T = F;
-  float *ping = bb->level, *pong = bb->candidates;
-  for (int l = 0; l < K - 1 - stage; l++) {
-    k_frames_pair_mean(ping, X, B * C, T, plane);
-    T /= 2;
-    X = ping;
-    float *swap = ping;
-    ping = pong;
-    pong = swap;
-  }
-  if (X != bb->level && X != bb->full) { /* keep X out of the candidates buffer */
-    memcpy(bb->level, X, sizeof(float) * (size_t)B * C * T * plane);
+  if (bb->shards) {
+    /* the shards hold every level: read the stage's level (K-1-k) directly, already prefetched */
+    if (read_shard_microbatch(bb, step, micro, stage, B, err, err_size) != 0) return -1;
     X = bb->level;
+    T = F >> (K - 1 - stage);
+  } else {
+    /* clips: uniform draws over the source, distinct streams per rank so ranks see different clips */
+    k_fill_uniform(bb->u, (size_t)B, seed, stream_id(STREAM_CLIPS, bb->rank, micro, step), 0);
+    for (int b = 0; b < B; b++) {
+      long index = (long)((double)bb->u[b] * (double)bb->source.count);
+      if (index >= bb->source.count) index = bb->source.count - 1;
+      if (bb->source.read(bb->source.ctx, index, bb->full + bb->full_clip * (size_t)b, &bb->y[b], err, err_size) != 0)
+        return -1;
+    }
+    /* the stage's level: pair-average the frames K-1-k times */
+    float *ping = bb->level, *pong = bb->candidates;
+    for (int l = 0; l < K - 1 - stage; l++) {
+      k_frames_pair_mean(ping, X, B * C, T, plane);
+      T /= 2;
+      X = ping;
+      float *swap = ping;
+      ping = pong;
+      pong = swap;
+    }
+    if (X != bb->level && X != bb->full) { /* keep X out of the candidates buffer */
+      memcpy(bb->level, X, sizeof(float) * (size_t)B * C * T * plane);
+      X = bb->level;
+    }
   }
+  if (cfg->model_classes > 0) /* a data set may have more classes than the model */
+    for (int b = 0; b < B; b++) bb->y[b] = ((bb->y[b] % cfg->model_classes) + cfg->model_classes) % cfg->model_classes;
   size_t clip = (size_t)C * T * plane;
 
   /* noise drawn directly at the stage's level (MATH.md section 7), then aligned */

@@ -7,10 +7,11 @@
 
 #include <stdint.h>
 
+#include "data/loader.h"
 #include "model/pyramid.h"
 #include "trainer/config.h"
 
-/* Where full-rate clips come from (the synthetic set in memory, or later the shard loader). */
+/* Where full-rate clips come from when there is no shard loader (the synthetic set in memory). */
 typedef struct {
   long count; /* clips available */
   /* writes clip `index` [C, F, H, W] at full rate and its label; 0 or -1 with err set */
@@ -37,6 +38,8 @@ typedef struct {
   size_t full_clip;                     /* C·F·H·W */
   float *full, *level, *candidates, *eps, *t, *u;
   int *y, *perm;
+  long *indices;  /* [max_clips] data set clips of the last shard microbatch */
+  loader *shards; /* NULL: clips from `source` at full rate, levels by pair averaging */
 } batch_builder;
 
 /* Clips of a stage-k microbatch: clips_per_microbatch (sync) or clips_per_microbatch · 2^(K-1-k)
@@ -47,6 +50,13 @@ int batch_clips_for_stage(const tpdiff_config *cfg, int stage);
 int batch_builder_create(batch_builder *bb, const tpdiff_config *cfg, const pyramid_schedule *schedule,
                          clip_source source, int rank, int world, char *err, size_t err_size);
 void batch_builder_destroy(batch_builder *bb);
+
+/* Reads the stage levels from the shards of cfg->data.path instead of the clip source: opens a
+ * loader whose plan is this builder's own stage draw (microbatch (step, micro) is loader sequence
+ * (step - 1) · microbatches + micro, so its reader thread runs ahead on the right level), starting
+ * at step 1, epoch 0. bb must stay at its address until batch_builder_destroy, which closes it.
+ * 0, or -1 with one line in err. */
+int batch_builder_open_shards(batch_builder *bb, char *err, size_t err_size);
 
 /* The stage of microbatch (step, micro): shared by all ranks under `sync`, per rank under `balanced`. */
 int batch_draw_stage(const batch_builder *bb, long step, int micro);

@@ -58,10 +58,6 @@ static int write_resolved_config(const tpdiff_config *cfg, const char *dir, char
 /* Rejects settings this build cannot run yet, before anything is written. */
 static int check_supported(const tpdiff_config *cfg, char *err, size_t err_size) {
   const char *o = cfg->source;
-  if (cfg->data_path[0]) {
-    snprintf(err, err_size, "%s: data.path: reading shards is not available in this build; leave it empty", o);
-    return -1;
-  }
   if (strcmp(cfg->train_precision, "bf16") == 0) {
     snprintf(err, err_size, "%s: train.precision: bf16 is not available yet (both backends train in fp32); use fp32",
              o);

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "data/shard.h"
 #include "kernels/kernels.h"
 #include "trainer/batch.h"
 #include "trainer/clip_source.h"
@@ -58,22 +59,72 @@ static void print_window(long step, int K, const log_window *w, const step_stats
   fflush(stdout);
 }
 
+/* The data set of data.path against the config's clip shape and stage count, before anything is
+ * built: 0, or -1 with one line naming index.json and the key. */
+static int check_dataset(const tpdiff_config *cfg, char *err, size_t err_size) {
+  shard_dataset d;
+  if (shard_dataset_open(&d, cfg->data_path, err, err_size) != 0) return -1;
+  const shard_layout *l = &d.layout;
+  struct {
+    const char *key;
+    int has, wants;
+  } keys[] = {{"frames", l->frames, cfg->data_frames},
+              {"height", l->height, cfg->data_height},
+              {"width", l->width, cfg->data_width},
+              {"channels", l->channels, cfg->data_channels}};
+  int rc = 0;
+  for (int i = 0; i < 4 && rc == 0; i++)
+    if (keys[i].has != keys[i].wants) {
+      snprintf(err, err_size,
+               "%s/index.json: \"%s\" is %d but the config has data.%s=%d; set data.%s=%d or use a "
+               "data set of that shape",
+               cfg->data_path, keys[i].key, keys[i].has, keys[i].key, keys[i].wants, keys[i].key, keys[i].has);
+      rc = -1;
+    }
+  if (rc == 0 && l->levels < cfg->pyramid_stages) {
+    snprintf(err, err_size, "%s/index.json: \"levels\" is %d but pyramid.stages=%d needs one level per stage",
+             cfg->data_path, l->levels, cfg->pyramid_stages);
+    rc = -1;
+  }
+  if (rc == 0)
+    printf("# data: %s: %ld clips in %d shards, %d levels, %s; on_error %s, prefetch %d\n", cfg->data_path, d.total,
+           d.count, l->levels,
+           l->dtype == SHARD_UINT8     ? "uint8"
+           : l->dtype == SHARD_FLOAT16 ? "float16"
+                                       : "float32",
+           cfg->data_on_error, cfg->data_prefetch);
+  shard_dataset_close(&d);
+  return rc;
+}
+
 int train_run(const tpdiff_config *cfg, const tpdiff_backend *be) {
-  char err[512];
+  char err[1024];
   static trainer tr;
   clip_source source;
   batch_builder builder;
+  if (cfg->data_path[0] && check_dataset(cfg, err, sizeof err) != 0) {
+    fprintf(stderr, "tpdiff-train: %s\n", err);
+    return 2;
+  }
   if (trainer_create(&tr, cfg, be, err, sizeof err) != 0) {
     fprintf(stderr, "tpdiff-train: %s\n", err);
     return 1;
   }
-  if (clip_source_open(&source, cfg, err, sizeof err) != 0) {
+  memset(&source, 0, sizeof source); /* with shards the builder reads the loader, not a source */
+  if (!cfg->data_path[0] && clip_source_open(&source, cfg, err, sizeof err) != 0) {
     fprintf(stderr, "tpdiff-train: %s\n", err);
     trainer_destroy(&tr);
     return 1;
   }
   if (batch_builder_create(&builder, cfg, &tr.schedule, source, 0, 1, err, sizeof err) != 0) {
     fprintf(stderr, "tpdiff-train: %s\n", err);
+    clip_source_close(&source);
+    trainer_destroy(&tr);
+    return 1;
+  }
+  if (cfg->data_path[0] && batch_builder_open_shards(&builder, err, sizeof err) != 0) {
+    fprintf(stderr, "tpdiff-train: %s\n", err);
+    batch_builder_destroy(&builder);
     clip_source_close(&source);
     trainer_destroy(&tr);
     return 1;
@@ -136,6 +187,8 @@ int train_run(const tpdiff_config *cfg, const tpdiff_backend *be) {
     }
   }
   if (tr.skipped_steps) printf("# %ld steps skipped for non-finite loss or gradient\n", tr.skipped_steps);
+  if (builder.shards && loader_skipped(builder.shards))
+    printf("# %ld unreadable clips skipped (data.on_error=skip)\n", loader_skipped(builder.shards));
   batch_builder_destroy(&builder);
   clip_source_close(&source);
   trainer_destroy(&tr);

@@ -30,7 +30,7 @@ typedef struct {
   int stage_count[PYRAMID_MAX_STAGES];         /* microbatches per stage */
   long clips;                                  /* clips processed */
   long tokens;                                 /* tokens processed (sum over microbatches of B · N_k) */
-  char error[256];
+  char error[1024];
 } step_stats;
 
 /* Backend memory a run needs, planned before anything large is allocated. */
