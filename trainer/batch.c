@@ -56,9 +56,7 @@ int batch_builder_create(batch_builder *bb, const tpdiff_config *cfg, const pyra
   bb->u = malloc(sizeof(float) * (size_t)bb->max_clips);
   bb->y = malloc(sizeof(int) * (size_t)bb->max_clips);
   bb->perm = malloc(sizeof(int) * (size_t)bb->max_clips);
-  bb->indices = malloc(sizeof(long) * (size_t)bb->max_clips);
-  if (!bb->full || !bb->level || !bb->candidates || !bb->eps || !bb->t || !bb->u || !bb->y || !bb->perm ||
-      !bb->indices) {
+  if (!bb->full || !bb->level || !bb->candidates || !bb->eps || !bb->t || !bb->u || !bb->y || !bb->perm) {
     snprintf(err, err_size, "out of memory for microbatch buffers (%zu floats each)", n);
     batch_builder_destroy(bb);
     return -1;
@@ -67,8 +65,7 @@ int batch_builder_create(batch_builder *bb, const tpdiff_config *cfg, const pyra
 }
 
 void batch_builder_destroy(batch_builder *bb) {
-  loader_close(bb->shards);
-  free(bb->indices);
+  if (bb->levels.close) bb->levels.close(bb->levels.ctx);
   free(bb->full);
   free(bb->level);
   free(bb->candidates);
@@ -89,50 +86,6 @@ int batch_draw_stage(const batch_builder *bb, long step, int micro) {
   return bb->cfg.pyramid_stages - 1;
 }
 
-/* The loader's plan: microbatch seq's stage decides its level; a pure function of seq. */
-static int shard_plan(void *ctx, long seq, int *level, int *clips) {
-  const batch_builder *bb = ctx;
-  int M = bb->cfg.train_microbatches;
-  int stage = batch_draw_stage(bb, seq / M + 1, (int)(seq % M));
-  *level = bb->cfg.pyramid_stages - 1 - stage;
-  *clips = batch_clips_for_stage(&bb->cfg, stage);
-  return 0;
-}
-
-int batch_builder_open_shards(batch_builder *bb, char *err, size_t err_size) {
-  loader_options o = {.rank = bb->rank,
-                      .world = bb->world,
-                      .seed = (uint64_t)bb->cfg.train_seed,
-                      .prefetch = bb->cfg.data_prefetch,
-                      .max_clips = bb->max_clips,
-                      .skip_bad = strcmp(bb->cfg.data_on_error, "skip") == 0,
-                      .plan = shard_plan,
-                      .plan_ctx = bb,
-                      .first_seq = 0,
-                      .start = {0, 0}};
-  bb->shards = loader_open(bb->cfg.data_path, &o, err, err_size);
-  return bb->shards ? 0 : -1;
-}
-
-/* Microbatch (step, micro) from the shard loader into bb->level and bb->y. */
-static int read_shard_microbatch(batch_builder *bb, long step, int micro, int stage, int B, char *err,
-                                 size_t err_size) {
-  loader_batch got = {.clips = bb->level, .labels = bb->y, .indices = bb->indices};
-  if (loader_next(bb->shards, &got, err, err_size) != 0) return -1;
-  long seq = (step - 1) * bb->cfg.train_microbatches + micro;
-  int level = bb->cfg.pyramid_stages - 1 - stage;
-  if (got.seq != seq || got.level != level || got.clips_count != B) {
-    /* only a caller building microbatches out of order or forcing another stage gets here */
-    snprintf(err, err_size,
-             "shard loader: microbatch (step %ld, micro %d) expected sequence %ld level %d, %d clips; the loader "
-             "delivered sequence %ld level %d, %d clips (shard training builds microbatches in order, at the "
-             "drawn stage)",
-             step, micro, seq, level, B, got.seq, got.level, got.clips_count);
-    return -1;
-  }
-  return 0;
-}
-
 int batch_build(batch_builder *bb, long step, int micro, stage_microbatch *out, char *err, size_t err_size) {
   return batch_build_stage(bb, step, micro, batch_draw_stage(bb, step, micro), out, err, err_size);
 }
@@ -146,9 +99,9 @@ int batch_build_stage(batch_builder *bb, long step, int micro, int stage, stage_
 
   const float *X = bb->full;
   int T = F;
-  if (bb->shards) {
-    /* the shards hold every level: read the stage's level (K-1-k) directly, already prefetched */
-    if (read_shard_microbatch(bb, step, micro, stage, B, err, err_size) != 0) return -1;
+  if (bb->levels.read) {
+    /* the source holds every level (shards): read the stage's level (K-1-k) directly */
+    if (bb->levels.read(bb->levels.ctx, step, micro, stage, B, bb->level, bb->y, err, err_size) != 0) return -1;
     X = bb->level;
     T = F >> (K - 1 - stage);
   } else {

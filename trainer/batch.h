@@ -7,7 +7,6 @@
 
 #include <stdint.h>
 
-#include "data/loader.h"
 #include "model/pyramid.h"
 #include "trainer/config.h"
 
@@ -28,18 +27,26 @@ typedef struct {
   int B, stage;
 } stage_microbatch;
 
+/* Where a microbatch's clips come from already at the stage's level (the shard loader,
+ * trainer/batch_shards.c): fills X [B, C, T_k, H, W] and labels [B] of microbatch (step, micro),
+ * whose stage is `stage`. read 0, or -1 with err set; close frees ctx. */
+typedef struct {
+  int (*read)(void *ctx, long step, int micro, int stage, int B, float *X, int *labels, char *err, size_t err_size);
+  void (*close)(void *ctx);
+  void *ctx;
+} level_source;
+
 typedef struct {
   tpdiff_config cfg;
   pyramid_schedule schedule;
   clip_source source;
+  level_source levels; /* read == NULL: clips from `source` at full rate, levels by pair averaging */
   int rank, world;
   double stage_cdf[PYRAMID_MAX_STAGES]; /* cumulative stage probabilities */
   int max_clips;                        /* most clips of any stage's microbatch */
   size_t full_clip;                     /* C·F·H·W */
   float *full, *level, *candidates, *eps, *t, *u;
   int *y, *perm;
-  long *indices;  /* [max_clips] data set clips of the last shard microbatch */
-  loader *shards; /* NULL: clips from `source` at full rate, levels by pair averaging */
 } batch_builder;
 
 /* Clips of a stage-k microbatch: clips_per_microbatch (sync) or clips_per_microbatch · 2^(K-1-k)
@@ -51,12 +58,6 @@ int batch_builder_create(batch_builder *bb, const tpdiff_config *cfg, const pyra
                          clip_source source, int rank, int world, char *err, size_t err_size);
 void batch_builder_destroy(batch_builder *bb);
 
-/* Reads the stage levels from the shards of cfg->data.path instead of the clip source: opens a
- * loader whose plan is this builder's own stage draw (microbatch (step, micro) is loader sequence
- * (step - 1) · microbatches + micro, so its reader thread runs ahead on the right level), starting
- * at step 1, epoch 0. bb must stay at its address until batch_builder_destroy, which closes it.
- * 0, or -1 with one line in err. */
-int batch_builder_open_shards(batch_builder *bb, char *err, size_t err_size);
 
 /* The stage of microbatch (step, micro): shared by all ranks under `sync`, per rank under `balanced`. */
 int batch_draw_stage(const batch_builder *bb, long step, int micro);

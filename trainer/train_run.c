@@ -11,6 +11,7 @@
 #include "data/shard.h"
 #include "kernels/kernels.h"
 #include "trainer/batch.h"
+#include "trainer/batch_shards.h"
 #include "trainer/clip_source.h"
 #include "trainer/sample_round.h"
 #include "trainer/trainer.h"
@@ -187,8 +188,8 @@ int train_run(const tpdiff_config *cfg, const tpdiff_backend *be) {
     }
   }
   if (tr.skipped_steps) printf("# %ld steps skipped for non-finite loss or gradient\n", tr.skipped_steps);
-  if (builder.shards && loader_skipped(builder.shards))
-    printf("# %ld unreadable clips skipped (data.on_error=skip)\n", loader_skipped(builder.shards));
+  if (batch_shards_skipped(&builder))
+    printf("# %ld unreadable clips skipped (data.on_error=skip)\n", batch_shards_skipped(&builder));
   batch_builder_destroy(&builder);
   clip_source_close(&source);
   trainer_destroy(&tr);
