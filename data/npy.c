@@ -1,10 +1,10 @@
 /* npy.c — NumPy .npy writer (version 1.0 header, padded to 64 bytes as NumPy itself does). */
 #include "data/npy.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
+
+#include "data/atomic_file.h"
 
 static size_t dtype_size(npy_dtype d) { return d == NPY_F64 ? 8 : 4; }
 static const char *dtype_descr(npy_dtype d) { return d == NPY_F32 ? "<f4" : d == NPY_F64 ? "<f8" : "<i4"; }
@@ -37,24 +37,9 @@ int npy_write(const char *path, npy_dtype dtype, const void *data, int ndim, con
   memset(header + 10 + dict_len, ' ', padded - total);
   header[padded - 1] = '\n';
 
-  char tmp[4096];
-  if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) {
-    snprintf(err, err_size, "%s: path too long", path);
-    return -1;
-  }
-  FILE *f = fopen(tmp, "wb");
-  if (!f) {
-    snprintf(err, err_size, "%s: cannot create: %s", tmp, strerror(errno));
-    return -1;
-  }
-  int ok = fwrite(header, 1, padded, f) == padded && fwrite(data, dtype_size(dtype), count, f) == count;
-  ok = (fflush(f) == 0) && ok;
-  ok = (fsync(fileno(f)) == 0) && ok;
-  ok = (fclose(f) == 0) && ok;
-  if (!ok || rename(tmp, path) != 0) {
-    snprintf(err, err_size, "%s: write failed: %s", path, strerror(errno));
-    unlink(tmp);
-    return -1;
-  }
-  return 0;
+  atomic_file af;
+  if (atomic_file_open(&af, path, err, err_size) != 0) return -1;
+  /* a short write sets the stream's error flag, which the commit reports */
+  (void)(fwrite(header, 1, padded, af.f) == padded && fwrite(data, dtype_size(dtype), count, af.f) == count);
+  return atomic_file_commit(&af, err, err_size);
 }

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "data/atomic_file.h"
 #include "data/shard_internal.h"
 
 #define INDEX_MAX_BYTES (64L << 20)
@@ -43,10 +44,9 @@ static void json_string(FILE *f, const char *s) {
 
 int shard_write_index(const char *folder, const shard_layout *layout, int count, const char *const *names,
                       const long *clips, char *err, size_t err_size) {
-  char path[SHARD_PATH_BYTES], tmp[SHARD_PATH_BYTES + 32];
+  char path[SHARD_PATH_BYTES];
   int n = snprintf(path, sizeof path, "%s/index.json", folder ? folder : "");
-  int m = snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-  if (!folder || n < 0 || (size_t)n >= sizeof path || m < 0 || (size_t)m >= sizeof tmp) {
+  if (!folder || n < 0 || (size_t)n >= sizeof path) {
     set_err(err, err_size, "%s: path too long (or no folder given)", folder ? folder : "index.json");
     return -1;
   }
@@ -60,11 +60,9 @@ int shard_write_index(const char *folder, const shard_layout *layout, int count,
       set_err(err, err_size, "%s: shard %d: expected a plain file name and clips >= 0", path, i);
       return -1;
     }
-  FILE *f = fopen(tmp, "w");
-  if (!f) {
-    set_err(err, err_size, "%s: cannot create: %s", tmp, strerror(errno));
-    return -1;
-  }
+  atomic_file af;
+  if (atomic_file_open(&af, path, err, err_size) != 0) return -1;
+  FILE *f = af.f;
   fprintf(f,
           "{\"format\": \"tpdiff-dataset\", \"version\": 1, \"frames\": %d, \"height\": %d, \"width\": %d, "
           "\"channels\": %d,\n \"levels\": %d, \"dtype\": \"%s\", \"shards\": [",
@@ -76,17 +74,7 @@ int shard_write_index(const char *folder, const shard_layout *layout, int count,
     fprintf(f, ", \"clips\": %ld}", clips[i]);
   }
   fprintf(f, "]}\n");
-  int e = 0;
-  if (ferror(f) || fflush(f) != 0) e = errno ? errno : EIO;
-  if (!e && fsync(fileno(f)) != 0) e = errno;
-  if (fclose(f) != 0 && !e) e = errno;
-  if (!e && rename(tmp, path) != 0) e = errno;
-  if (e) {
-    set_err(err, err_size, "%s: write failed: %s", path, strerror(e));
-    unlink(tmp);
-    return -1;
-  }
-  return 0;
+  return atomic_file_commit(&af, err, err_size);
 }
 
 /* ---- reading ------------------------------------------------------------------------------ */

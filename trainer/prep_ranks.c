@@ -11,6 +11,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "data/atomic_file.h"
+
 #include "trainer/prep_inputs.h" /* prep_parse_long */
 
 static const char *env(const char *name) {
@@ -58,23 +60,10 @@ void prep_job_token(char *out, size_t size) {
 }
 
 int prep_write_file_atomic(const char *path, const char *text, char *err, size_t err_size) {
-  char tmp[PATH_MAX + 32];
-  snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-  FILE *f = fopen(tmp, "w");
-  if (!f) {
-    snprintf(err, err_size, "%s: cannot create: %s", tmp, strerror(errno));
-    return -1;
-  }
-  int ok = fputs(text, f) >= 0;
-  ok = (fflush(f) == 0) && ok;
-  ok = (fsync(fileno(f)) == 0) && ok;
-  ok = (fclose(f) == 0) && ok;
-  if (!ok || rename(tmp, path) != 0) {
-    snprintf(err, err_size, "%s: write failed: %s", path, strerror(errno));
-    unlink(tmp);
-    return -1;
-  }
-  return 0;
+  atomic_file af;
+  if (atomic_file_open(&af, path, err, err_size) != 0) return -1;
+  fputs(text, af.f);
+  return atomic_file_commit(&af, err, err_size);
 }
 
 /* DIR/.prep-rank-RRRR.KIND: a rank's marker (KIND done or failed). */

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "data/atomic_file.h"
 #include "trainer/config.h"
 #include "trainer/device.h"
 #include "trainer/train_run.h"
@@ -36,23 +37,12 @@ fail:
 }
 
 static int write_resolved_config(const tpdiff_config *cfg, const char *dir, char *err, size_t err_size) {
-  char path[TPDIFF_PATH_MAX + 32], tmp[TPDIFF_PATH_MAX + 40];
+  char path[TPDIFF_PATH_MAX + 32];
   snprintf(path, sizeof path, "%s/config.yaml", dir);
-  snprintf(tmp, sizeof tmp, "%s.tmp", path);
-  FILE *f = fopen(tmp, "w");
-  if (!f) {
-    snprintf(err, err_size, "%s: cannot create: %s", tmp, strerror(errno));
-    return -1;
-  }
-  config_write_yaml(cfg, f);
-  int ok = fflush(f) == 0 && fsync(fileno(f)) == 0;
-  ok = fclose(f) == 0 && ok;
-  if (!ok || rename(tmp, path) != 0) {
-    snprintf(err, err_size, "%s: write failed: %s", path, strerror(errno));
-    unlink(tmp);
-    return -1;
-  }
-  return 0;
+  atomic_file af;
+  if (atomic_file_open(&af, path, err, err_size) != 0) return -1;
+  config_write_yaml(cfg, af.f);
+  return atomic_file_commit(&af, err, err_size);
 }
 
 /* Rejects settings this build cannot run yet, before anything is written. */
