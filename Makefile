@@ -74,8 +74,9 @@ LDFLAGS := $(SAN_FLAGS)
 KERNEL_SRCS := $(wildcard kernels/cpu/*.c) kernels/backend_loader.c
 MODEL_SRCS := $(wildcard model/*.c)
 DATA_SRCS := $(wildcard data/*.c)
+COMM_SRCS := $(wildcard comm/*.c)
 TRAINER_SRCS := $(filter-out %_main.c,$(wildcard trainer/*.c))
-LIB_SRCS := $(KERNEL_SRCS) $(MODEL_SRCS) $(DATA_SRCS) $(TRAINER_SRCS)
+LIB_SRCS := $(KERNEL_SRCS) $(MODEL_SRCS) $(DATA_SRCS) $(COMM_SRCS) $(TRAINER_SRCS)
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 LIB := $(BUILD)/libtpdiff.a
 
@@ -84,22 +85,25 @@ TEST_SRCS := $(wildcard tests/unit/*.c)
 TEST_BINS := $(TEST_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 BENCH_BINS := $(BUILD)/bench/bench_step $(BUILD)/bench/bench_pyramid $(BUILD)/bench/bench_loader
 TOOL_BINS := $(BUILD)/tests/ref/parity_dump
+MPI_TEST_BINS := $(BUILD)/tests/mpi/mpi_train_check
 
 # CUDA backend (libtpdiff_cuda.so) and `make check-gpu`: rules live in kernels/cuda/cuda.mk, which
 # defines CUDA_SRCS and CUDA_LIB (empty when nvcc is absent or CUDA=0).
 CUDA_SRCS :=
 CUDA_LIB :=
 -include kernels/cuda/cuda.mk
+# MPI flags for comm/ and its users, and libtpdiff_nccl.so (NCCL_LIB).
+include comm/comm.mk
 
 ifeq ($(MAKELEVEL),0)
-$(info tpdiff build: blas=$(BLAS_KIND) hdf5=$(if $(HDF5_LIBS),yes,no) mpi=$(if $(MPICC),yes,no) nvcc=$(if $(NVCC),yes,no) nccl=$(if $(NCCL_HEADER),yes,no) cuda-backend=$(if $(BUILD_CUDA),$(if $(CUDA_SRCS),build,no-sources-yet),off))
+$(info tpdiff build: blas=$(BLAS_KIND) hdf5=$(if $(HDF5_LIBS),yes,no) mpi=$(if $(MPICC),yes,no) nvcc=$(if $(NVCC),yes,no) nccl=$(if $(NCCL_HEADER),yes,no)$(if $(NCCL_LIB), (libtpdiff_nccl.so),) cuda-backend=$(if $(BUILD_CUDA),$(if $(CUDA_SRCS),build,no-sources-yet),off))
 endif
 
 # Keep objects of chained rules (tests, bench) so a rebuild is incremental.
 .SECONDARY:
 
 .PHONY: all test test-build demo bench bench-cpu bench-pyramid bench-loader clean setup
-all: $(BINARIES) $(CUDA_LIB)
+all: $(BINARIES) $(CUDA_LIB) $(NCCL_LIB)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -125,7 +129,11 @@ $(BUILD)/bench/%: $(BUILD)/bench/%.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
-test-build: all $(TEST_BINS) $(BENCH_BINS) $(TOOL_BINS)
+$(BUILD)/tests/mpi/%: $(BUILD)/tests/mpi/%.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS) $(MPI_LIBS)
+
+test-build: all $(TEST_BINS) $(BENCH_BINS) $(TOOL_BINS) $(MPI_TEST_BINS)
 
 # The suite: installs what is missing (scripts/setup.sh), builds the normal and the sanitizer
 # flavours, runs every test and prints the summary line.

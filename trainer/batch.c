@@ -8,11 +8,18 @@
 #include "kernels/kernels.h"
 #include "model/align.h"
 
-/* Philox stream ids: family in the top byte, then rank (16 bits), microbatch (12), step (28). */
+/* Philox stream ids: family in the top byte, then the global microbatch g (28 bits), step (28).
+ * g = rank · train.microbatches + micro numbers every microbatch of a step across all ranks, so a
+ * microbatch depends on its global position only: -np 1 with 2 microbatches and -np 2 with 1 build
+ * exactly the same two microbatches. */
 enum { STREAM_STAGE = 1, STREAM_CLIPS = 2, STREAM_NOISE = 3, STREAM_TIME = 4, STREAM_LABEL_DROP = 5 };
-static uint64_t stream_id(int family, int rank, int micro, long step) {
-  return ((uint64_t)family << 56) | ((uint64_t)(rank & 0xFFFF) << 40) | ((uint64_t)(micro & 0xFFF) << 28) |
-         ((uint64_t)step & 0xFFFFFFF);
+static uint64_t stream_id(int family, long global_micro, long step) {
+  return ((uint64_t)family << 56) | (((uint64_t)global_micro & 0xFFFFFFF) << 28) | ((uint64_t)step & 0xFFFFFFF);
+}
+
+/* The global index of this rank's microbatch micro. */
+static long global_micro(const batch_builder *bb, int micro) {
+  return (long)bb->rank * bb->cfg.train_microbatches + micro;
 }
 
 int batch_clips_for_stage(const tpdiff_config *cfg, int stage) {
@@ -80,7 +87,9 @@ void batch_builder_destroy(batch_builder *bb) {
 int batch_draw_stage(const batch_builder *bb, long step, int micro) {
   int sync = strcmp(bb->cfg.pyramid_schedule, "sync") == 0;
   float u;
-  k_fill_uniform(&u, 1, (uint64_t)bb->cfg.train_seed, stream_id(STREAM_STAGE, sync ? 0 : bb->rank + 1, micro, step), 0);
+  /* sync: one draw per microbatch slot, shared by every rank; balanced: one per global microbatch */
+  long key = sync ? micro : global_micro(bb, micro);
+  k_fill_uniform(&u, 1, (uint64_t)bb->cfg.train_seed, stream_id(STREAM_STAGE, key, step), 0);
   for (int k = 0; k < bb->cfg.pyramid_stages; k++)
     if ((double)u < bb->stage_cdf[k]) return k;
   return bb->cfg.pyramid_stages - 1;
@@ -96,6 +105,7 @@ int batch_build_stage(batch_builder *bb, long step, int micro, int stage, stage_
   uint64_t seed = (uint64_t)cfg->train_seed;
   int B = batch_clips_for_stage(cfg, stage), K = cfg->pyramid_stages, C = cfg->data_channels;
   int F = cfg->data_frames, plane = cfg->data_height * cfg->data_width;
+  long g = global_micro(bb, micro);
 
   const float *X = bb->full;
   int T = F;
@@ -106,7 +116,7 @@ int batch_build_stage(batch_builder *bb, long step, int micro, int stage, stage_
     T = F >> (K - 1 - stage);
   } else {
     /* clips: uniform draws over the source, distinct streams per rank so ranks see different clips */
-    k_fill_uniform(bb->u, (size_t)B, seed, stream_id(STREAM_CLIPS, bb->rank, micro, step), 0);
+    k_fill_uniform(bb->u, (size_t)B, seed, stream_id(STREAM_CLIPS, g, step), 0);
     for (int b = 0; b < B; b++) {
       long index = (long)((double)bb->u[b] * (double)bb->source.count);
       if (index >= bb->source.count) index = bb->source.count - 1;
@@ -133,7 +143,7 @@ int batch_build_stage(batch_builder *bb, long step, int micro, int stage, stage_
   size_t clip = (size_t)C * T * plane;
 
   /* noise drawn directly at the stage's level (MATH.md section 7), then aligned */
-  k_fill_normal(bb->candidates, clip * (size_t)B, seed, stream_id(STREAM_NOISE, bb->rank, micro, step), 0);
+  k_fill_normal(bb->candidates, clip * (size_t)B, seed, stream_id(STREAM_NOISE, g, step), 0);
   const float *eps = bb->candidates;
   if (strcmp(cfg->pyramid_align, "off") != 0 && B > 1) {
     if (align_noise(X, bb->candidates, B, clip, bb->eps, bb->perm) != 0) {
@@ -144,13 +154,13 @@ int batch_build_stage(batch_builder *bb, long step, int micro, int stage, stage_
   }
 
   /* times inside the stage's window: t = e_k + r (s_k - e_k), r ~ U(0, 1) */
-  k_fill_uniform(bb->t, (size_t)B, seed, stream_id(STREAM_TIME, bb->rank, micro, step), 0);
+  k_fill_uniform(bb->t, (size_t)B, seed, stream_id(STREAM_TIME, g, step), 0);
   for (int b = 0; b < B; b++) bb->t[b] = (float)pyramid_time(&bb->schedule, stage, bb->t[b]);
 
   const int *y = NULL;
   if (cfg->model_classes > 0) {
     /* label dropout to the null class trains the unconditional branch used by guidance */
-    k_fill_uniform(bb->u, (size_t)B, seed, stream_id(STREAM_LABEL_DROP, bb->rank, micro, step), 0);
+    k_fill_uniform(bb->u, (size_t)B, seed, stream_id(STREAM_LABEL_DROP, g, step), 0);
     for (int b = 0; b < B; b++)
       if ((double)bb->u[b] < cfg->model_class_dropout) bb->y[b] = cfg->model_classes;
     y = bb->y;

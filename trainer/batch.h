@@ -1,7 +1,8 @@
 /* batch.h — builds each microbatch of pyramid training: draws its stage, gathers the clips at that
  * stage's level, draws and aligns the noise, draws the times and labels (MATH.md sections 0, 5, 7).
- * Every draw is a Philox stream keyed by (run seed, step, microbatch, rank), so a microbatch is a
- * pure function of those numbers: reproducible and resumable anywhere. */
+ * Every draw is a Philox stream keyed by (run seed, step, global microbatch rank · microbatches +
+ * micro), so a microbatch is a pure function of those numbers: reproducible and resumable anywhere,
+ * and the same for any split of a step's microbatches over ranks. */
 #ifndef TPDIFF_BATCH_H
 #define TPDIFF_BATCH_H
 

@@ -51,6 +51,11 @@
   X(train, seed, INT, "0", "run seed: initialisation, data order, noise, stage draws")                           \
   X(train, device, STRING, "auto", "auto (GPU when present, else CPU), cpu or cuda")                             \
   X(train, precision, STRING, "fp32", "fp32, or bf16 (GPU only: bf16 activations, fp32 master weights)")        \
+  X(train, global_microbatches, INT, "0",                                                                       \
+    "microbatches per step over all ranks; 0 = train.microbatches per rank, else divisible by the world size")   \
+  X(train, comm_timeout, FLOAT, "300", "seconds a collective (gradient all-reduce, start-up checks) may wait; then abort") \
+  X(train, comm_bucket_mb, FLOAT, "25", "gradient all-reduce bucket size in MiB (several buckets overlap)")      \
+  X(train, comm_dtype, STRING, "fp32", "gradient all-reduce precision on GPUs (NCCL): fp32 or bf16; MPI is fp32") \
   X(train, out, PATH, "runs/default", "output folder: log, checkpoints, samples")                                \
   X(train, ckpt_every, INT, "0", "write a checkpoint every N steps; 0 = only at the end")                        \
   X(train, keep, INT, "3", "checkpoints kept on disk")                                                           \
@@ -70,7 +75,8 @@
   X(pyramid, schedule, "sync|balanced")         \
   X(pyramid, align, "off|microbatch|global")    \
   X(train, device, "auto|cpu|cuda")             \
-  X(train, precision, "fp32|bf16")
+  X(train, precision, "fp32|bf16")          \
+  X(train, comm_dtype, "fp32|bf16")
 
 typedef struct {
   double values[TPDIFF_MAX_STAGES];

@@ -27,7 +27,7 @@ static const int POSITIVE_KEYS[] = {
 };
 static const int NON_NEGATIVE_KEYS[] = {
     KEY_model_classes,      KEY_train_warmup,  KEY_train_ckpt_every, KEY_train_eval_every,
-    KEY_train_sample_every, KEY_data_prefetch, KEY_train_seed,
+    KEY_train_sample_every, KEY_data_prefetch, KEY_train_seed, KEY_train_global_microbatches,
 };
 
 /* Reports a broken rule on key; related (or -1) is the other key the rule involves: the message names
@@ -72,7 +72,8 @@ static int check_one_key(const checker *c, int k) {
       cfg_shortest(v, text, sizeof text);
       if ((k == KEY_model_class_dropout || k == KEY_train_ema) && !(v >= 0 && v < 1))
         return reject(c, k, -1, "must be in [0, 1), got %s", text);
-      if (k == KEY_train_lr && !(v > 0)) return reject(c, k, -1, "must be > 0, got %s", text);
+      if ((k == KEY_train_lr || k == KEY_train_comm_timeout || k == KEY_train_comm_bucket_mb) && !(v > 0))
+        return reject(c, k, -1, "must be > 0, got %s", text);
       if ((k == KEY_train_weight_decay || k == KEY_train_grad_clip || k == KEY_sample_cfg) && !(v >= 0))
         return reject(c, k, -1, "must be >= 0, got %s", text);
       return 0;

@@ -1,5 +1,9 @@
-/* train_main.c — `tpdiff-train CONFIG [--section.key=value ...]`: reads and checks the config, writes
- * the resolved copy into train.out, then runs the training (trainer/train_run.c). */
+/* train_main.c — `tpdiff-train CONFIG [--section.key=value ...]`, one process per rank (mpirun, srun,
+ * or alone): starts MPI (comm/), reads and checks the config on every rank (the same config
+ * everywhere, checked by a hash; the world-size rules), picks this rank's GPU, writes the resolved
+ * copy into train.out from rank 0, then runs the training (trainer/train_run.c) with the gradient
+ * reduced across ranks. A refusal is one line from the lowest failing rank and a non-zero exit on
+ * every rank; a failure during training aborts the whole job naming the rank. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,7 +11,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "comm/comm.h"
 #include "data/atomic_file.h"
+#include "data/shard.h"
 #include "trainer/config.h"
 #include "trainer/device.h"
 #include "trainer/train_run.h"
@@ -16,7 +22,8 @@ static void usage(FILE *f) {
   fprintf(f,
           "usage: tpdiff-train CONFIG [--section.key=value ...]\n"
           "       tpdiff-train --help-config   (every config key, its type, default and meaning)\n"
-          "Trains the DiT of CONFIG (YAML) on one process; prints step, loss, grad norm, lr, time per step.\n");
+          "Trains the DiT of CONFIG (YAML); prints step, loss, grad norm, lr, time per step. Data parallel under\n"
+          "mpirun -np N or srun (README: Multi-process training).\n");
 }
 
 /* mkdir -p */
@@ -56,6 +63,101 @@ static int check_supported(const tpdiff_config *cfg, char *err, size_t err_size)
   return 0;
 }
 
+/* The refusals that depend on the world size; the same answer on every rank. */
+static int check_world(tpdiff_config *cfg, int world, char *err, size_t err_size) {
+  const char *o = cfg->source;
+  if (cfg->train_global_microbatches > 0) {
+    if (cfg->train_global_microbatches % world != 0) {
+      snprintf(err, err_size,
+               "%s: train.global_microbatches=%d is not divisible by the world size %d; use a multiple of %d or "
+               "another number of ranks",
+               o, cfg->train_global_microbatches, world, world);
+      return -1;
+    }
+    cfg->train_microbatches = cfg->train_global_microbatches / world;
+  }
+  long clips = cfg->data_synth_clips;
+  const char *what = "data.synth_clips";
+  if (cfg->data_path[0]) {
+    shard_dataset d;
+    char ignored[512];
+    if (shard_dataset_open(&d, cfg->data_path, ignored, sizeof ignored) != 0) return 0; /* train_run says why */
+    clips = d.total;
+    shard_dataset_close(&d);
+    what = "the data set's clips";
+  }
+  if (clips < world) {
+    snprintf(err, err_size, "%s: %s = %ld is fewer than the %d ranks: every rank needs clips of its own", o, what,
+             clips, world);
+    return -1;
+  }
+  return 0;
+}
+
+/* The resolved config as text (the hash that every rank must share); NULL when out of memory. */
+static char *config_text(const tpdiff_config *cfg) {
+  char *text = NULL;
+  size_t size = 0;
+  FILE *f = open_memstream(&text, &size);
+  if (!f) return NULL;
+  config_write_yaml(cfg, f);
+  fclose(f);
+  return text;
+}
+
+/* Everything after MPI start-up; every rank returns the same status on a refusal. */
+static int run(comm_world *comm, int argc, char **argv) {
+  static tpdiff_config cfg;
+  char err[TPDIFF_CONFIG_ERROR_MAX + 256] = "";
+  int failed = config_load(&cfg, argv[1], argc - 2, argv + 2, err, sizeof err) != 0 ||
+               check_supported(&cfg, err, sizeof err) != 0;
+  if (comm_agree(comm, failed, err) != 0) return 2;
+  comm_set_timeout(comm, cfg.train_comm_timeout);
+  /* before anything else collective: ranks that disagree on the config would train different models */
+  char *text = config_text(&cfg);
+  failed = !text;
+  if (failed) snprintf(err, sizeof err, "out of memory");
+  else failed = comm_check_same_text(comm, text, "the resolved config", err, sizeof err) != 0;
+  free(text);
+  if (comm_agree(comm, failed, err) != 0) return 2;
+  if (comm_agree(comm, check_world(&cfg, comm->world, err, sizeof err) != 0, err) != 0) return 2;
+
+  /* before anything is written: a device that cannot be used is a refusal like a bad key */
+  if (strcmp(cfg.train_device, "cpu") != 0) comm_pick_gpu(comm);
+  char notice[1024];
+  const tpdiff_backend *be = device_open(cfg.train_device, notice, sizeof notice, err, sizeof err);
+  if (comm_agree(comm, !be, err) != 0) return 2;
+  if (notice[0] && comm->rank == 0) fprintf(stderr, "tpdiff-train: %s\n", notice);
+
+  /* rank 0 alone logs and writes; the others keep stderr for their errors */
+  if (comm->rank != 0 && !freopen("/dev/null", "w", stdout)) {
+    fprintf(stderr, "tpdiff-train: rank %d: cannot silence stdout\n", comm->rank);
+    failed = 1;
+  }
+  if (comm->rank == 0) {
+    printf("# tpdiff-train: resolved config (%s)\n", cfg.source);
+    config_write_yaml(&cfg, stdout);
+    if (comm->world > 1)
+      printf("# ranks: %d (%d on this node), %d microbatches each, global batch %d microbatches\n", comm->world,
+             comm->local_world, cfg.train_microbatches, cfg.train_microbatches * comm->world);
+    fflush(stdout);
+    failed = make_dirs(cfg.train_out, err, sizeof err) != 0 || write_resolved_config(&cfg, cfg.train_out, err, sizeof err);
+  }
+  if (comm_agree(comm, failed, err) != 0) return 1;
+
+  comm_reduce_configure(comm, be, cfg.train_comm_bucket_mb, strcmp(cfg.train_comm_dtype, "bf16") == 0);
+  train_parallel par = {comm->rank, comm->world, comm->world > 1 ? comm_grad_reduce : NULL, comm};
+  int status = train_run(&cfg, be, &par);
+  if (status != 0 && comm->world > 1) comm_abort(comm, status, "training stopped (the line above says why)");
+  if (comm->world > 1) {
+    comm_barrier(comm, "the end-of-run barrier");
+    if (comm->rank == 0 && comm->reduce_calls)
+      printf("# comm: %ld gradient all-reduces, %.2f ms each on average, %.2f MB of gradient per rank each\n",
+             comm->reduce_calls, 1000.0 * comm->reduce_seconds / comm->reduce_calls, comm->reduce_bytes / 1e6);
+  }
+  return status;
+}
+
 int main(int argc, char **argv) {
   if (argc < 2) {
     usage(stderr);
@@ -69,30 +171,14 @@ int main(int argc, char **argv) {
     config_write_help(stdout);
     return 0;
   }
-  static tpdiff_config cfg;
-  char err[TPDIFF_CONFIG_ERROR_MAX];
-  if (config_load(&cfg, argv[1], argc - 2, argv + 2, err, sizeof err) != 0 ||
-      check_supported(&cfg, err, sizeof err) != 0) {
-    fprintf(stderr, "tpdiff-train: %s\n", err);
-    return 2;
-  }
-  /* before anything is written: a device that cannot be used is a refusal like a bad key */
-  char notice[1024];
-  const tpdiff_backend *be = device_open(cfg.train_device, notice, sizeof notice, err, sizeof err);
-  if (!be) {
-    fprintf(stderr, "tpdiff-train: %s\n", err);
-    return 2;
-  }
-  if (notice[0]) fprintf(stderr, "tpdiff-train: %s\n", notice);
-
-  printf("# tpdiff-train: resolved config (%s)\n", cfg.source);
-  config_write_yaml(&cfg, stdout);
-  fflush(stdout);
-
-  if (make_dirs(cfg.train_out, err, sizeof err) != 0 || write_resolved_config(&cfg, cfg.train_out, err, sizeof err)) {
+  static comm_world comm;
+  char err[1024];
+  if (comm_init(&comm, &argc, &argv, "tpdiff-train", err, sizeof err) != 0) {
     fprintf(stderr, "tpdiff-train: %s\n", err);
     return 1;
   }
-
-  return train_run(&cfg, be);
+  int status = run(&comm, argc, argv);
+  fflush(stdout);
+  comm_finalize(&comm);
+  return status;
 }

@@ -98,7 +98,9 @@ static int check_dataset(const tpdiff_config *cfg, char *err, size_t err_size) {
   return rc;
 }
 
-int train_run(const tpdiff_config *cfg, const tpdiff_backend *be) {
+int train_run(const tpdiff_config *cfg, const tpdiff_backend *be, const train_parallel *par) {
+  static const train_parallel one_process = {0, 1, NULL, NULL};
+  if (!par) par = &one_process;
   char err[1024];
   static trainer tr;
   clip_source source;
@@ -117,7 +119,9 @@ int train_run(const tpdiff_config *cfg, const tpdiff_backend *be) {
     trainer_destroy(&tr);
     return 1;
   }
-  if (batch_builder_create(&builder, cfg, &tr.schedule, source, 0, 1, err, sizeof err) != 0) {
+  tr.reduce = par->reduce;
+  tr.reduce_ctx = par->reduce_ctx;
+  if (batch_builder_create(&builder, cfg, &tr.schedule, source, par->rank, par->world, err, sizeof err) != 0) {
     fprintf(stderr, "tpdiff-train: %s\n", err);
     clip_source_close(&source);
     trainer_destroy(&tr);
@@ -179,7 +183,7 @@ int train_run(const tpdiff_config *cfg, const tpdiff_backend *be) {
       memset(&w, 0, sizeof w);
     }
     int last = step == cfg->train_steps;
-    if (last || (cfg->train_sample_every > 0 && step % cfg->train_sample_every == 0)) {
+    if (par->rank == 0 && (last || (cfg->train_sample_every > 0 && step % cfg->train_sample_every == 0))) {
       if (sample_round(&tr, step, err, sizeof err) != 0) {
         fprintf(stderr, "tpdiff-train: step %ld: sampling: %s\n", step, err);
         status = 1;

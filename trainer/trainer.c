@@ -138,6 +138,32 @@ static int backend_failed(const tpdiff_backend *be, step_stats *st, const char *
   return 1;
 }
 
+/* Sums the step over ranks through tr->reduce: the gradient becomes the mean over ranks (each rank's
+ * is already the mean over its own microbatches), the stats the step's totals. Every rank counts 1
+ * in the first slot, so the loss is the mean over ranks without the trainer knowing the world size. */
+static int reduce_step(trainer *tr, step_stats *st) {
+  enum { RANKS, LOSS, CLIPS, TOKENS, STAGE_SUMS, STAGE_COUNTS = STAGE_SUMS + PYRAMID_MAX_STAGES,
+         STAT_COUNT = STAGE_COUNTS + PYRAMID_MAX_STAGES };
+  double stats[STAT_COUNT] = {1.0, st->loss, (double)st->clips, (double)st->tokens};
+  for (int k = 0; k < PYRAMID_MAX_STAGES; k++) {
+    stats[STAGE_SUMS + k] = st->stage_loss_sum[k];
+    stats[STAGE_COUNTS + k] = st->stage_count[k];
+  }
+  if (tr->reduce(tr->reduce_ctx, tr->model.grads, tr->model.num_floats, stats, STAT_COUNT, st->error,
+                 sizeof st->error) != 0) {
+    st->failed = 1;
+    return -1;
+  }
+  st->loss = stats[LOSS] / stats[RANKS];
+  st->clips = (long)stats[CLIPS];
+  st->tokens = (long)stats[TOKENS];
+  for (int k = 0; k < PYRAMID_MAX_STAGES; k++) {
+    st->stage_loss_sum[k] = stats[STAGE_SUMS + k];
+    st->stage_count[k] = (int)stats[STAGE_COUNTS + k];
+  }
+  return 0;
+}
+
 step_stats trainer_step(trainer *tr, int count, microbatch_fn next, void *ctx) {
   const tpdiff_backend *be = tr->be;
   dit_model *m = &tr->model;
@@ -167,6 +193,7 @@ step_stats trainer_step(trainer *tr, int count, microbatch_fn next, void *ctx) {
     st.clips += mb.B;
     st.tokens += (long)mb.B * dit_stage_tokens(s, mb.stage);
   }
+  if (tr->reduce && reduce_step(tr, &st) != 0) return st;
   st.grad_norm = grad_global_norm(be, m->grads, m->num_floats);
   st.lr = lr_at_step(tr->cfg.train_lr, tr->cfg.train_warmup, tr->opt.step + 1);
   if (!isfinite(st.loss) || !isfinite(st.grad_norm)) {

@@ -45,9 +45,18 @@ typedef struct {
   size_t free_bytes, device_bytes; /* the backend's memory_info before the plan (0 when unknown) */
 } trainer_memory_plan;
 
+/* Reduces one step across data-parallel ranks (comm/ supplies it; trainer/ knows nothing of MPI).
+ * Called once per step after the backward of every microbatch and before the gradient norm, on every
+ * rank: replaces grads [count] (backend memory) by their mean over ranks and stats [stat_count] (host)
+ * by their sum over ranks. 0, or -1 with one line in err. */
+typedef int (*grad_reduce_fn)(void *ctx, float *grads, size_t count, double *stats, int stat_count, char *err,
+                              size_t err_size);
+
 typedef struct {
   tpdiff_config cfg;
-  const tpdiff_backend *be; /* where the model, the optimizer and the step run */
+  const tpdiff_backend *be;
+  grad_reduce_fn reduce; /* NULL: a single process */
+  void *reduce_ctx; /* where the model, the optimizer and the step run */
   pyramid_schedule schedule;
   dit_model model;
   dit_acts *acts;
@@ -66,7 +75,9 @@ int trainer_create(trainer *tr, const tpdiff_config *cfg, const tpdiff_backend *
 void trainer_destroy(trainer *tr);
 
 /* One optimizer step over `count` microbatches from next() (host memory, uploaded here). Each
- * microbatch's loss is the mean over its clips; the step's gradient is the mean over microbatches.
+ * microbatch's loss is the mean over its clips; the step's gradient is the mean over microbatches
+ * (and, with tr->reduce set, over ranks: every rank then holds the same gradient, and the stats are
+ * the whole step's, every rank's microbatches).
  * A backend failure fails the step (st.failed, with the backend's line in st.error). */
 step_stats trainer_step(trainer *tr, int count, microbatch_fn next, void *ctx);
 

@@ -1,0 +1,163 @@
+/* mpi_train_check.c — data-parallel training checked against itself, under mpirun (CPU backend):
+ *
+ *   mpi_train_check grad CONFIG [--key=value ...]
+ *       one step on every rank with the gradient reduced by comm/; rank 0 then computes the
+ *       single-process gradient over the same global batch (world · train.microbatches microbatches
+ *       on one process) and compares: normwise relative error of the gradient and of the loss, limit
+ *       1e-6 (train.grad_clip must be 0, so the step leaves the reduced gradient in place).
+ *   mpi_train_check steps CONFIG [--key=value ...]
+ *       train.steps steps; rank 0 prints "loss <step> <value %.9e>" per step, then every rank's
+ *       weights, AdamW moments and EMA are compared bit for bit with rank 0's.
+ *
+ * Prints PASS/FAIL lines from rank 0 (tests/run_all.sh counts them); exit status 1 when a case failed. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <mpi.h>
+
+#include "comm/comm.h"
+#include "tests/unit/test_report.h"
+#include "trainer/batch.h"
+#include "trainer/clip_source.h"
+#include "trainer/trainer.h"
+
+typedef struct {
+  batch_builder builder;
+  clip_source source;
+  long step;
+} run_data;
+
+static int next_microbatch(void *ctx, int micro, stage_microbatch *out, char *err, size_t err_size) {
+  run_data *d = ctx;
+  return batch_build(&d->builder, d->step, micro, out, err, err_size);
+}
+
+/* A trainer and its data for cfg as rank of world (reduce NULL: one process). Exits on failure. */
+static void open_run(trainer *tr, run_data *d, const tpdiff_config *cfg, int rank, int world, comm_world *comm) {
+  char err[1024];
+  if (trainer_create(tr, cfg, tpdiff_cpu_backend(), err, sizeof err) != 0 ||
+      clip_source_open(&d->source, cfg, err, sizeof err) != 0 ||
+      batch_builder_create(&d->builder, cfg, &tr->schedule, d->source, rank, world, err, sizeof err) != 0)
+    comm_abort(comm, 1, "setting up the run: %s", err);
+  if (comm) {
+    comm_reduce_configure(comm, tpdiff_cpu_backend(), cfg->train_comm_bucket_mb, 0);
+    tr->reduce = comm_grad_reduce;
+    tr->reduce_ctx = comm;
+  }
+}
+
+static void close_run(trainer *tr, run_data *d) {
+  batch_builder_destroy(&d->builder);
+  clip_source_close(&d->source);
+  trainer_destroy(tr);
+}
+
+static step_stats step_or_abort(trainer *tr, run_data *d, long step, comm_world *comm) {
+  d->step = step;
+  step_stats st = trainer_step(tr, tr->cfg.train_microbatches, next_microbatch, d);
+  if (st.failed) comm_abort(comm, 1, "step %ld: %s", step, st.error);
+  return st;
+}
+
+static double rel_error(const float *a, const float *b, size_t n) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < n; i++) {
+    double d = (double)a[i] - (double)b[i];
+    num += d * d;
+    den += (double)b[i] * (double)b[i];
+  }
+  return sqrt(num / (den > 0 ? den : 1));
+}
+
+static void check_gradient(comm_world *comm, const tpdiff_config *cfg) {
+  static trainer tr, ref;
+  static run_data d, rd;
+  if (cfg->train_grad_clip != 0) comm_abort(comm, 2, "the grad check needs --train.grad_clip=0");
+  open_run(&tr, &d, cfg, comm->rank, comm->world, comm);
+  step_stats st = step_or_abort(&tr, &d, 1, comm);
+  if (comm->rank == 0) {
+    /* the same global batch on one process: microbatch g = rank · M + micro for every rank */
+    tpdiff_config one = *cfg;
+    one.train_microbatches = cfg->train_microbatches * comm->world;
+    open_run(&ref, &rd, &one, 0, 1, NULL);
+    step_stats rs = step_or_abort(&ref, &rd, 1, comm);
+    size_t n = tr.model.num_floats;
+    char name[128];
+    snprintf(name, sizeof name, "reduced gradient = single-process gradient (%d ranks x %d microbatches)",
+             comm->world, cfg->train_microbatches);
+    report(name, rel_error(tr.model.grads, ref.model.grads, n), 1e-6, "%zu floats, %ld clips", n, st.clips);
+    float a = (float)st.loss, b = (float)rs.loss;
+    snprintf(name, sizeof name, "step loss over all ranks = single-process loss (%d ranks)", comm->world);
+    report(name, rel_error(&a, &b, 1), 1e-6, "%.9f vs %.9f", st.loss, rs.loss);
+    check("step clips = single-process clips", st.clips == rs.clips, "%ld vs %ld", st.clips, rs.clips);
+    close_run(&ref, &rd);
+  }
+  close_run(&tr, &d);
+}
+
+/* Rank r's copy of buffer equals rank 0's, bit for bit: 1 on every rank when all do. */
+static int same_everywhere(comm_world *comm, const float *buffer, size_t n) {
+  float *zero = malloc(n * sizeof(float));
+  if (!zero) comm_abort(comm, 1, "out of memory");
+  memcpy(zero, buffer, n * sizeof(float));
+  MPI_Bcast(zero, (int)n, MPI_FLOAT, 0, MPI_COMM_WORLD);
+  int mine = memcmp(zero, buffer, n * sizeof(float)) == 0, all = 0;
+  MPI_Allreduce(&mine, &all, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+  free(zero);
+  return all;
+}
+
+static void check_steps(comm_world *comm, const tpdiff_config *cfg) {
+  static trainer tr;
+  static run_data d;
+  open_run(&tr, &d, cfg, comm->rank, comm->world, comm);
+  int finite = 1;
+  for (long step = 1; step <= cfg->train_steps; step++) {
+    step_stats st = step_or_abort(&tr, &d, step, comm);
+    finite &= isfinite(st.loss) && !st.skipped;
+    if (comm->rank == 0) printf("loss %ld %.9e\n", step, st.loss);
+  }
+  size_t n = tr.model.num_floats;
+  struct {
+    const char *what;
+    const float *buffer;
+  } parts[] = {{"weights", tr.model.weights}, {"AdamW m", tr.opt.m}, {"AdamW v", tr.opt.v}, {"EMA", tr.opt.ema}};
+  char name[160];
+  for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+    if (!parts[i].buffer) continue;
+    int same = same_everywhere(comm, parts[i].buffer, n);
+    snprintf(name, sizeof name, "%s bit-identical on all %d ranks after %d steps", parts[i].what, comm->world,
+             cfg->train_steps);
+    if (comm->rank == 0) check(name, same, "%zu floats", n);
+  }
+  if (comm->rank == 0) check("every step finite", finite, NULL);
+  close_run(&tr, &d);
+}
+
+int main(int argc, char **argv) {
+  static comm_world comm;
+  char err[1024];
+  if (comm_init(&comm, &argc, &argv, "mpi_train_check", err, sizeof err) != 0) {
+    fprintf(stderr, "mpi_train_check: %s\n", err);
+    return 1;
+  }
+  if (argc < 3 || (strcmp(argv[1], "grad") != 0 && strcmp(argv[1], "steps") != 0)) {
+    if (comm.rank == 0) fprintf(stderr, "usage: mpi_train_check grad|steps CONFIG [--key=value ...]\n");
+    comm_finalize(&comm);
+    return 2;
+  }
+  static tpdiff_config cfg;
+  if (config_load(&cfg, argv[2], argc - 3, argv + 3, err, sizeof err) != 0) comm_abort(&comm, 2, "%s", err);
+  comm_set_timeout(&comm, cfg.train_comm_timeout);
+  if (strcmp(argv[1], "grad") == 0)
+    check_gradient(&comm, &cfg);
+  else
+    check_steps(&comm, &cfg);
+  int failures = test_failures;
+  MPI_Bcast(&failures, 1, MPI_INT, 0, MPI_COMM_WORLD);
+  fflush(stdout);
+  comm_finalize(&comm);
+  return failures ? 1 : 0;
+}
