@@ -42,7 +42,7 @@ extern const key_spec cfg_keys[KEY_COUNT];
 enum { FROM_DEFAULTS = 0, FROM_FILE = 1, FROM_COMMAND_LINE = 2 };
 
 #define SHOWN_MAX 96 /* bytes of a quoted input value in a message, "..." included */
-#define REASON_MAX 384
+#define REASON_MAX 640 /* room for the list of a section's keys (train has 22) */
 
 /* Allowed values of a STRING key as "a|b|c" (from TPDIFF_CONFIG_CHOICES), or NULL when any word goes. */
 const char *cfg_choices_of(int key);

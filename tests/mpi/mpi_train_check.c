@@ -151,6 +151,11 @@ int main(int argc, char **argv) {
   static tpdiff_config cfg;
   if (config_load(&cfg, argv[2], argc - 3, argv + 3, err, sizeof err) != 0) comm_abort(&comm, 2, "%s", err);
   comm_set_timeout(&comm, cfg.train_comm_timeout);
+  /* tpdiff-train's rule (trainer/train_main.c): the global count split evenly over the ranks */
+  if (cfg.train_global_microbatches > 0) {
+    if (cfg.train_global_microbatches % comm.world != 0) comm_abort(&comm, 2, "train.global_microbatches is not divisible by the world size");
+    cfg.train_microbatches = cfg.train_global_microbatches / comm.world;
+  }
   if (strcmp(argv[1], "grad") == 0)
     check_gradient(&comm, &cfg);
   else

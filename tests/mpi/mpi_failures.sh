@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# mpi_failures.sh — a data-parallel job never hangs: a rank killed mid-run takes the job down
+# (non-zero exit within 30 s); a rank that stops answering makes the others abort after
+# train.comm_timeout with a line naming the rank and the collective; the bad-input refusals (a world
+# size that does not divide train.global_microbatches, more ranks than clips, configs that differ
+# between ranks) are one line from rank 0 and a non-zero exit of the job.
+set -u
+cd "$(dirname "$0")/../.."
+. tests/mpi/mpi_common.sh
+work=$(mktemp -d "${TMPDIR:-/tmp}/tpdiff-mpi-fail.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+
+# start_run NAME EXTRA...: a long -np 2 tiny run in the background; sets launcher (the timeout's pid)
+start_run() {
+  local name=$1
+  shift
+  mpi 2 120 "$BIN" configs/tiny.yaml --train.steps=100000 --train.log_every=1 "$@" --train.out="$work/$name" \
+    >"$work/$name.log" 2>&1 &
+  launcher=$!
+}
+
+# wait_training LOG: until the log shows step 3 (at most 60 s); 0 when it did
+wait_training() {
+  for _ in $(seq 600); do
+    grep -qE '^ +3 ' "$1" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+# rank_pid NAME RANK: the pid of rank RANK of the run NAME (its tpdiff-train process, found by its
+# train.out on the command line and OMPI_COMM_WORLD_RANK in its environment)
+rank_pid() {
+  local p
+  for p in $(pgrep -f -- "--train.out=$work/$1\$"); do
+    [ "$(cat /proc/"$p"/comm 2>/dev/null)" = tpdiff-train ] || continue
+    tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$2" && echo "$p"
+  done
+}
+
+# finish_run: waits for the job; sets rc and elapsed (seconds since the call)
+finish_run() {
+  local t0=$SECONDS
+  wait "$launcher"
+  rc=$?
+  elapsed=$((SECONDS - t0))
+}
+
+# ---- a rank killed mid-run
+start_run killed
+if wait_training "$work/killed.log"; then
+  victim=$(rank_pid killed 1)
+  kill -9 "$victim"
+  finish_run
+  if [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && [ "$elapsed" -le 30 ]; then
+    pass "a rank killed with SIGKILL mid-run: the job exits with status $rc after ${elapsed} s (limit 30 s)"
+  else
+    fail "a rank killed mid-run: status $rc after ${elapsed} s (wanted non-zero, not the 124 of timeout, within 30 s)"
+  fi
+else
+  fail "a rank killed mid-run: the run never reached step 3"; tail -5 "$work/killed.log"; kill "$launcher"
+fi
+
+# ---- a rank that stops answering (SIGSTOP): the others give up after train.comm_timeout
+start_run stalled --train.comm_timeout=3
+if wait_training "$work/stalled.log"; then
+  victim=$(rank_pid stalled 1)
+  kill -STOP "$victim"
+  finish_run
+  kill -KILL "$victim" 2>/dev/null # in case the launcher left it stopped
+  line=$(grep -m1 'did not complete within train.comm_timeout = 3 s' "$work/stalled.log")
+  if [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && [ "$elapsed" -le 30 ] && echo "$line" | grep -q 'rank 0 of 2: the gradient all-reduce'; then
+    pass "a stopped rank: rank 0 aborts the job after train.comm_timeout=3 s (status $rc after ${elapsed} s): $line"
+  else
+    fail "a stopped rank: status $rc after ${elapsed} s, message '$line' (wanted rank 0 naming the all-reduce and the timeout)"
+    tail -5 "$work/stalled.log"
+  fi
+else
+  fail "a stopped rank: the run never reached step 3"; tail -5 "$work/stalled.log"; kill "$launcher"
+fi
+
+# ---- refusals: one line from rank 0, nothing trained, non-zero exit
+# refused NAME EXPECTED-TEXT NP ARGS... (ARGS: everything after `mpirun -np NP`)
+refused() {
+  local name=$1 expected=$2 np=$3
+  shift 3
+  mpi "$np" 60 "$@" >"$work/out.log" 2>"$work/err.log"
+  local status=$? lines
+  lines=$(grep -c '^tpdiff-train:' "$work/err.log")
+  local first
+  first=$(grep -m1 '^tpdiff-train:' "$work/err.log")
+  if [ "$status" -ne 0 ] && [ "$status" -ne 124 ] && [ "$lines" -eq 1 ] && echo "$first" | grep -q "rank 0 of [0-9]*: .*$expected" &&
+    ! grep -qE '^ +1 ' "$work/out.log"; then
+    pass "$name: status $status, one line: $first"
+  else
+    fail "$name: status $status, $lines lines from tpdiff-train (wanted 1 from rank 0 containing '$expected'):"
+    sed 's/^/    /' "$work/err.log" | head -5
+  fi
+}
+refused "world size 2 does not divide train.global_microbatches=3" "train.global_microbatches=3 is not divisible by the world size 2" \
+  2 "$BIN" configs/tiny.yaml --train.global_microbatches=3 --train.out="$work/r1"
+refused "4 ranks but 3 clips" "data.synth_clips = 3 is fewer than the 4 ranks" \
+  4 "$BIN" configs/tiny.yaml --data.synth_clips=3 --train.out="$work/r2"
+refused "configs that differ between ranks (train.lr)" "the resolved config differs between ranks" \
+  1 "$BIN" configs/tiny.yaml --train.out="$work/r3" : -np 1 -x OMP_NUM_THREADS=1 "$BIN" configs/tiny.yaml \
+  --train.out="$work/r3" --train.lr=2e-3
+refused "a bad key on every rank" "unknown key" 2 "$BIN" configs/tiny.yaml --train.nope=1
