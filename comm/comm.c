@@ -152,6 +152,15 @@ int comm_check_same_text(comm_world *c, const char *text, const char *what, char
   return -1;
 }
 
+int comm_max_int(void *ctx, int value) {
+  comm_world *c = ctx;
+  int all = value;
+  MPI_Request r;
+  MPI_Iallreduce(&value, &all, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD, &r);
+  comm_wait(c, &r, 1, "the stop-signal check");
+  return all;
+}
+
 void comm_barrier(comm_world *c, const char *what) {
   MPI_Request r;
   MPI_Ibarrier(MPI_COMM_WORLD, &r);

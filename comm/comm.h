@@ -75,6 +75,10 @@ int comm_grad_reduce(void *ctx, float *grads, size_t count, double *stats, int s
 void comm_reduce_configure(comm_world *c, const tpdiff_backend *be, double bucket_mib, int use_bf16);
 void comm_reduce_stats_reset(comm_world *c);
 
+/* The largest of every rank's value (a timed all-reduce); ctx is a comm_world. Used so that every rank
+ * acts on a stop signal after the same step, whichever ranks received it. */
+int comm_max_int(void *ctx, int value);
+
 /* A barrier bounded by the timeout (what names it in the timeout message). */
 void comm_barrier(comm_world *c, const char *what);
 

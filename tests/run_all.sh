@@ -69,6 +69,11 @@ run "tpdiff-train command line" tests/cli/train_cli.sh
 run "tpdiff-train on HDF5 shards" tests/cli/train_shards.sh
 BIN=build-san/bin/tpdiff-train run "tpdiff-train on HDF5 shards (ASan+UBSan)" tests/cli/train_shards.sh
 BIN=build-san/bin/tpdiff-train run "tpdiff-train command line (ASan+UBSan)" tests/cli/train_cli.sh
+run "checkpoints: round trip, damaged files, full disk" build/tests/test_checkpoint
+run "checkpoints (ASan+UBSan)" build-san/tests/test_checkpoint
+run "resume after kill -9 / SIGTERM is bit-identical" tests/ckpt/resume_exact.sh
+run "tpdiff-train against damaged checkpoints" tests/ckpt/faults_cli.sh
+BIN=build-san/bin/tpdiff-train run "damaged checkpoints (ASan+UBSan)" tests/ckpt/faults_cli.sh
 run "MPI: reduced gradient, replicas, loss curves" tests/mpi/mpi_train.sh
 run "MPI: killed/stopped rank, bad input" tests/mpi/mpi_failures.sh
 

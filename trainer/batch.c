@@ -85,14 +85,31 @@ void batch_builder_destroy(batch_builder *bb) {
 }
 
 int batch_draw_stage(const batch_builder *bb, long step, int micro) {
+  return batch_draw_stage_of(bb, step, bb->rank, micro);
+}
+
+int batch_draw_stage_of(const batch_builder *bb, long step, int rank, int micro) {
   int sync = strcmp(bb->cfg.pyramid_schedule, "sync") == 0;
   float u;
   /* sync: one draw per microbatch slot, shared by every rank; balanced: one per global microbatch */
-  long key = sync ? micro : global_micro(bb, micro);
+  long key = sync ? micro : (long)rank * bb->cfg.train_microbatches + micro;
   k_fill_uniform(&u, 1, (uint64_t)bb->cfg.train_seed, stream_id(STREAM_STAGE, key, step), 0);
   for (int k = 0; k < bb->cfg.pyramid_stages; k++)
     if ((double)u < bb->stage_cdf[k]) return k;
   return bb->cfg.pyramid_stages - 1;
+}
+
+long batch_step_clips(const batch_builder *bb, long step) {
+  return batch_stream_offset(bb, step, bb->world, 0);
+}
+
+long batch_stream_offset(const batch_builder *bb, long step, int rank, int micro) {
+  int M = bb->cfg.train_microbatches;
+  long clips = 0;
+  for (int r = 0; r <= rank && r < bb->world; r++)
+    for (int m = 0; m < (r < rank ? M : micro); m++)
+      clips += batch_clips_for_stage(&bb->cfg, batch_draw_stage_of(bb, step, r, m));
+  return clips;
 }
 
 int batch_build(batch_builder *bb, long step, int micro, stage_microbatch *out, char *err, size_t err_size) {
@@ -115,7 +132,7 @@ int batch_build_stage(batch_builder *bb, long step, int micro, int stage, stage_
     X = bb->level;
     T = F >> (K - 1 - stage);
   } else {
-    /* clips: uniform draws over the source, distinct streams per rank so ranks see different clips */
+    /* clips: uniform draws over the source, one stream per global microbatch so ranks see different clips */
     k_fill_uniform(bb->u, (size_t)B, seed, stream_id(STREAM_CLIPS, g, step), 0);
     for (int b = 0; b < B; b++) {
       long index = (long)((double)bb->u[b] * (double)bb->source.count);

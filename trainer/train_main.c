@@ -20,10 +20,13 @@
 
 static void usage(FILE *f) {
   fprintf(f,
-          "usage: tpdiff-train CONFIG [--section.key=value ...]\n"
+          "usage: tpdiff-train CONFIG [--section.key=value ...] [--resume CKPT | --init CKPT]\n"
           "       tpdiff-train --help-config   (every config key, its type, default and meaning)\n"
           "Trains the DiT of CONFIG (YAML); prints step, loss, grad norm, lr, time per step. Data parallel under\n"
-          "mpirun -np N or srun (README: Multi-process training).\n");
+          "mpirun -np N or srun (README: Multi-process training).\n"
+          "A run whose train.out holds checkpoints resumes from the newest one that verifies.\n"
+          "  --resume CKPT  resume from this checkpoint (it must verify)\n"
+          "  --init CKPT    start a new run from the weights of CKPT (EMA when present)\n");
 }
 
 /* mkdir -p */
@@ -109,8 +112,29 @@ static char *config_text(const tpdiff_config *cfg) {
 static int run(comm_world *comm, int argc, char **argv) {
   static tpdiff_config cfg;
   char err[TPDIFF_CONFIG_ERROR_MAX + 256] = "";
-  int failed = config_load(&cfg, argv[1], argc - 2, argv + 2, err, sizeof err) != 0 ||
-               check_supported(&cfg, err, sizeof err) != 0;
+  /* --resume/--init take a path; everything else after CONFIG is a config override */
+  start_options start = {NULL, NULL};
+  char **overrides = calloc((size_t)argc, sizeof *overrides);
+  int noverrides = 0, failed = !overrides;
+  if (failed) snprintf(err, sizeof err, "out of memory");
+  for (int i = 2; i < argc && !failed; i++) {
+    const char **slot = strcmp(argv[i], "--resume") == 0 ? &start.resume
+                        : strcmp(argv[i], "--init") == 0 ? &start.init
+                                                          : NULL;
+    if (!slot) {
+      overrides[noverrides++] = argv[i];
+      continue;
+    }
+    if (i + 1 >= argc) {
+      snprintf(err, sizeof err, "%s needs a checkpoint path", argv[i]);
+      failed = 1;
+      break;
+    }
+    *slot = argv[++i];
+  }
+  failed = failed || config_load(&cfg, argv[1], noverrides, overrides, err, sizeof err) != 0 ||
+           check_supported(&cfg, err, sizeof err) != 0;
+  free(overrides);
   if (comm_agree(comm, failed, err) != 0) return 2;
   comm_set_timeout(comm, cfg.train_comm_timeout);
   /* before anything else collective: ranks that disagree on the config would train different models */
@@ -146,9 +170,12 @@ static int run(comm_world *comm, int argc, char **argv) {
   if (comm_agree(comm, failed, err) != 0) return 1;
 
   comm_reduce_configure(comm, be, cfg.train_comm_bucket_mb, strcmp(cfg.train_comm_dtype, "bf16") == 0);
-  train_parallel par = {comm->rank, comm->world, comm->world > 1 ? comm_grad_reduce : NULL, comm};
-  int status = train_run(&cfg, be, &par);
-  if (status != 0 && comm->world > 1) comm_abort(comm, status, "training stopped (the line above says why)");
+  train_parallel par = {comm->rank, comm->world, comm->world > 1 ? comm_grad_reduce : NULL, comm,
+                        comm->world > 1 ? comm_max_int : NULL};
+  int status = train_run(&cfg, be, &start, &par);
+  /* a stop by signal (128 + signal) is agreed by every rank and checkpointed: a clean exit */
+  if (status != 0 && status < 128 && comm->world > 1)
+    comm_abort(comm, status, "training stopped (the line above says why)");
   if (comm->world > 1) {
     comm_barrier(comm, "the end-of-run barrier");
     if (comm->rank == 0 && comm->reduce_calls)
