@@ -18,6 +18,7 @@ PACKAGES=(
   dataset-fashion-mnist               # real garment images for the fashion demo set
   libhdf5-dev                         # data shards and checkpoints
   libopenmpi-dev openmpi-bin          # data-parallel ranks
+  slurmctld slurmd slurm-client munge # tests/mpi/slurm_batch.sh starts a one-node SLURM cluster
   libavformat-dev libavcodec-dev libswscale-dev libavutil-dev  # tpdiff-prep decodes real videos (FFmpeg)
   ffmpeg                              # the decode tests make videos and compare with the CLI's decode
   python3-torch python3-numpy python3-yaml   # the PyTorch reference (tests/ref) and bench-cpu

@@ -76,6 +76,7 @@ run "tpdiff-train against damaged checkpoints" tests/ckpt/faults_cli.sh
 BIN=build-san/bin/tpdiff-train run "damaged checkpoints (ASan+UBSan)" tests/ckpt/faults_cli.sh
 run "MPI: reduced gradient, replicas, loss curves" tests/mpi/mpi_train.sh
 run "MPI: killed/stopped rank, bad input" tests/mpi/mpi_failures.sh
+run "SLURM: launch/tpdiff.sbatch on a local cluster" tests/mpi/slurm_batch.sh
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
