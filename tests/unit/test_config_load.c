@@ -173,7 +173,7 @@ static void test_configs_complete(void) {
   config_defaults(&cfg);
   config_write_yaml(&cfg, mem);
   fclose(mem);
-  static const char *const files[] = {"tiny.yaml", "demo.yaml", "base.yaml"};
+  static const char *const files[] = {"tiny.yaml", "demo.yaml", "base.yaml", "large.yaml"};
   for (int f = 0; f < (int)(sizeof files / sizeof files[0]); f++) {
     char path[1024], text[16384];
     snprintf(path, sizeof path, "%s/%s", configs_dir, files[f]);
