@@ -5,6 +5,7 @@
 #   make demo         a short CPU training run on configs/demo.yaml
 #   make bench-cpu    tpdiff against PyTorch, forward+backward per step
 #   make bench-loader the shard loader's clips/s and MB/s per level against training's clips/s
+#   make bench-mpi    -np 1 against -np 2 on the CPU, and the all-reduce's projected share on GPUs
 #   make check-gpu    the CUDA backend's ops and the whole model against the CPU on this machine's
 #                     GPU, and the base workload's timing (tests/gpu/check_gpu.sh; needs a GPU)
 #   make SAN=1 ...    AddressSanitizer + UBSan build (objects under build-san/)
@@ -102,7 +103,7 @@ endif
 # Keep objects of chained rules (tests, bench) so a rebuild is incremental.
 .SECONDARY:
 
-.PHONY: all test test-build demo bench bench-cpu bench-pyramid bench-loader clean setup
+.PHONY: all test test-build demo bench bench-cpu bench-pyramid bench-loader bench-mpi clean setup
 all: $(BINARIES) $(CUDA_LIB) $(NCCL_LIB)
 
 $(BUILD)/%.o: %.c
@@ -175,7 +176,14 @@ bench-loader:
 	  awk '$$1 == "20" { print $$NF }')}; \
 	$(BUILD)/bench/bench_loader $(LOADER_DATA) $$clips_s | tee bench/results/loader-cpu.txt
 
-bench: bench-cpu bench-pyramid bench-loader
+# Data-parallel weak scaling on the CPU (-np 1 against -np 2) and the all-reduce projection to GPUs.
+bench-mpi:
+	@scripts/setup.sh --if-missing
+	@$(MAKE) --no-print-directory all
+	@mkdir -p bench/results
+	@bench/bench_mpi.sh | tee bench/results/mpi-cpu.txt
+
+bench: bench-cpu bench-pyramid bench-loader bench-mpi
 
 setup:
 	scripts/setup.sh
