@@ -17,7 +17,7 @@ trap 'rm -rf "$work"' EXIT
 mutate() { # mutate DESCRIPTION FILE FROM TO
   local desc=$1 file=$2 from=$3 to=$4 src="$work/src" obj="$work/build"
   rm -rf "$src" "$obj" && mkdir -p "$src"
-  cp -a Makefile kernels model data trainer tests scripts "$src/"
+  cp -a Makefile kernels model data comm trainer tests scripts "$src/"
   cp -a build "$obj" # same sources, same flags: make recompiles only the mutated file
   if ! grep -qF -- "$from" "$src/$file"; then
     echo "FAIL mutation '$desc': pattern not found in $file (update this test)"
