@@ -49,7 +49,13 @@ extern tcu_device_state g_tcu;
 /* Backend-owned device buffers that grow on demand (never shrink) and are reused by every call:
  * after the first steps of a run nothing is allocated inside the training loop. A slot is owned by
  * one op for the duration of its call only. Returns NULL (error recorded) when out of memory. */
-enum tcu_scratch_slot { TCU_SCRATCH_COLSUM = 0, TCU_SCRATCH_INDEX, TCU_SCRATCH_COEF, TCU_SCRATCH_SLOTS };
+enum tcu_scratch_slot {
+  TCU_SCRATCH_COLSUM = 0,
+  TCU_SCRATCH_INDEX,
+  TCU_SCRATCH_COEF,
+  TCU_SCRATCH_ATTENTION, /* the attention backward's D_i = rowsum(dO ∘ O), B*H*N floats */
+  TCU_SCRATCH_SLOTS
+};
 void *tcu_scratch(tcu_scratch_slot slot, size_t bytes);
 
 /* ---- launch helpers -------------------------------------------------------------------------- */

@@ -421,8 +421,9 @@ void check_attention(int B, int N, int D, int H, int timed) {
   const size_t nqkv = (size_t)B * N * 3 * D, nout = (size_t)B * N * D;
   const size_t nprobs_cpu = (size_t)B * H * N * N;
   const size_t nprobs_dev = dev->attention_probs_floats(B, N, H);
-  /* this rung stores the probabilities like the CPU; a backend that stores something else (the
-   * flash-style log-sum-exp) is checked through out and d_qkv only */
+  /* the CPU stores the probabilities; a backend that stores something else (CUDA's flash kernels
+   * keep the row log-sum-exp, B*H*N floats) is checked through out and d_qkv only, and its backward
+   * runs on its own forward's saved state */
   const int probs_comparable = nprobs_dev == nprobs_cpu;
   float *qkv = host_random(nqkv, 1.0f, 0.0f);
   float *out_cpu = host_alloc(nout), *probs_cpu = host_alloc(nprobs_cpu);
