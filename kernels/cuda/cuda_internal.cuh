@@ -43,6 +43,7 @@ struct tcu_device_state {
   size_t lt_workspace_bytes;
   double *reduce_partials; /* TCU_REDUCE_BLOCKS doubles: per-block partial sums */
   double *reduce_result;   /* one double: the final sum, copied to the host */
+  int bf16;                /* set_precision(TPDIFF_BF16): the Linear layers multiply in bf16 */
 };
 extern tcu_device_state g_tcu;
 
@@ -54,6 +55,9 @@ enum tcu_scratch_slot {
   TCU_SCRATCH_INDEX,
   TCU_SCRATCH_COEF,
   TCU_SCRATCH_ATTENTION, /* the attention backward's D_i = rowsum(dO ∘ O), B*H*N floats */
+  TCU_SCRATCH_BF16_IN,   /* bf16 copies of a Linear's input, */
+  TCU_SCRATCH_BF16_W,    /* weight */
+  TCU_SCRATCH_BF16_DOUT, /* and output gradient (bf16 mode only) */
   TCU_SCRATCH_SLOTS
 };
 void *tcu_scratch(tcu_scratch_slot slot, size_t bytes);
