@@ -51,6 +51,7 @@ const tpdiff_backend *dev;
 int passed, failed;
 static const char *only; /* --only */
 int timing_on = 1;       /* --no-timing sets 0 */
+int bf16_mode;
 static int quick;        /* --quick: skip the realistic sizes */
 
 #define MAX_TIMINGS 128
@@ -252,6 +253,42 @@ void dev_set(const char *op, float *d, const float *host, size_t n) {
 
 /* ---- main ---------------------------------------------------------------------------------------- */
 
+/* The bf16 rung: the ops with a bf16 path (the Linear layers) at the bf16 limit (check_linear), and
+ * attention, whose kernels stay fp32, at its fp32 limits in bf16 mode. A backend without bf16 (the
+ * CPU) must refuse it with one line. */
+static void check_bf16(void) {
+  char err[512] = "";
+  int rc = dev->set_precision(TPDIFF_BF16, err, sizeof err);
+  if (strcmp(dev->name, "cpu") == 0) {
+    int ok = rc != 0 && strstr(err, "bf16 needs the CUDA backend") && !strchr(err, '\n');
+    printf("%s set_precision bf16 refused by the cpu backend: rc=%d \"%s\"\n", ok ? "PASS" : "FAIL", rc, err);
+    ok ? passed++ : failed++;
+    return;
+  }
+  if (rc != 0) {
+    printf("FAIL set_precision bf16: rc=%d %s\n", rc, err);
+    failed++;
+    return;
+  }
+  bf16_mode = 1;
+  check_linear(17, 12, 20, 1, 1, 0);
+  check_linear(33, 7, 5, 0, 1, 0);
+  check_linear(5, 3, 1, 1, 0, 0);
+  check_linear(129, 96, 40, 1, 1, 0);
+  if (!quick) {
+    check_linear(4096, 768, 768, 1, 1, 1);
+    check_linear(4096, 768, 3072, 1, 1, 1);
+    check_linear(4096, 3072, 768, 1, 1, 1);
+  }
+  check_attention(2, 33, 20, 2, 0);
+  bf16_mode = 0;
+  rc = dev->set_precision(TPDIFF_FP32, err, sizeof err);
+  printf("%s set_precision fp32 after bf16: rc=%d\n", rc == 0 ? "PASS" : "FAIL", rc);
+  rc == 0 ? passed++ : failed++;
+  /* fp32 is back: the first linear case again at the fp32 limit */
+  check_linear(17, 12, 20, 1, 1, 0);
+}
+
 int main(int argc, char **argv) {
   const char *lib = NULL;
   int use_cpu = 0;
@@ -350,6 +387,7 @@ int main(int argc, char **argv) {
     check_attention(1, 4096, 768, 12, 1); /* base: N = 4096 tokens, 12 heads of 64 */
     check_attention(1, 4097, 128, 2, 0);  /* base's head dimension, one token past a whole tile */
   }
+  check_bf16();
 
   finish();
   return 0;
