@@ -7,8 +7,8 @@
  * dV = P^T dO.
  *
  * The backward has no `out` argument (kernels.h), so D_i is computed from a recomputed O_i in the
- * first pass of the dQ kernel: one extra forward's worth of arithmetic, no extra memory but B*H*N
- * floats of backend scratch for D. dQ (one block per query tile) and dK/dV (one block per key tile)
+ * first pass of the dQ kernel: one extra forward's worth of arithmetic, no extra memory but 2*B*H*N
+ * floats of backend scratch (D, and bf16 mode's recomputed lse). dQ (one block per query tile) and dK/dV (one block per key tile)
  * are separate kernels, so every output element is written by exactly one thread and summed in a
  * fixed order: no atomics, the same bits on every run.
  *
@@ -18,7 +18,10 @@
  * adjacent 16-byte words of a shared row: no bank conflicts) and a dot product is a butterfly over
  * the TPR lanes (every lane gets the same bits, so per-row control flow stays uniform). The head
  * dimension is padded with zeros to the kernel's DH (16, 32, 64 or 128). Exponentials are the CPU's
- * own approximation (tcu_exp_nonpositive), so the GPU and CPU differ only in summation order. */
+ * own approximation (tcu_exp_nonpositive), so the GPU and CPU differ only in summation order.
+ *
+ * bf16 mode: the forward is attention_bf16.cu's tensor-core kernel; the backward stays these fp32
+ * kernels, with the row statistics recomputed in fp32 (RECOMPUTE). */
 #include <math.h>
 
 #include "kernels/cuda/cuda_internal.cuh"
@@ -150,11 +153,13 @@ __global__ void __launch_bounds__(Geometry<DH>::threads)
 }
 
 /* grid (ceil(N / kRows), B*H). Pass 1 recomputes O_i and stores D_i = dO_i · O_i; pass 2 sums
- * dQ_i = scale sum_j dS_ij k_j. */
-template <int DH>
+ * dQ_i = scale sum_j dS_ij k_j. RECOMPUTE (bf16 mode, whose forward's lse is bf16-rounded): pass 1
+ * is an online softmax that also recomputes lse_i in fp32 and stores it in lse_out, which pass 2
+ * and the dK/dV kernel then use; else lse is the forward's and lse_out unused. */
+template <int DH, bool RECOMPUTE>
 __global__ void __launch_bounds__(Geometry<DH>::threads)
-    flash_backward_dq_kernel(float *d_qkv, float *dsum, const float *d_out, const float *qkv, const float *lse, int N,
-                             int D, int H, float scale) {
+    flash_backward_dq_kernel(float *d_qkv, float *dsum, float *lse_out, const float *d_out, const float *qkv,
+                             const float *lse, int N, int D, int H, float scale) {
   using G = Geometry<DH>;
   __shared__ __align__(16) float ks[kTile * DH];
   __shared__ __align__(16) float vs[kTile * DH];
@@ -173,7 +178,8 @@ __global__ void __launch_bounds__(Geometry<DH>::threads)
     acc[c] = make_float4(0, 0, 0, 0);
   }
   /* an invalid row (past N) is computed on zeros and never stored */
-  const float li = valid ? lse[(long long)bh * N + i] : INFINITY;
+  float li = RECOMPUTE ? 0.0f : valid ? lse[(long long)bh * N + i] : INFINITY;
+  float m = -INFINITY, l = 0.0f; /* RECOMPUTE only */
   for (int k0 = 0; k0 < N; k0 += kTile) {
     __syncthreads();
     load_tile<DH>(ks, clip, ld, D + h * dh, k0, N, dh);
@@ -181,11 +187,27 @@ __global__ void __launch_bounds__(Geometry<DH>::threads)
     __syncthreads();
     const int jn = min(kTile, N - k0);
     for (int j = 0; j < jn; j++) {
-      const float p = tcu_exp_nonpositive(tile_dot<DH>(q, ks + j * DH, r) * scale - li);
+      const float s = tile_dot<DH>(q, ks + j * DH, r) * scale;
+      if (RECOMPUTE && s > m) { /* as in the forward */
+        const float a = tcu_exp_nonpositive(m - s);
+        l *= a;
+#pragma unroll
+        for (int c = 0; c < G::chunks; c++) scale4(acc[c], a);
+        m = s;
+      }
+      const float p = tcu_exp_nonpositive(s - (RECOMPUTE ? m : li));
+      if (RECOMPUTE) l += p;
 #pragma unroll
       for (int c = 0; c < G::chunks; c++)
         axpy4(acc[c], p, *reinterpret_cast<const float4 *>(vs + j * DH + chunk_col<DH>(r, c)));
     }
+  }
+  if (RECOMPUTE) {
+    li = m + logf(l);
+    const float inv = 1.0f / l;
+#pragma unroll
+    for (int c = 0; c < G::chunks; c++) scale4(acc[c], inv);
+    if (valid && r == 0) lse_out[(long long)bh * N + i] = li;
   }
   float partial = 0.0f;
 #pragma unroll
@@ -306,11 +328,20 @@ bool launch_forward(float *out, float *lse, const float *qkv, int B, int N, int 
   return LAUNCH_OK("flash_forward_kernel");
 }
 
+/* dsum: D_i, then (bf16 mode) the recomputed lse_i, B*H*N floats each */
 template <int DH>
 bool launch_backward(float *d_qkv, float *dsum, const float *d_out, const float *qkv, const float *lse, int B, int N,
                      int D, int H, float scale) {
   dim3 grid((unsigned)tcu_ceil_div(N, kRows), (unsigned)(B * H));
-  flash_backward_dq_kernel<DH><<<grid, Geometry<DH>::threads>>>(d_qkv, dsum, d_out, qkv, lse, N, D, H, scale);
+  if (g_tcu.bf16) {
+    float *lse32 = dsum + (size_t)B * H * N;
+    flash_backward_dq_kernel<DH, true>
+        <<<grid, Geometry<DH>::threads>>>(d_qkv, dsum, lse32, d_out, qkv, lse, N, D, H, scale);
+    lse = lse32;
+  } else {
+    flash_backward_dq_kernel<DH, false>
+        <<<grid, Geometry<DH>::threads>>>(d_qkv, dsum, NULL, d_out, qkv, lse, N, D, H, scale);
+  }
   if (!LAUNCH_OK("flash_backward_dq_kernel")) return false;
   flash_backward_dkv_kernel<DH><<<grid, Geometry<DH>::threads>>>(d_qkv, dsum, d_out, qkv, lse, N, D, H, scale);
   return LAUNCH_OK("flash_backward_dkv_kernel");
@@ -332,6 +363,10 @@ void tcu_attention_forward(float *out, float *probs, const float *qkv, int B, in
   if (B == 0 || N == 0 || D == 0) return;
   const int dh = D / H;
   const float scale = 1.0f / sqrtf((float)dh);
+  if (g_tcu.bf16) {
+    tcu_attention_forward_bf16(out, probs, qkv, B, N, D, H, padded_head_dim(dh), scale);
+    return;
+  }
   switch (padded_head_dim(dh)) {
     case 16: launch_forward<16>(out, probs, qkv, B, N, D, H, scale); break;
     case 32: launch_forward<32>(out, probs, qkv, B, N, D, H, scale); break;
@@ -347,7 +382,7 @@ void tcu_attention_backward(float *d_qkv, const float *d_out, const float *qkv, 
   if (B == 0 || N == 0 || D == 0) return;
   const int dh = D / H;
   const float scale = 1.0f / sqrtf((float)dh);
-  float *dsum = (float *)tcu_scratch(TCU_SCRATCH_ATTENTION, (size_t)B * H * N * sizeof(float));
+  float *dsum = (float *)tcu_scratch(TCU_SCRATCH_ATTENTION, (size_t)2 * B * H * N * sizeof(float));
   if (!dsum) return;
   switch (padded_head_dim(dh)) {
     case 16: launch_backward<16>(d_qkv, dsum, d_out, qkv, probs, B, N, D, H, scale); break;

@@ -253,9 +253,9 @@ void dev_set(const char *op, float *d, const float *host, size_t n) {
 
 /* ---- main ---------------------------------------------------------------------------------------- */
 
-/* The bf16 rung: the ops with a bf16 path (the Linear layers) at the bf16 limit (check_linear), and
- * attention, whose kernels stay fp32, at its fp32 limits in bf16 mode. A backend without bf16 (the
- * CPU) must refuse it with one line. */
+/* The bf16 rung: the ops with a bf16 path at their bf16 limits (Linear and the attention forward at
+ * 1e-2; the attention backward stays fp32 and keeps 1e-4). A backend without bf16 (the CPU) must
+ * refuse it with one line. */
 static void check_bf16(void) {
   char err[512] = "";
   int rc = dev->set_precision(TPDIFF_BF16, err, sizeof err);
@@ -280,7 +280,15 @@ static void check_bf16(void) {
     check_linear(4096, 768, 3072, 1, 1, 1);
     check_linear(4096, 3072, 768, 1, 1, 1);
   }
+  check_attention(1, 17, 12, 3, 0);
   check_attention(2, 33, 20, 2, 0);
+  check_attention(1, 1100, 64, 4, 0);
+  check_attention(2, 77, 96, 3, 0);
+  check_attention(1, 130, 128, 2, 0);
+  if (!quick) {
+    check_attention(1, 4096, 768, 12, 1);
+    check_attention(1, 4097, 128, 2, 0);
+  }
   bf16_mode = 0;
   rc = dev->set_precision(TPDIFF_FP32, err, sizeof err);
   printf("%s set_precision fp32 after bf16: rc=%d\n", rc == 0 ? "PASS" : "FAIL", rc);
