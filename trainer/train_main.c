@@ -51,9 +51,8 @@ static int write_resolved_config(const tpdiff_config *cfg, const char *dir, char
 /* Rejects settings this build cannot run yet, before anything is written. */
 static int check_supported(const tpdiff_config *cfg, char *err, size_t err_size) {
   const char *o = cfg->source;
-  if (strcmp(cfg->train_precision, "bf16") == 0) {
-    snprintf(err, err_size, "%s: train.precision: bf16 is not available yet (both backends train in fp32); use fp32",
-             o);
+  if (strcmp(cfg->train_precision, "bf16") == 0 && strcmp(cfg->train_device, "cpu") == 0) {
+    snprintf(err, err_size, "%s: train.precision: bf16 needs the CUDA backend (train.device: cpu computes in fp32)", o);
     return -1;
   }
   return 0;
@@ -107,6 +106,11 @@ int main(int argc, char **argv) {
     return 2;
   }
   if (notice[0]) fprintf(stderr, "tpdiff-train: %s\n", notice);
+  /* train.device: auto may have fallen back to the CPU, which refuses bf16 with one line */
+  if (be->set_precision(strcmp(cfg.train_precision, "bf16") == 0 ? TPDIFF_BF16 : TPDIFF_FP32, err, sizeof err) != 0) {
+    fprintf(stderr, "tpdiff-train: %s: %s\n", cfg.source, err);
+    return 2;
+  }
 
   printf("# tpdiff-train: resolved config (%s)\n", cfg.source);
   config_write_yaml(&cfg, stdout);
