@@ -25,6 +25,11 @@ int comm_init(comm_world *c, int *argc, char ***argv, const char *program, char 
   c->timeout_s = 300;
   c->world = 1;
   c->local_world = 1;
+  /* Started without a launcher (no PMIx or PMI rank in the environment), MPI makes a world of one
+   * (singleton). Its PMIx data store then needs no shared-memory segment: the in-process "hash"
+   * store avoids files in /dev/shm, which fail under a file-size limit (ulimit -f) among others. */
+  if (!getenv("PMIX_RANK") && !getenv("OMPI_COMM_WORLD_SIZE") && !getenv("PMI_RANK"))
+    setenv("PMIX_MCA_gds", "hash", 0);
   /* FUNNELED: the shard loader's reader thread never calls MPI, only the main thread does. */
   if (MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &c->thread_level) != MPI_SUCCESS) {
     snprintf(err, err_size, "MPI_Init_thread failed (is the launcher's Open MPI the one this binary links?)");

@@ -12,7 +12,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define TPDIFF_BACKEND_ABI 2
+/* 3: set_precision (bf16 on CUDA), and CUDA's attention keeps the row log-sum-exp instead of the
+ * probabilities (attention_probs_floats says how much). */
+#define TPDIFF_BACKEND_ABI 3
+
+/* The arithmetic of the matmuls: TPDIFF_FP32 everywhere (the CPU's only mode, CUDA's default), or
+ * TPDIFF_BF16: matmul inputs rounded to bf16, fp32 accumulation and output; everything else
+ * (activations as stored, norms, softmax statistics, reductions, AdamW, master weights) stays fp32. */
+typedef enum { TPDIFF_FP32 = 0, TPDIFF_BF16 = 1 } tpdiff_precision;
 
 typedef struct tpdiff_backend {
   int abi; /* TPDIFF_BACKEND_ABI */
@@ -33,6 +40,9 @@ typedef struct tpdiff_backend {
   int (*memory_info)(size_t *free_bytes, size_t *total_bytes);
   /* the first error since the last call, as one line ("" when none); clears it */
   const char *(*last_error)(void);
+  /* Sets the precision of every later op (the trainer calls it once at start). Returns 0, or -1
+   * with one line in err when this backend cannot compute in that precision. */
+  int (*set_precision)(tpdiff_precision precision, char *err, size_t err_size);
 
   /* ops (see kernels.h for each contract) */
   void (*linear_forward)(float *out, const float *in, const float *weight, const float *bias, int M, int K, int N);

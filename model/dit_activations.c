@@ -40,7 +40,8 @@ size_t dit_acts_layout(const dit_model *m, dit_acts *a, int B, int stage) {
     b->ln1_rstd = take(a, &used, BN);
     b->h1 = take(a, &used, BN * D);
     b->qkv = take(a, &used, BN * 3 * D);
-    /* the backend decides what attention keeps for the backward (all of softmax on this rung) */
+    /* the backend decides what attention keeps for the backward: the CPU all of softmax (B*H*N*N),
+     * CUDA only the row log-sum-exp (B*H*N); the memory plan (dit_acts_bytes) follows it */
     b->probs = take(a, &used, be->attention_probs_floats(B, (int)N, (int)H));
     b->attn = take(a, &used, BN * D);
     b->proj = take(a, &used, BN * D);

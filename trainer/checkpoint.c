@@ -37,22 +37,18 @@ void checkpoint_path(char *out, size_t size, const char *dir, long step) {
 
 /* ---- writing ---------------------------------------------------------------------------------- */
 
-static int write_attr_i64(hid_t obj, const char *name, int64_t v) {
+/* A scalar attribute of file type `type` from the native value at v. */
+static int write_attr(hid_t obj, const char *name, hid_t type, hid_t mem_type, const void *v) {
   hid_t s = H5Screate(H5S_SCALAR);
-  hid_t a = s < 0 ? -1 : H5Acreate2(obj, name, H5T_STD_I64LE, s, H5P_DEFAULT, H5P_DEFAULT);
-  int rc = a < 0 || H5Awrite(a, H5T_NATIVE_INT64, &v) < 0 ? -1 : 0;
+  hid_t a = s < 0 ? -1 : H5Acreate2(obj, name, type, s, H5P_DEFAULT, H5P_DEFAULT);
+  int rc = a < 0 || H5Awrite(a, mem_type, v) < 0 ? -1 : 0;
   if (a >= 0) H5Aclose(a);
   if (s >= 0) H5Sclose(s);
   return rc;
 }
 
-static int write_attr_u32(hid_t obj, const char *name, uint32_t v) {
-  hid_t s = H5Screate(H5S_SCALAR);
-  hid_t a = s < 0 ? -1 : H5Acreate2(obj, name, H5T_STD_U32LE, s, H5P_DEFAULT, H5P_DEFAULT);
-  int rc = a < 0 || H5Awrite(a, H5T_NATIVE_UINT32, &v) < 0 ? -1 : 0;
-  if (a >= 0) H5Aclose(a);
-  if (s >= 0) H5Sclose(s);
-  return rc;
+static int write_attr_i64(hid_t obj, const char *name, int64_t v) {
+  return write_attr(obj, name, H5T_STD_I64LE, H5T_NATIVE_INT64, &v);
 }
 
 static int write_attr_str(hid_t obj, const char *name, const char *v) {
@@ -67,13 +63,18 @@ static int write_attr_str(hid_t obj, const char *name, const char *v) {
   return rc;
 }
 
+static int write_crc(hid_t d, const void *data, size_t bytes) {
+  uint32_t crc = checkpoint_crc32(data, bytes);
+  return write_attr(d, "crc32", H5T_STD_U32LE, H5T_NATIVE_UINT32, &crc);
+}
+
 /* One dataset of `rank` dims with its crc32 attribute. */
 static int write_dataset(hid_t loc, const char *name, hid_t file_type, hid_t mem_type, int rank, const hsize_t *dims,
                          const void *data, size_t bytes) {
   hid_t s = H5Screate_simple(rank, dims, NULL);
   hid_t d = s < 0 ? -1 : H5Dcreate2(loc, name, file_type, s, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
   int rc = d < 0 || H5Dwrite(d, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0 ||
-                   write_attr_u32(d, "crc32", checkpoint_crc32(data, bytes)) < 0
+                   write_crc(d, data, bytes) < 0
                ? -1
                : 0;
   if (d >= 0) H5Dclose(d);
@@ -320,7 +321,7 @@ int checkpoint_list(const char *dir, char ***paths, int *count, char *err, size_
     snprintf(err, err_size, "%s: out of memory listing checkpoints", dir);
     return -1;
   }
-  qsort(items, (size_t)n, sizeof *items, by_step_descending);
+  if (n) qsort(items, (size_t)n, sizeof *items, by_step_descending); /* items is NULL when n is 0 */
   for (int i = 0; i < n; i++) out[i] = items[i].path;
   free(items);
   *paths = out;

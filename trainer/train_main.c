@@ -58,9 +58,8 @@ static int write_resolved_config(const tpdiff_config *cfg, const char *dir, char
 /* Rejects settings this build cannot run yet, before anything is written. */
 static int check_supported(const tpdiff_config *cfg, char *err, size_t err_size) {
   const char *o = cfg->source;
-  if (strcmp(cfg->train_precision, "bf16") == 0) {
-    snprintf(err, err_size, "%s: train.precision: bf16 is not available yet (both backends train in fp32); use fp32",
-             o);
+  if (strcmp(cfg->train_precision, "bf16") == 0 && strcmp(cfg->train_device, "cpu") == 0) {
+    snprintf(err, err_size, "%s: train.precision: bf16 needs the CUDA backend (train.device: cpu computes in fp32)", o);
     return -1;
   }
   return 0;
@@ -152,6 +151,11 @@ static int run(comm_world *comm, int argc, char **argv) {
   const tpdiff_backend *be = device_open(cfg.train_device, notice, sizeof notice, err, sizeof err);
   if (comm_agree(comm, !be, err) != 0) return 2;
   if (notice[0] && comm->rank == 0) fprintf(stderr, "tpdiff-train: %s\n", notice);
+  /* train.device: auto may have fallen back to the CPU, which refuses bf16 with one line */
+  char why[512] = "";
+  failed = be->set_precision(strcmp(cfg.train_precision, "bf16") == 0 ? TPDIFF_BF16 : TPDIFF_FP32, why, sizeof why) != 0;
+  if (failed) snprintf(err, sizeof err, "%s: %s", cfg.source, why);
+  if (comm_agree(comm, failed, err) != 0) return 2;
 
   /* rank 0 alone logs and writes; the others keep stderr for their errors */
   if (comm->rank != 0 && !freopen("/dev/null", "w", stdout)) {

@@ -64,6 +64,16 @@ static const char *cpu_last_error(void) {
 
 static size_t cpu_attention_probs_floats(int B, int N, int H) { return (size_t)B * (size_t)H * (size_t)N * (size_t)N; }
 
+/* The CPU computes in fp32 only (kernels.h is the fp32 specification). */
+static int cpu_set_precision(tpdiff_precision precision, char *err, size_t err_size) {
+  if (precision == TPDIFF_FP32) return 0;
+  if (err && err_size)
+    snprintf(err, err_size,
+             "train.precision: bf16 needs the CUDA backend (train.device: cuda on a machine with a GPU); the CPU "
+             "backend computes in fp32 only");
+  return -1;
+}
+
 static char cpu_device[64];
 
 static const tpdiff_backend cpu_table = {
@@ -79,6 +89,7 @@ static const tpdiff_backend cpu_table = {
     .synchronize = cpu_synchronize,
     .memory_info = cpu_memory_info,
     .last_error = cpu_last_error,
+    .set_precision = cpu_set_precision,
     .linear_forward = k_linear_forward,
     .linear_backward = k_linear_backward,
     .layernorm_modulate_forward = k_layernorm_modulate_forward,

@@ -1,93 +1,304 @@
-/* attention.cu — full multi-head softmax attention, forward and backward, fp32, materialising the
- * probabilities [B, H, N, N] exactly like kernels/cpu/attention.c (same buffers, same contract).
- * This is the first rung: the flash-style bf16 kernel that keeps only the row log-sum-exp comes
- * later and will be checked against this one.
+/* attention.cu — full (non-causal) multi-head softmax attention, forward and backward, flash style:
+ * the N x N score matrix is never stored. The forward keeps only the output and, per (clip, head,
+ * query row), the log-sum-exp of the scaled scores, lse_i = log sum_j exp(s_ij); that is what
+ * `probs` holds on this backend (B*H*N floats, attention_probs_floats). The backward recomputes the
+ * scores tile by tile (FlashAttention-2): P_ij = exp(s_ij - lse_i), dP_ij = dO_i · v_j,
+ * dS_ij = P_ij (dP_ij - D_i) with D_i = rowsum(dO ∘ O)_i, dQ = scale dS K, dK = scale dS^T Q,
+ * dV = P^T dO.
  *
- * GEMMs go to cuBLASLt (tcu_gemm), batched over the H heads of one clip: head h's q, k, v are the
- * columns h·dh.. of the [N, 3D] qkv rows, so consecutive heads sit dh floats apart (the batch
- * stride) with leading dimension 3D; the clips are a loop (their stride, N·3D, differs from the
- * heads'). Softmax and its backward are one warp per row.
+ * The backward has no `out` argument (kernels.h), so D_i is computed from a recomputed O_i in the
+ * first pass of the dQ kernel: one extra forward's worth of arithmetic, no extra memory but 2*B*H*N
+ * floats of backend scratch (D, and bf16 mode's recomputed lse). dQ (one block per query tile) and dK/dV (one block per key tile)
+ * are separate kernels, so every output element is written by exactly one thread and summed in a
+ * fixed order: no atomics, the same bits on every run.
  *
- * Column-major view used throughout (see matmul.cu): a row-major [r, c] matrix with row stride ld
- * is the column-major c x r matrix with leading dimension ld. Writing Qc = Q^T (dh x N, ld 3D) etc.:
- *   S^T  = op_T(Kc) · Qc          (N x N; stored row-major S, scaled by 1/sqrt(dh) as alpha)
- *   O^T  = Vc · Pst              (dh x N into out, ld D), Pst = stored P = P^T column-major
- *   dV^T = dOc · op_T(Pst)       (dV = P^T dO)
- *   dP^T = op_T(Vc) · dOc        (dP = dO V^T, one head at a time into `scratch`)
- *   dQ^T = scale Kc · dSst       (dQ = scale dS K)
- *   dK^T = scale Qc · op_T(dSst) (dK = scale dS^T Q) */
+ * fp32 SIMT in shared memory, chosen for being right over being fast: TPR threads share one row
+ * (query row in the forward and the dQ pass, key row in the dK/dV pass); each owns DH/TPR of its
+ * head-dimension columns in registers (float4 chunks r, r+TPR, ... so the TPR threads of a row read
+ * adjacent 16-byte words of a shared row: no bank conflicts) and a dot product is a butterfly over
+ * the TPR lanes (every lane gets the same bits, so per-row control flow stays uniform). The head
+ * dimension is padded with zeros to the kernel's DH (16, 32, 64 or 128). Exponentials are the CPU's
+ * own approximation (tcu_exp_nonpositive), so the GPU and CPU differ only in summation order.
+ *
+ * bf16 mode: the forward is attention_bf16.cu's tensor-core kernel; the backward stays these fp32
+ * kernels, with the row statistics recomputed in fp32 (RECOMPUTE). */
 #include <math.h>
 
 #include "kernels/cuda/cuda_internal.cuh"
 
 namespace {
 
-constexpr int kWarpsPerBlock = 8;
-/* Rows up to 32 x kRegisterLanes long are held in registers (one read of the row); longer rows
- * take three passes over memory (the row then mostly sits in L1/L2). */
-constexpr int kRegisterLanes = 32;
+constexpr int kRows = 64; /* query rows per block (forward, dQ), key rows per block (dK/dV) */
+constexpr int kTile = 32; /* key rows per shared tile (forward, dQ), query rows (dK/dV) */
+constexpr int kMaxHeadDim = 128;
 
-/* Row softmax in place, N <= 32 * kRegisterLanes. Same arithmetic as the CPU's softmax_rows:
- * max, e = exp(s - max) with the CPU's exp approximation, sum, then e * (1 / sum). */
-__global__ void softmax_rows_registers_kernel(float *s, long long rows, int N) {
-  long long row = (long long)blockIdx.x * kWarpsPerBlock + threadIdx.x / 32;
-  int lane = threadIdx.x & 31;
-  if (row >= rows) return;
-  float *r = s + row * N;
-  float v[kRegisterLanes];
-  float mx = -INFINITY;
-#pragma unroll
-  for (int t = 0; t < kRegisterLanes; t++) {
-    int j = lane + 32 * t;
-    v[t] = j < N ? r[j] : -INFINITY;
-    mx = fmaxf(mx, v[t]);
-  }
-  mx = tcu_warp_max(mx);
-  float sum = 0.0f;
-#pragma unroll
-  for (int t = 0; t < kRegisterLanes; t++) {
-    int j = lane + 32 * t;
-    float e = j < N ? tcu_exp_nonpositive(__fsub_rn(v[t], mx)) : 0.0f;
-    v[t] = e;
-    sum = __fadd_rn(sum, e);
-  }
-  float inv = __fdiv_rn(1.0f, tcu_warp_sum(sum));
-#pragma unroll
-  for (int t = 0; t < kRegisterLanes; t++) {
-    int j = lane + 32 * t;
-    if (j < N) r[j] = __fmul_rn(v[t], inv);
+template <int DH>
+struct Geometry {
+  static constexpr int tpr = DH >= 128 ? 4 : 2; /* threads per row */
+  static constexpr int chunks = DH / tpr / 4;   /* float4 chunks per thread */
+  static constexpr int threads = kRows * tpr;
+};
+
+__device__ __forceinline__ float row_sum(float v, int tpr) {
+  for (int o = 1; o < tpr; o <<= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+/* The column of chunk c of lane r: chunks are interleaved over the lanes of a row. */
+template <int DH>
+__device__ __forceinline__ int chunk_col(int r, int c) {
+  return 4 * (r + Geometry<DH>::tpr * c);
+}
+
+/* Loads 4 consecutive head columns from global memory, zero past dh (the padding). */
+__device__ __forceinline__ float4 load4(const float *row, int col, int dh) {
+  float4 v;
+  v.x = col + 0 < dh ? row[col + 0] : 0.0f;
+  v.y = col + 1 < dh ? row[col + 1] : 0.0f;
+  v.z = col + 2 < dh ? row[col + 2] : 0.0f;
+  v.w = col + 3 < dh ? row[col + 3] : 0.0f;
+  return v;
+}
+__device__ __forceinline__ void store4(float *row, int col, int dh, float4 v) {
+  if (col + 0 < dh) row[col + 0] = v.x;
+  if (col + 1 < dh) row[col + 1] = v.y;
+  if (col + 2 < dh) row[col + 2] = v.z;
+  if (col + 3 < dh) row[col + 3] = v.w;
+}
+__device__ __forceinline__ float dot4(float4 a, float4 b) { return a.x * b.x + a.y * b.y + a.z * b.z + a.w * b.w; }
+__device__ __forceinline__ void axpy4(float4 &y, float a, float4 x) {
+  y.x += a * x.x;
+  y.y += a * x.y;
+  y.z += a * x.z;
+  y.w += a * x.w;
+}
+__device__ __forceinline__ void scale4(float4 &y, float a) {
+  y.x *= a;
+  y.y *= a;
+  y.z *= a;
+  y.w *= a;
+}
+
+/* Copies rows [first, first + kTile) of one head's columns (offset `col0` in rows of length ld) into
+ * tile[kTile][DH], zero past dh and past N. */
+template <int DH>
+__device__ void load_tile(float *tile, const float *base, long long ld, int col0, int first, int N, int dh) {
+  for (int e = threadIdx.x; e < kTile * DH; e += blockDim.x) {
+    const int j = e / DH, d = e % DH, row = first + j;
+    tile[e] = (row < N && d < dh) ? base[(long long)row * ld + col0 + d] : 0.0f;
   }
 }
 
-__global__ void softmax_rows_kernel(float *s, long long rows, int N) {
-  long long row = (long long)blockIdx.x * kWarpsPerBlock + threadIdx.x / 32;
-  int lane = threadIdx.x & 31;
-  if (row >= rows) return;
-  float *r = s + row * N;
-  float mx = -INFINITY;
-  for (int j = lane; j < N; j += 32) mx = fmaxf(mx, r[j]);
-  mx = tcu_warp_max(mx);
-  float sum = 0.0f;
-  for (int j = lane; j < N; j += 32) {
-    float e = tcu_exp_nonpositive(__fsub_rn(r[j], mx));
-    r[j] = e;
-    sum = __fadd_rn(sum, e);
-  }
-  float inv = __fdiv_rn(1.0f, tcu_warp_sum(sum));
-  for (int j = lane; j < N; j += 32) r[j] = __fmul_rn(r[j], inv);
+template <int DH>
+__device__ __forceinline__ float tile_dot(const float4 (&x)[Geometry<DH>::chunks], const float *tile_row, int r) {
+  float s = 0.0f;
+#pragma unroll
+  for (int c = 0; c < Geometry<DH>::chunks; c++)
+    s += dot4(x[c], *reinterpret_cast<const float4 *>(tile_row + chunk_col<DH>(r, c)));
+  return row_sum(s, Geometry<DH>::tpr);
 }
 
-/* Softmax backward in place on one head: ds = p ⊙ (dp - rowsum(p ⊙ dp)). */
-__global__ void softmax_backward_rows_kernel(float *ds, const float *p, int N) {
-  long long row = (long long)blockIdx.x * kWarpsPerBlock + threadIdx.x / 32;
-  int lane = threadIdx.x & 31;
-  if (row >= N) return;
-  float *dr = ds + row * N;
-  const float *pr = p + row * N;
-  float dot = 0.0f;
-  for (int j = lane; j < N; j += 32) dot = __fadd_rn(dot, __fmul_rn(pr[j], dr[j]));
-  dot = tcu_warp_sum(dot);
-  for (int j = lane; j < N; j += 32) dr[j] = __fmul_rn(pr[j], __fsub_rn(dr[j], dot));
+/* grid (ceil(N / kRows), B*H). out[b, i, h*dh..], lse[(b*H + h)*N + i]. */
+template <int DH>
+__global__ void __launch_bounds__(Geometry<DH>::threads)
+    flash_forward_kernel(float *out, float *lse, const float *qkv, int N, int D, int H, float scale) {
+  using G = Geometry<DH>;
+  __shared__ __align__(16) float ks[kTile * DH];
+  __shared__ __align__(16) float vs[kTile * DH];
+  const int bh = blockIdx.y, b = bh / H, h = bh % H, dh = D / H;
+  const long long ld = 3LL * D;
+  const float *clip = qkv + (long long)b * N * ld;
+  const int row = threadIdx.x / G::tpr, r = threadIdx.x % G::tpr;
+  const int i = blockIdx.x * kRows + row;
+  const bool valid = i < N;
+  float4 q[G::chunks], o[G::chunks];
+#pragma unroll
+  for (int c = 0; c < G::chunks; c++) {
+    q[c] = valid ? load4(clip + (long long)i * ld + h * dh, chunk_col<DH>(r, c), dh) : make_float4(0, 0, 0, 0);
+    o[c] = make_float4(0, 0, 0, 0);
+  }
+  float m = -INFINITY, l = 0.0f;
+  for (int k0 = 0; k0 < N; k0 += kTile) {
+    __syncthreads(); /* the previous tile is no longer read */
+    load_tile<DH>(ks, clip, ld, D + h * dh, k0, N, dh);
+    load_tile<DH>(vs, clip, ld, 2 * D + h * dh, k0, N, dh);
+    __syncthreads();
+    const int jn = min(kTile, N - k0);
+    for (int j = 0; j < jn; j++) {
+      const float s = tile_dot<DH>(q, ks + j * DH, r) * scale;
+      /* online softmax: a new maximum rescales what was summed so far */
+      if (s > m) {
+        const float a = tcu_exp_nonpositive(m - s);
+        l *= a;
+#pragma unroll
+        for (int c = 0; c < G::chunks; c++) scale4(o[c], a);
+        m = s;
+      }
+      const float p = tcu_exp_nonpositive(s - m);
+      l += p;
+#pragma unroll
+      for (int c = 0; c < G::chunks; c++)
+        axpy4(o[c], p, *reinterpret_cast<const float4 *>(vs + j * DH + chunk_col<DH>(r, c)));
+    }
+  }
+  if (!valid) return;
+  const float inv = 1.0f / l;
+  float *orow = out + ((long long)b * N + i) * D + h * dh;
+#pragma unroll
+  for (int c = 0; c < G::chunks; c++) {
+    scale4(o[c], inv);
+    store4(orow, chunk_col<DH>(r, c), dh, o[c]);
+  }
+  if (r == 0) lse[(long long)bh * N + i] = m + logf(l);
+}
+
+/* grid (ceil(N / kRows), B*H). Pass 1 recomputes O_i and stores D_i = dO_i · O_i; pass 2 sums
+ * dQ_i = scale sum_j dS_ij k_j. RECOMPUTE (bf16 mode, whose forward's lse is bf16-rounded): pass 1
+ * is an online softmax that also recomputes lse_i in fp32 and stores it in lse_out, which pass 2
+ * and the dK/dV kernel then use; else lse is the forward's and lse_out unused. */
+template <int DH, bool RECOMPUTE>
+__global__ void __launch_bounds__(Geometry<DH>::threads)
+    flash_backward_dq_kernel(float *d_qkv, float *dsum, float *lse_out, const float *d_out, const float *qkv,
+                             const float *lse, int N, int D, int H, float scale) {
+  using G = Geometry<DH>;
+  __shared__ __align__(16) float ks[kTile * DH];
+  __shared__ __align__(16) float vs[kTile * DH];
+  const int bh = blockIdx.y, b = bh / H, h = bh % H, dh = D / H;
+  const long long ld = 3LL * D;
+  const float *clip = qkv + (long long)b * N * ld;
+  const int row = threadIdx.x / G::tpr, r = threadIdx.x % G::tpr;
+  const int i = blockIdx.x * kRows + row;
+  const bool valid = i < N;
+  float4 q[G::chunks], dout[G::chunks], acc[G::chunks];
+#pragma unroll
+  for (int c = 0; c < G::chunks; c++) {
+    const int col = chunk_col<DH>(r, c);
+    q[c] = valid ? load4(clip + (long long)i * ld + h * dh, col, dh) : make_float4(0, 0, 0, 0);
+    dout[c] = valid ? load4(d_out + ((long long)b * N + i) * D + h * dh, col, dh) : make_float4(0, 0, 0, 0);
+    acc[c] = make_float4(0, 0, 0, 0);
+  }
+  /* an invalid row (past N) is computed on zeros and never stored */
+  float li = RECOMPUTE ? 0.0f : valid ? lse[(long long)bh * N + i] : INFINITY;
+  float m = -INFINITY, l = 0.0f; /* RECOMPUTE only */
+  for (int k0 = 0; k0 < N; k0 += kTile) {
+    __syncthreads();
+    load_tile<DH>(ks, clip, ld, D + h * dh, k0, N, dh);
+    load_tile<DH>(vs, clip, ld, 2 * D + h * dh, k0, N, dh);
+    __syncthreads();
+    const int jn = min(kTile, N - k0);
+    for (int j = 0; j < jn; j++) {
+      const float s = tile_dot<DH>(q, ks + j * DH, r) * scale;
+      if (RECOMPUTE && s > m) { /* as in the forward */
+        const float a = tcu_exp_nonpositive(m - s);
+        l *= a;
+#pragma unroll
+        for (int c = 0; c < G::chunks; c++) scale4(acc[c], a);
+        m = s;
+      }
+      const float p = tcu_exp_nonpositive(s - (RECOMPUTE ? m : li));
+      if (RECOMPUTE) l += p;
+#pragma unroll
+      for (int c = 0; c < G::chunks; c++)
+        axpy4(acc[c], p, *reinterpret_cast<const float4 *>(vs + j * DH + chunk_col<DH>(r, c)));
+    }
+  }
+  if (RECOMPUTE) {
+    li = m + logf(l);
+    const float inv = 1.0f / l;
+#pragma unroll
+    for (int c = 0; c < G::chunks; c++) scale4(acc[c], inv);
+    if (valid && r == 0) lse_out[(long long)bh * N + i] = li;
+  }
+  float partial = 0.0f;
+#pragma unroll
+  for (int c = 0; c < G::chunks; c++) {
+    partial += dot4(dout[c], acc[c]);
+    acc[c] = make_float4(0, 0, 0, 0);
+  }
+  const float di = row_sum(partial, G::tpr);
+  if (valid && r == 0) dsum[(long long)bh * N + i] = di;
+  for (int k0 = 0; k0 < N; k0 += kTile) {
+    __syncthreads();
+    load_tile<DH>(ks, clip, ld, D + h * dh, k0, N, dh);
+    load_tile<DH>(vs, clip, ld, 2 * D + h * dh, k0, N, dh);
+    __syncthreads();
+    const int jn = min(kTile, N - k0);
+    for (int j = 0; j < jn; j++) {
+      const float p = tcu_exp_nonpositive(tile_dot<DH>(q, ks + j * DH, r) * scale - li);
+      const float dp = tile_dot<DH>(dout, vs + j * DH, r);
+      const float ds = p * (dp - di);
+#pragma unroll
+      for (int c = 0; c < G::chunks; c++)
+        axpy4(acc[c], ds, *reinterpret_cast<const float4 *>(ks + j * DH + chunk_col<DH>(r, c)));
+    }
+  }
+  if (!valid) return;
+  float *dq = d_qkv + ((long long)b * N + i) * ld + h * dh;
+#pragma unroll
+  for (int c = 0; c < G::chunks; c++) {
+    scale4(acc[c], scale);
+    store4(dq, chunk_col<DH>(r, c), dh, acc[c]);
+  }
+}
+
+/* grid (ceil(N / kRows), B*H), one key row j per TPR threads: dV_j = sum_i P_ij dO_i,
+ * dK_j = scale sum_i dS_ij q_i, over query tiles of kTile rows held in shared memory. */
+template <int DH>
+__global__ void __launch_bounds__(Geometry<DH>::threads)
+    flash_backward_dkv_kernel(float *d_qkv, const float *dsum, const float *d_out, const float *qkv, const float *lse,
+                              int N, int D, int H, float scale) {
+  using G = Geometry<DH>;
+  __shared__ __align__(16) float qs[kTile * DH];
+  __shared__ __align__(16) float dos[kTile * DH];
+  __shared__ float lse_s[kTile], d_s[kTile];
+  const int bh = blockIdx.y, b = bh / H, h = bh % H, dh = D / H;
+  const long long ld = 3LL * D;
+  const float *clip = qkv + (long long)b * N * ld;
+  const float *dclip = d_out + (long long)b * N * D;
+  const int row = threadIdx.x / G::tpr, r = threadIdx.x % G::tpr;
+  const int j = blockIdx.x * kRows + row;
+  const bool valid = j < N;
+  float4 k[G::chunks], v[G::chunks], dk[G::chunks], dv[G::chunks];
+#pragma unroll
+  for (int c = 0; c < G::chunks; c++) {
+    const int col = chunk_col<DH>(r, c);
+    k[c] = valid ? load4(clip + (long long)j * ld + D + h * dh, col, dh) : make_float4(0, 0, 0, 0);
+    v[c] = valid ? load4(clip + (long long)j * ld + 2 * D + h * dh, col, dh) : make_float4(0, 0, 0, 0);
+    dk[c] = make_float4(0, 0, 0, 0);
+    dv[c] = make_float4(0, 0, 0, 0);
+  }
+  for (int i0 = 0; i0 < N; i0 += kTile) {
+    __syncthreads();
+    load_tile<DH>(qs, clip, ld, h * dh, i0, N, dh);
+    load_tile<DH>(dos, dclip, D, h * dh, i0, N, dh);
+    for (int e = threadIdx.x; e < kTile; e += blockDim.x) {
+      const bool in = i0 + e < N;
+      lse_s[e] = in ? lse[(long long)bh * N + i0 + e] : INFINITY;
+      d_s[e] = in ? dsum[(long long)bh * N + i0 + e] : 0.0f;
+    }
+    __syncthreads();
+    const int in_tile = min(kTile, N - i0);
+    for (int i = 0; i < in_tile; i++) {
+      const float p = tcu_exp_nonpositive(tile_dot<DH>(k, qs + i * DH, r) * scale - lse_s[i]);
+      const float dp = tile_dot<DH>(v, dos + i * DH, r);
+      const float ds = p * (dp - d_s[i]);
+#pragma unroll
+      for (int c = 0; c < G::chunks; c++) {
+        const int col = chunk_col<DH>(r, c);
+        axpy4(dv[c], p, *reinterpret_cast<const float4 *>(dos + i * DH + col));
+        axpy4(dk[c], ds, *reinterpret_cast<const float4 *>(qs + i * DH + col));
+      }
+    }
+  }
+  if (!valid) return;
+  float *drow = d_qkv + ((long long)b * N + j) * ld + h * dh;
+#pragma unroll
+  for (int c = 0; c < G::chunks; c++) {
+    const int col = chunk_col<DH>(r, c);
+    scale4(dk[c], scale);
+    store4(drow + D, col, dh, dk[c]);
+    store4(drow + 2 * D, col, dh, dv[c]);
+  }
 }
 
 bool shape_ok(const char *op, int B, int N, int D, int H) {
@@ -95,74 +306,88 @@ bool shape_ok(const char *op, int B, int N, int D, int H) {
     TCU_FAIL("%s: bad shape B=%d N=%d D=%d H=%d (D must be a multiple of H)", op, B, N, D, H);
     return false;
   }
+  if (D / H > kMaxHeadDim) {
+    TCU_FAIL("%s: head dimension D/H=%d exceeds the flash kernels' %d (B=%d N=%d D=%d H=%d)", op, D / H, kMaxHeadDim,
+             B, N, D, H);
+    return false;
+  }
+  if ((long long)B * H > 65535) {
+    TCU_FAIL("%s: B*H=%lld exceeds the grid's 65535 (B=%d H=%d)", op, (long long)B * H, B, H);
+    return false;
+  }
   return true;
+}
+
+/* The smallest kernel head dimension that holds dh. */
+int padded_head_dim(int dh) { return dh <= 16 ? 16 : dh <= 32 ? 32 : dh <= 64 ? 64 : 128; }
+
+template <int DH>
+bool launch_forward(float *out, float *lse, const float *qkv, int B, int N, int D, int H, float scale) {
+  dim3 grid((unsigned)tcu_ceil_div(N, kRows), (unsigned)(B * H));
+  flash_forward_kernel<DH><<<grid, Geometry<DH>::threads>>>(out, lse, qkv, N, D, H, scale);
+  return LAUNCH_OK("flash_forward_kernel");
+}
+
+/* dsum: D_i, then (bf16 mode) the recomputed lse_i, B*H*N floats each */
+template <int DH>
+bool launch_backward(float *d_qkv, float *dsum, const float *d_out, const float *qkv, const float *lse, int B, int N,
+                     int D, int H, float scale) {
+  dim3 grid((unsigned)tcu_ceil_div(N, kRows), (unsigned)(B * H));
+  if (g_tcu.bf16) {
+    float *lse32 = dsum + (size_t)B * H * N;
+    flash_backward_dq_kernel<DH, true>
+        <<<grid, Geometry<DH>::threads>>>(d_qkv, dsum, lse32, d_out, qkv, lse, N, D, H, scale);
+    lse = lse32;
+  } else {
+    flash_backward_dq_kernel<DH, false>
+        <<<grid, Geometry<DH>::threads>>>(d_qkv, dsum, NULL, d_out, qkv, lse, N, D, H, scale);
+  }
+  if (!LAUNCH_OK("flash_backward_dq_kernel")) return false;
+  flash_backward_dkv_kernel<DH><<<grid, Geometry<DH>::threads>>>(d_qkv, dsum, d_out, qkv, lse, N, D, H, scale);
+  return LAUNCH_OK("flash_backward_dkv_kernel");
 }
 
 }  // namespace
 
-size_t tcu_attention_probs_floats(int B, int N, int H) { return (size_t)B * (size_t)H * (size_t)N * (size_t)N; }
+/* The row log-sum-exp of every (clip, head, query). */
+size_t tcu_attention_probs_floats(int B, int N, int H) { return (size_t)B * (size_t)H * (size_t)N; }
 
-/* dP of one head at a time: N·N floats, whatever H (the batched variant would need H·N·N). */
-size_t tcu_attention_scratch_floats(int N) { return (size_t)N * (size_t)N; }
+/* The backward keeps D_i in backend scratch (its size depends on B and H, which this does not get). */
+size_t tcu_attention_scratch_floats(int N) {
+  (void)N;
+  return 1;
+}
 
 void tcu_attention_forward(float *out, float *probs, const float *qkv, int B, int N, int D, int H) {
   if (!shape_ok("attention_forward", B, N, D, H)) return;
   if (B == 0 || N == 0 || D == 0) return;
-  const int dh = D / H, ld_qkv = 3 * D;
+  const int dh = D / H;
   const float scale = 1.0f / sqrtf((float)dh);
-  const long long nn = (long long)N * N;
-  for (int b = 0; b < B; b++) {
-    const float *q = qkv + (size_t)b * N * ld_qkv, *k = q + D;
-    float *p = probs + (size_t)b * H * nn;
-    /* S = scale Q K^T for all heads of clip b */
-    if (!tcu_gemm(true, false, N, N, dh, scale, k, ld_qkv, dh, q, ld_qkv, dh, 0.0f, p, N, nn, H, NULL)) return;
+  if (g_tcu.bf16) {
+    tcu_attention_forward_bf16(out, probs, qkv, B, N, D, H, padded_head_dim(dh), scale);
+    return;
   }
-  long long rows = (long long)B * H * N;
-  unsigned blocks = (unsigned)tcu_ceil_div(rows, kWarpsPerBlock);
-  if (N <= 32 * kRegisterLanes)
-    softmax_rows_registers_kernel<<<blocks, kWarpsPerBlock * 32>>>(probs, rows, N);
-  else
-    softmax_rows_kernel<<<blocks, kWarpsPerBlock * 32>>>(probs, rows, N);
-  if (!LAUNCH_OK("softmax_rows_kernel")) return;
-  for (int b = 0; b < B; b++) {
-    const float *v = qkv + (size_t)b * N * ld_qkv + 2 * D;
-    const float *p = probs + (size_t)b * H * nn;
-    /* O = P V, head h into columns h·dh.. of out */
-    if (!tcu_gemm(false, false, dh, N, N, 1.0f, v, ld_qkv, dh, p, N, nn, 0.0f, out + (size_t)b * N * D, D, dh, H, NULL))
-      return;
+  switch (padded_head_dim(dh)) {
+    case 16: launch_forward<16>(out, probs, qkv, B, N, D, H, scale); break;
+    case 32: launch_forward<32>(out, probs, qkv, B, N, D, H, scale); break;
+    case 64: launch_forward<64>(out, probs, qkv, B, N, D, H, scale); break;
+    default: launch_forward<128>(out, probs, qkv, B, N, D, H, scale); break;
   }
 }
 
 void tcu_attention_backward(float *d_qkv, const float *d_out, const float *qkv, const float *probs, float *scratch,
                             int B, int N, int D, int H) {
+  (void)scratch;
   if (!shape_ok("attention_backward", B, N, D, H)) return;
   if (B == 0 || N == 0 || D == 0) return;
-  const int dh = D / H, ld_qkv = 3 * D;
+  const int dh = D / H;
   const float scale = 1.0f / sqrtf((float)dh);
-  const long long nn = (long long)N * N;
-  const unsigned blocks = (unsigned)tcu_ceil_div(N, kWarpsPerBlock);
-  for (int b = 0; b < B; b++) {
-    const float *q = qkv + (size_t)b * N * ld_qkv, *k = q + D, *v = q + 2 * D;
-    float *dq = d_qkv + (size_t)b * N * ld_qkv, *dk = dq + D, *dv = dq + 2 * D;
-    const float *dout = d_out + (size_t)b * N * D;
-    const float *p = probs + (size_t)b * H * nn;
-    /* dV = P^T dO, all heads at once */
-    if (!tcu_gemm(false, true, dh, N, N, 1.0f, dout, D, dh, p, N, nn, 0.0f, dv, ld_qkv, dh, H, NULL)) return;
-    for (int h = 0; h < H; h++) {
-      const size_t col = (size_t)h * dh;
-      const float *ph = p + (size_t)h * nn;
-      /* dP = dO V^T */
-      if (!tcu_gemm(true, false, N, N, dh, 1.0f, v + col, ld_qkv, 0, dout + col, D, 0, 0.0f, scratch, N, 0, 1, NULL))
-        return;
-      softmax_backward_rows_kernel<<<blocks, kWarpsPerBlock * 32>>>(scratch, ph, N);
-      if (!LAUNCH_OK("softmax_backward_rows_kernel")) return;
-      /* dQ = scale dS K; dK = scale dS^T Q */
-      if (!tcu_gemm(false, false, dh, N, N, scale, k + col, ld_qkv, 0, scratch, N, 0, 0.0f, dq + col, ld_qkv, 0, 1,
-                    NULL))
-        return;
-      if (!tcu_gemm(false, true, dh, N, N, scale, q + col, ld_qkv, 0, scratch, N, 0, 0.0f, dk + col, ld_qkv, 0, 1,
-                    NULL))
-        return;
-    }
+  float *dsum = (float *)tcu_scratch(TCU_SCRATCH_ATTENTION, (size_t)2 * B * H * N * sizeof(float));
+  if (!dsum) return;
+  switch (padded_head_dim(dh)) {
+    case 16: launch_backward<16>(d_qkv, dsum, d_out, qkv, probs, B, N, D, H, scale); break;
+    case 32: launch_backward<32>(d_qkv, dsum, d_out, qkv, probs, B, N, D, H, scale); break;
+    case 64: launch_backward<64>(d_qkv, dsum, d_out, qkv, probs, B, N, D, H, scale); break;
+    default: launch_backward<128>(d_qkv, dsum, d_out, qkv, probs, B, N, D, H, scale); break;
   }
 }

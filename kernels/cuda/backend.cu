@@ -13,7 +13,7 @@
 #include "kernels/backend.h"
 #include "kernels/cuda/cuda_internal.cuh"
 
-tcu_device_state g_tcu = {-1, 0, NULL, NULL, 0, NULL, NULL};
+tcu_device_state g_tcu = {-1, 0, NULL, NULL, 0, NULL, NULL, 0};
 
 /* ---- errors ---------------------------------------------------------------------------------- */
 
@@ -235,6 +235,15 @@ static int init_device(char *why, size_t why_size) {
   return 0;
 }
 
+static int be_set_precision(tpdiff_precision precision, char *err, size_t err_size) {
+  if (precision != TPDIFF_FP32 && precision != TPDIFF_BF16) {
+    if (err && err_size) snprintf(err, err_size, "cuda backend: unknown precision %d (fp32 = 0, bf16 = 1)", (int)precision);
+    return -1;
+  }
+  g_tcu.bf16 = precision == TPDIFF_BF16;
+  return 0;
+}
+
 static void fill_table(void) {
   tpdiff_backend *t = &g_table;
   t->abi = TPDIFF_BACKEND_ABI;
@@ -249,6 +258,7 @@ static void fill_table(void) {
   t->synchronize = be_synchronize;
   t->memory_info = be_memory_info;
   t->last_error = be_last_error;
+  t->set_precision = be_set_precision;
   t->linear_forward = tcu_linear_forward;
   t->linear_backward = tcu_linear_backward;
   t->layernorm_modulate_forward = tcu_layernorm_modulate_forward;

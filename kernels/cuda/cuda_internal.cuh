@@ -43,13 +43,23 @@ struct tcu_device_state {
   size_t lt_workspace_bytes;
   double *reduce_partials; /* TCU_REDUCE_BLOCKS doubles: per-block partial sums */
   double *reduce_result;   /* one double: the final sum, copied to the host */
+  int bf16;                /* set_precision(TPDIFF_BF16): the Linear layers multiply in bf16 */
 };
 extern tcu_device_state g_tcu;
 
 /* Backend-owned device buffers that grow on demand (never shrink) and are reused by every call:
  * after the first steps of a run nothing is allocated inside the training loop. A slot is owned by
  * one op for the duration of its call only. Returns NULL (error recorded) when out of memory. */
-enum tcu_scratch_slot { TCU_SCRATCH_COLSUM = 0, TCU_SCRATCH_INDEX, TCU_SCRATCH_COEF, TCU_SCRATCH_SLOTS };
+enum tcu_scratch_slot {
+  TCU_SCRATCH_COLSUM = 0,
+  TCU_SCRATCH_INDEX,
+  TCU_SCRATCH_COEF,
+  TCU_SCRATCH_ATTENTION, /* attention backward: D_i = rowsum(dO ∘ O) and (bf16) lse_i, 2*B*H*N floats */
+  TCU_SCRATCH_BF16_IN,   /* bf16 copies of a Linear's input, */
+  TCU_SCRATCH_BF16_W,    /* weight */
+  TCU_SCRATCH_BF16_DOUT, /* and output gradient (bf16 mode only) */
+  TCU_SCRATCH_SLOTS
+};
 void *tcu_scratch(tcu_scratch_slot slot, size_t bytes);
 
 /* ---- launch helpers -------------------------------------------------------------------------- */
@@ -167,6 +177,9 @@ void tcu_attention_forward(float *out, float *probs, const float *qkv, int B, in
 void tcu_attention_backward(float *d_qkv, const float *d_out, const float *qkv, const float *probs, float *scratch,
                             int B, int N, int D, int H);
 size_t tcu_attention_probs_floats(int B, int N, int H);
+/* bf16 mode's forward (attention_bf16.cu): same contract, head dimension padded to padded_dh. */
+bool tcu_attention_forward_bf16(float *out, float *lse, const float *qkv, int B, int N, int D, int H, int padded_dh,
+                                float scale);
 size_t tcu_attention_scratch_floats(int N);
 void tcu_patchify(float *tokens, const float *x, int B, int C, int T, int H, int W, int p);
 void tcu_unpatchify(float *x, const float *tokens, int B, int C, int T, int H, int W, int p);

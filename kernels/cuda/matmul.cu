@@ -8,6 +8,14 @@
  * numerical-implementation mask that excludes tensor-core kernels, so results agree with OpenBLAS
  * sgemm to fp32 rounding (~1e-6), not TF32's ~1e-3.
  *
+ * bf16 mode (set_precision): a Linear layer casts its operands (input, weight, output gradient) to
+ * bf16 in backend scratch buffers that grow to the largest layer and are then reused, and multiplies
+ * them on tensor cores with fp32 accumulation, fp32 compute type and fp32 output (A/B CUDA_R_16BF,
+ * C/D CUDA_R_32F, CUBLAS_COMPUTE_32F). The weight is cast on every call rather than cached: a cache
+ * would have to follow every write into the parameters (AdamW, checkpoint loads, uploads), and the
+ * cast reads N·K floats where the GEMM does 2·M·N·K FLOPs with M = tokens in the thousands. The bias
+ * is then added by a separate kernel (no BIAS epilogue for mixed types), in fp32.
+ *
  * Plans: a matmul descriptor, three layouts and the heuristic's algorithm cost a few microseconds
  * (the heuristic much more), so they are made once per shape and kept in a small open-addressing
  * hash table. The key holds everything the heuristic's answer depends on: transposes, sizes,
@@ -15,6 +23,7 @@
  * pointer (cuBLASLt assumes 256-byte alignment unless told otherwise, and the model passes
  * sub-tensors of one arena at arbitrary 4-byte offsets). The same shape always gets the same
  * algorithm, so results are reproducible from run to run. */
+#include <cuda_bf16.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
@@ -27,6 +36,7 @@ struct PlanKey {
   int32_t trans_a, trans_b, m, n, k, lda, ldb, ldc, batch, has_bias;
   int64_t stride_a, stride_b, stride_c;
   int32_t align_a, align_b, align_c, align_bias;
+  int32_t in_bf16; /* A and B are bf16 (C stays fp32) */
 };
 
 struct Plan {
@@ -48,9 +58,9 @@ pthread_mutex_t g_plan_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* Largest power of two (at most 256) that divides the address and, because every column and every
  * batch entry starts at such an offset, the leading dimension and batch stride in bytes. */
-int32_t alignment_of(const void *p, long long ld, long long stride, int batch) {
-  uint64_t bits = (uint64_t)(uintptr_t)p | 256u | ((uint64_t)ld * 4u);
-  if (batch > 1) bits |= (uint64_t)stride * 4u;
+int32_t alignment_of(const void *p, long long ld, long long stride, int batch, unsigned elem_bytes = 4) {
+  uint64_t bits = (uint64_t)(uintptr_t)p | 256u | ((uint64_t)ld * elem_bytes);
+  if (batch > 1) bits |= (uint64_t)stride * elem_bytes;
   return (int32_t)(bits & (~bits + 1u));
 }
 
@@ -69,8 +79,9 @@ void destroy_plan(Plan *p) {
   memset(p, 0, sizeof *p);
 }
 
-bool make_layout(cublasLtMatrixLayout_t *layout, uint64_t rows, uint64_t cols, int64_t ld, int batch, int64_t stride) {
-  if (!CUBLAS_OK(cublasLtMatrixLayoutCreate(layout, CUDA_R_32F, rows, cols, ld))) return false;
+bool make_layout(cublasLtMatrixLayout_t *layout, cudaDataType_t type, uint64_t rows, uint64_t cols, int64_t ld,
+                 int batch, int64_t stride) {
+  if (!CUBLAS_OK(cublasLtMatrixLayoutCreate(layout, type, rows, cols, ld))) return false;
   if (batch > 1) {
     int32_t count = batch;
     if (!CUBLAS_OK(cublasLtMatrixLayoutSetAttribute(*layout, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &count, sizeof count)))
@@ -103,13 +114,14 @@ bool build_plan(Plan *p, const PlanKey &key, const float *bias) {
       return false;
   }
   /* Stored shapes: op(A) is m x k, so A is stored k x m when transposed; likewise B. */
-  if (!make_layout(&p->layout_a, key.trans_a ? key.k : key.m, key.trans_a ? key.m : key.k, key.lda, key.batch,
+  const cudaDataType_t in_type = key.in_bf16 ? CUDA_R_16BF : CUDA_R_32F;
+  if (!make_layout(&p->layout_a, in_type, key.trans_a ? key.k : key.m, key.trans_a ? key.m : key.k, key.lda, key.batch,
                    key.stride_a))
     return false;
-  if (!make_layout(&p->layout_b, key.trans_b ? key.n : key.k, key.trans_b ? key.k : key.n, key.ldb, key.batch,
+  if (!make_layout(&p->layout_b, in_type, key.trans_b ? key.n : key.k, key.trans_b ? key.k : key.n, key.ldb, key.batch,
                    key.stride_b))
     return false;
-  if (!make_layout(&p->layout_c, key.m, key.n, key.ldc, key.batch, key.stride_c)) return false;
+  if (!make_layout(&p->layout_c, CUDA_R_32F, key.m, key.n, key.ldc, key.batch, key.stride_c)) return false;
 
   cublasLtMatmulPreference_t pref = NULL;
   if (!CUBLAS_OK(cublasLtMatmulPreferenceCreate(&pref))) return false;
@@ -130,6 +142,7 @@ bool build_plan(Plan *p, const PlanKey &key, const float *bias) {
     /* First ask for plain FMA kernels only (no tensor cores: no TF32, no emulation); if cuBLASLt
      * has none for this case, take whatever it offers under CUBLAS_COMPUTE_32F. */
     uint64_t masks[2] = {~(uint64_t)CUBLASLT_NUMERICAL_IMPL_FLAGS_TENSOR_OP_MASK, ~(uint64_t)0};
+    if (key.in_bf16) masks[0] = ~(uint64_t)0; /* bf16 is for the tensor cores */
     for (int attempt = 0; attempt < 2 && !p->has_algo && ok; attempt++) {
       ok = CUBLAS_OK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_IMPL_MASK, &masks[attempt],
                                                           sizeof masks[attempt]));
@@ -189,7 +202,7 @@ Plan *find_plan(const PlanKey &key, const float *bias) {
 
 /* Runs a plan; returns cuBLASLt's status without recording it (the caller decides whether a failure
  * is an error or a reason to fall back). */
-cublasStatus_t run_plan(Plan *p, float alpha, const float *A, const float *B, float beta, float *C, const float *bias) {
+cublasStatus_t run_plan(Plan *p, float alpha, const void *A, const void *B, float beta, float *C, const float *bias) {
   if (p->key.has_bias) {
     const void *bias_ptr = bias; /* same alignment as when planned (part of the key) */
     cublasStatus_t st =
@@ -202,18 +215,22 @@ cublasStatus_t run_plan(Plan *p, float alpha, const float *A, const float *B, fl
 
 /* Last resort where cuBLASLt offers no algorithm at all (never seen for fp32; kept so an odd shape
  * is slow rather than wrong or failing): one thread per output element, fp32 accumulation. */
-__global__ void fallback_gemm_kernel(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *A,
-                                     int lda, long long stride_a, const float *B, int ldb, long long stride_b,
-                                     float beta, float *C, int ldc, long long stride_c, int batch, const float *bias) {
+__device__ __forceinline__ float as_float(float v) { return v; }
+__device__ __forceinline__ float as_float(__nv_bfloat16 v) { return __bfloat162float(v); }
+
+template <typename T>
+__global__ void fallback_gemm_kernel(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const T *A, int lda,
+                                     long long stride_a, const T *B, int ldb, long long stride_b, float beta, float *C,
+                                     int ldc, long long stride_c, int batch, const float *bias) {
   const size_t total = (size_t)m * (size_t)n * (size_t)batch;
   for (size_t e = blockIdx.x * (size_t)blockDim.x + threadIdx.x; e < total; e += (size_t)gridDim.x * blockDim.x) {
     const int i = (int)(e % (size_t)m), j = (int)(e / (size_t)m % (size_t)n);
     const long long bi = (long long)(e / ((size_t)m * (size_t)n));
-    const float *a = A + bi * stride_a, *b = B + bi * stride_b;
+    const T *a = A + bi * stride_a, *b = B + bi * stride_b;
     float s = 0.0f;
     for (int p = 0; p < k; p++) {
-      float av = trans_a ? a[p + (long long)i * lda] : a[i + (long long)p * lda];
-      float bv = trans_b ? b[j + (long long)p * ldb] : b[p + (long long)j * ldb];
+      float av = as_float(trans_a ? a[p + (long long)i * lda] : a[i + (long long)p * lda]);
+      float bv = as_float(trans_b ? b[j + (long long)p * ldb] : b[p + (long long)j * ldb]);
       s += av * bv;
     }
     float *c = C + bi * stride_c + i + (long long)j * ldc;
@@ -254,11 +271,25 @@ dim3 columns_grid(int m, long long columns) {
   return dim3((unsigned)(gx > 0 ? gx : 1), (unsigned)(gy > 0 ? gy : 1));
 }
 
-}  // namespace
+/* out[i] = bf16(in[i]), round to nearest even. */
+__global__ void cast_bf16_kernel(__nv_bfloat16 *out, const float *in, size_t n) {
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+    out[i] = __float2bfloat16_rn(in[i]);
+}
 
-bool tcu_gemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *A, int lda, long long stride_a,
-              const float *B, int ldb, long long stride_b, float beta, float *C, int ldc, long long stride_c, int batch,
-              const float *bias) {
+/* A bf16 copy of n floats in scratch `slot`; NULL (error recorded) on failure. */
+const __nv_bfloat16 *to_bf16(tcu_scratch_slot slot, const float *in, size_t n) {
+  __nv_bfloat16 *out = (__nv_bfloat16 *)tcu_scratch(slot, (n > 0 ? n : 1) * sizeof(__nv_bfloat16));
+  if (!out) return NULL;
+  if (n == 0) return out;
+  cast_bf16_kernel<<<tcu_grid(n), TCU_THREADS>>>(out, in, n);
+  return LAUNCH_OK("cast_bf16_kernel") ? out : NULL;
+}
+
+/* tcu_gemm with A and B of either type (in_bf16: __nv_bfloat16, else float); C is fp32. */
+bool gemm_impl(bool in_bf16, bool trans_a, bool trans_b, int m, int n, int k, float alpha, const void *A, int lda,
+               long long stride_a, const void *B, int ldb, long long stride_b, float beta, float *C, int ldc,
+               long long stride_c, int batch, const float *bias) {
   if (m < 0 || n < 0 || k < 0 || batch < 0) {
     TCU_FAIL("gemm: negative size m=%d n=%d k=%d batch=%d", m, n, k, batch);
     return false;
@@ -283,13 +314,15 @@ bool tcu_gemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, cons
   key.stride_a = batch > 1 ? stride_a : 0;
   key.stride_b = batch > 1 ? stride_b : 0;
   key.stride_c = batch > 1 ? stride_c : 0;
-  key.align_a = alignment_of(A, lda, stride_a, batch);
-  key.align_b = alignment_of(B, ldb, stride_b, batch);
+  const unsigned in_bytes = in_bf16 ? 2u : 4u;
+  key.in_bf16 = in_bf16;
+  key.align_a = alignment_of(A, lda, stride_a, batch, in_bytes);
+  key.align_b = alignment_of(B, ldb, stride_b, batch, in_bytes);
   key.align_c = alignment_of(C, ldc, stride_c, batch);
 
   pthread_mutex_lock(&g_plan_lock);
   bool done = false, bias_done = bias == NULL, use_fallback = false;
-  if (bias) {
+  if (bias && !in_bf16) {
     PlanKey with_bias = key;
     with_bias.has_bias = 1;
     with_bias.align_bias = alignment_of(bias, 0, 0, 1);
@@ -319,9 +352,9 @@ bool tcu_gemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, cons
       if (!p->noticed) {
         p->noticed = 1;
         fprintf(stderr,
-                "tpdiff cuda: cuBLASLt has no fp32 algorithm for gemm m=%d n=%d k=%d lda=%d ldb=%d ldc=%d batch=%d "
+                "tpdiff cuda: cuBLASLt has no %s algorithm for gemm m=%d n=%d k=%d lda=%d ldb=%d ldc=%d batch=%d "
                 "trans=%c%c (%s); using a slow fallback kernel\n",
-                m, n, k, lda, ldb, ldc, batch, trans_a ? 'T' : 'N', trans_b ? 'T' : 'N',
+                in_bf16 ? "bf16" : "fp32", m, n, k, lda, ldb, ldc, batch, trans_a ? 'T' : 'N', trans_b ? 'T' : 'N',
                 cublasLtGetStatusName(p->status));
       }
     }
@@ -329,9 +362,14 @@ bool tcu_gemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, cons
   pthread_mutex_unlock(&g_plan_lock);
   if (use_fallback) {
     size_t total = (size_t)m * (size_t)n * (size_t)batch;
-    fallback_gemm_kernel<<<tcu_grid(total), TCU_THREADS>>>(trans_a, trans_b, m, n, k, alpha, A, lda, stride_a, B, ldb,
-                                                           stride_b, beta, C, ldc, stride_c, batch,
-                                                           bias_done ? NULL : bias);
+    if (in_bf16)
+      fallback_gemm_kernel<<<tcu_grid(total), TCU_THREADS>>>(
+          trans_a, trans_b, m, n, k, alpha, (const __nv_bfloat16 *)A, lda, stride_a, (const __nv_bfloat16 *)B, ldb,
+          stride_b, beta, C, ldc, stride_c, batch, bias_done ? NULL : bias);
+    else
+      fallback_gemm_kernel<<<tcu_grid(total), TCU_THREADS>>>(trans_a, trans_b, m, n, k, alpha, (const float *)A, lda,
+                                                             stride_a, (const float *)B, ldb, stride_b, beta, C, ldc,
+                                                             stride_c, batch, bias_done ? NULL : bias);
     if (!LAUNCH_OK("fallback_gemm_kernel")) return false;
     bias_done = true;
   }
@@ -343,6 +381,15 @@ bool tcu_gemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, cons
   return true;
 }
 
+}  // namespace
+
+bool tcu_gemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *A, int lda, long long stride_a,
+              const float *B, int ldb, long long stride_b, float beta, float *C, int ldc, long long stride_c, int batch,
+              const float *bias) {
+  return gemm_impl(false, trans_a, trans_b, m, n, k, alpha, A, lda, stride_a, B, ldb, stride_b, beta, C, ldc, stride_c,
+                   batch, bias);
+}
+
 /* ---- Linear (PyTorch layout, weight [N, K]) -------------------------------------------------- */
 
 void tcu_linear_forward(float *out, const float *in, const float *weight, const float *bias, int M, int K, int N) {
@@ -351,6 +398,12 @@ void tcu_linear_forward(float *out, const float *in, const float *weight, const 
     return;
   }
   /* out^T[N, M] = W (op T of the stored K x N column-major W^T) · in^T (stored K x M), + bias[N] per column */
+  if (g_tcu.bf16 && M > 0 && N > 0 && K > 0) {
+    const __nv_bfloat16 *w16 = to_bf16(TCU_SCRATCH_BF16_W, weight, (size_t)N * K);
+    const __nv_bfloat16 *in16 = w16 ? to_bf16(TCU_SCRATCH_BF16_IN, in, (size_t)M * K) : NULL;
+    if (in16) gemm_impl(true, true, false, N, M, K, 1.0f, w16, K, 0, in16, K, 0, 0.0f, out, N, 0, 1, bias);
+    return;
+  }
   tcu_gemm(true, false, N, M, K, 1.0f, weight, K > 0 ? K : 1, 0, in, K > 0 ? K : 1, 0, 0.0f, out, N > 0 ? N : 1, 0, 1,
            bias);
 }
@@ -362,11 +415,26 @@ void tcu_linear_backward(float *d_in, float *d_weight, float *d_bias, const floa
     return;
   }
   int ldk = K > 0 ? K : 1, ldn = N > 0 ? N : 1;
+  if (g_tcu.bf16 && M > 0 && N > 0 && K > 0) {
+    /* the same two products on bf16 copies; the bias gradient below sums the fp32 d_out */
+    const __nv_bfloat16 *dout16 = to_bf16(TCU_SCRATCH_BF16_DOUT, d_out, (size_t)M * N);
+    if (!dout16) return;
+    if (d_in) {
+      const __nv_bfloat16 *w16 = to_bf16(TCU_SCRATCH_BF16_W, weight, (size_t)N * K);
+      if (!w16 || !gemm_impl(true, false, false, K, M, N, 1.0f, w16, ldk, 0, dout16, ldn, 0, 0.0f, d_in, ldk, 0, 1, NULL))
+        return;
+    }
+    const __nv_bfloat16 *in16 = to_bf16(TCU_SCRATCH_BF16_IN, in, (size_t)M * K);
+    if (!in16 || !gemm_impl(true, false, true, K, N, M, 1.0f, in16, ldk, 0, dout16, ldn, 0, 1.0f, d_weight, ldk, 0, 1,
+                            NULL))
+      return;
+  } else {
   /* d_in^T[K, M] = W^T (stored K x N) · d_out^T (stored N x M); overwritten (beta 0) */
-  if (d_in && !tcu_gemm(false, false, K, M, N, 1.0f, weight, ldk, 0, d_out, ldn, 0, 0.0f, d_in, ldk, 0, 1, NULL))
-    return;
-  /* d_weight^T[K, N] += in^T (stored K x M) · d_out (op T of the stored N x M); accumulated (beta 1) */
-  if (!tcu_gemm(false, true, K, N, M, 1.0f, in, ldk, 0, d_out, ldn, 0, 1.0f, d_weight, ldk, 0, 1, NULL)) return;
+    if (d_in && !tcu_gemm(false, false, K, M, N, 1.0f, weight, ldk, 0, d_out, ldn, 0, 0.0f, d_in, ldk, 0, 1, NULL))
+      return;
+    /* d_weight^T[K, N] += in^T (stored K x M) · d_out (op T of the stored N x M); accumulated (beta 1) */
+    if (!tcu_gemm(false, true, K, N, M, 1.0f, in, ldk, 0, d_out, ldn, 0, 1.0f, d_weight, ldk, 0, 1, NULL)) return;
+  }
   /* d_bias[N] += column sums of d_out: deterministic chunked sum (reduce.cu), not atomics */
   if (d_bias) {
     tcu_colsum_source src = {TCU_COLSUM_ROWS, d_out, NULL, NULL, NULL};

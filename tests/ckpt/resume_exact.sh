@@ -54,7 +54,7 @@ resume_case() {
 }
 
 # tiny, slowed down with bigger microbatches so the kill lands mid-run
-resume_case synthetic configs/tiny.yaml --train.clips_per_microbatch=16 --train.microbatches=2
+resume_case synthetic configs/tiny.yaml --train.clips_per_microbatch=8 --train.microbatches=2
 
 "$SYNTH" --out "$tmp/set" --kind shapes --count 40 --frames 8 --size 16x16 --channels 3 --levels 3 \
   --clips-per-shard 16 --previews 0 >"$tmp/synth.log" 2>&1
@@ -64,7 +64,7 @@ resume_case shards configs/tiny.yaml --pyramid.stages=3 --pyramid.schedule=balan
   --train.clips_per_microbatch=4 --train.microbatches=2
 
 # SIGTERM: checkpoint at the next step boundary, exit 143, resume to the same end
-args=(configs/tiny.yaml --train.clips_per_microbatch=16 --train.microbatches=2 --train.steps=20 --sample.count=1)
+args=(configs/tiny.yaml --train.clips_per_microbatch=8 --train.microbatches=2 --train.steps=20 --sample.count=1)
 "$BIN" "${args[@]}" --train.out="$tmp/term" >"$tmp/term.log" 2>&1 &
 pid=$!
 wait_for "$tmp/term/log.tsv"

@@ -1,21 +1,25 @@
 #!/usr/bin/env bash
 # check_gpu.sh — builds the CUDA backend and the two checkers, runs every backend op against its
-# CPU twin on this machine's GPU (tests/gpu/check_kernels.c), then the whole model: forward, every
-# gradient and 50 training steps GPU against CPU, and the base workload's timing per pyramid stage
-# (tests/gpu/check_model.c); prints a short report with the timing table last.
+# CPU twin on this machine's GPU (tests/gpu/check_kernels.c, fp32 then the bf16 rung), then the
+# whole model: forward, every gradient and 50 training steps GPU against CPU, and the base
+# workload's timing per pyramid stage (tests/gpu/check_model.c), then the same model in bf16
+# (check_model --bf16 --no-base: forward and gradients at bf16 limits, and the timing); prints a
+# short report with the two timing tables (fp32, bf16) last.
 #
 #   bash tests/gpu/check_gpu.sh [CHECK_KERNELS_ARGS...]     (or: make check-gpu)
 #
 # Arguments go to check_kernels, e.g. `--only attention` or `--quick` (see tests/gpu/check_kernels.c);
-# CHECK_MODEL_ARGS="..." go to check_model (e.g. "--quick", "--no-base"). CHECK_GPU_LIB=PATH checks
-# that library instead of the one just built.
+# CHECK_MODEL_ARGS="..." go to the fp32 check_model (e.g. "--quick", "--no-base"),
+# CHECK_MODEL_BF16_ARGS="..." to the bf16 one. CHECK_GPU_LIB=PATH checks that library instead of
+# the one just built.
 #
 # The full log goes to ${OUT:-bench/results}/check_gpu.log. Exit status: 0 every check passed,
 # 1 a check failed, 2 the build failed, 3 no GPU backend could be loaded (no GPU/driver), 124 a
-# checker ran past its time limit. Takes about 3 minutes on one H100 (about 1 of them nvcc): the
-# whole script keeps within CHECK_GPU_BUDGET_S (default 230 s) by giving check_model what is left
-# (at least 60 s) and letting it skip, with a SKIP line, base-shape stages whose CPU reference
-# would not finish in time.
+# checker ran past its time limit. Takes about 5 minutes on one H100, build included: the whole
+# script keeps within CHECK_GPU_BUDGET_S (default 300 s, counted from its start) by giving the fp32
+# check_model what is left less the bf16 run's CHECK_MODEL_BF16_TIMEOUT_S (default 90 s; at least
+# 60 s each) and letting it skip, with a SKIP line, base-shape stages whose CPU reference would not
+# finish in time.
 #
 # Robust to a bare GPU machine: it builds only the CUDA library and the checker (not the trainer,
 # whose libyaml/HDF5 may be missing there); if that build fails it retries once without -Werror
@@ -158,7 +162,7 @@ run_start=$SECONDS
 timeout -k 10 "$checker_limit_s" "$checker" --lib "$lib" "$@" >"$out_dir/check_kernels.out" 2>&1
 rc=$?
 cat "$out_dir/check_kernels.out" >>"$log"
-run_s=$((SECONDS - run_start))
+kernels_s=$((SECONDS - run_start))
 
 # ---- short report: check_kernels ----------------------------------------------------------------
 echo
@@ -184,53 +188,72 @@ if [ -z "$summary" ]; then
 fi
 rm -f "$out_dir/check_kernels.out"
 
-# ---- run and report: check_model ------------------------------------------------------------------
-# What is left of the budget, at least 60 s; check_model starts no base-shape stage that would end
-# past its deadline, 30 s before the kill.
-budget_s=${CHECK_GPU_BUDGET_S:-230}
-model_limit_s=${CHECK_MODEL_TIMEOUT_S:-$((budget_s - (SECONDS - start)))}
+# ---- run and report: check_model, fp32 then bf16 ---------------------------------------------------
+# The fp32 run gets what is left of the budget less the bf16 run's share (at least 60 s each);
+# check_model starts no base-shape stage that would end past its deadline, 30 s before the kill.
+# The bf16 run (--bf16 --no-base: tiny forward/gradients at bf16 limits, then the base timing)
+# should need about 40 s on an H100.
+budget_s=${CHECK_GPU_BUDGET_S:-300}
+bf16_limit_s=${CHECK_MODEL_BF16_TIMEOUT_S:-90}
+model_limit_s=${CHECK_MODEL_TIMEOUT_S:-$((budget_s - (SECONDS - start) - bf16_limit_s))}
 [ "$model_limit_s" -ge 60 ] || model_limit_s=60
-model_rc=0 model_s=0 model_summary=""
-if [ ! -x "$model_checker" ]; then
-  model_rc=2
-  model_summary="not built (see $log)"
-else
-  section "check_model (limit ${model_limit_s}s)"
-  model_start=$SECONDS
-  # shellcheck disable=SC2086 # CHECK_MODEL_ARGS is a list of options
-  timeout -k 10 "$model_limit_s" "$model_checker" --lib "$lib" --deadline-s $((model_limit_s - 30)) \
-    ${CHECK_MODEL_ARGS:-} >"$out_dir/check_model.out" 2>&1
-  model_rc=$?
-  model_s=$((SECONDS - model_start))
-  cat "$out_dir/check_model.out" >>"$log"
+model_rc=0 model_s=0 model_summary="" bf16_rc=0 bf16_s=0 bf16_summary=""
+# run_model NAME LIMIT_S ARGS...: runs check_model into $out_dir/NAME.out, prints its short report
+# and sets run_rc, run_s, run_summary.
+run_model() {
+  local name=$1 limit=$2
+  shift 2
+  section "check_model $* (limit ${limit}s)"
+  local t0=$SECONDS
+  timeout -k 10 "$limit" "$model_checker" --lib "$lib" --deadline-s $((limit - 30)) "$@" >"$out_dir/$name.out" 2>&1
+  run_rc=$?
+  run_s=$((SECONDS - t0))
+  cat "$out_dir/$name.out" >>"$log"
   echo
-  head -1 "$out_dir/check_model.out"
-  grep -E '^(FAIL|SKIP|stopping)' "$out_dir/check_model.out" | head -40
-  grep -E '^PASS (training|gradients)' "$out_dir/check_model.out"
-  grep -E '^memory plan' "$out_dir/check_model.out" # activations per stage, before the timing
-  grep -E '^tpdiff cuda:' "$out_dir/check_model.out" | sort | uniq -c | head -10
-  model_summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$out_dir/check_model.out" | tail -1)
-  if [ "$model_rc" -eq 124 ] || [ "$model_rc" -eq 137 ]; then
-    say "check_gpu: check_model did not finish within ${model_limit_s}s (killed); last lines:"
-    tail -5 "$out_dir/check_model.out"
-    grep -E '^timing ' "$out_dir/check_model.out" | tee -a "$log" # the rows measured before the kill
-    model_summary="killed after ${model_limit_s}s"
-  elif [ -z "$model_summary" ]; then
-    model_summary="no summary line (exit status $model_rc: crashed?)"
-    tail -8 "$out_dir/check_model.out"
+  head -1 "$out_dir/$name.out"
+  grep -E '^(FAIL|SKIP|stopping)' "$out_dir/$name.out" | head -40
+  grep -E '^PASS (training|gradients|forward)' "$out_dir/$name.out"
+  grep -E '^memory plan' "$out_dir/$name.out" # activations per stage, before the timing
+  grep -E '^tpdiff cuda:' "$out_dir/$name.out" | sort | uniq -c | head -10
+  run_summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$out_dir/$name.out" | tail -1)
+  if [ "$run_rc" -eq 124 ] || [ "$run_rc" -eq 137 ]; then
+    say "check_gpu: check_model $* did not finish within ${limit}s (killed); last lines:"
+    tail -5 "$out_dir/$name.out"
+    grep -E '^timing ' "$out_dir/$name.out" | tee -a "$log" # the rows measured before the kill
+    run_summary="killed after ${limit}s"
+  elif [ -z "$run_summary" ]; then
+    run_summary="no summary line (exit status $run_rc: crashed?)"
+    tail -8 "$out_dir/$name.out"
   fi
+}
+if [ ! -x "$model_checker" ]; then
+  model_rc=2 bf16_rc=2
+  model_summary="not built (see $log)" bf16_summary=$model_summary
+else
+  # shellcheck disable=SC2086 # CHECK_MODEL_ARGS is a list of options
+  run_model check_model "$model_limit_s" ${CHECK_MODEL_ARGS:-}
+  model_rc=$run_rc model_s=$run_s model_summary=$run_summary
+  # shellcheck disable=SC2086
+  run_model check_model_bf16 "$bf16_limit_s" --bf16 --no-base ${CHECK_MODEL_BF16_ARGS:-}
+  bf16_rc=$run_rc bf16_s=$run_s bf16_summary=$run_summary
 fi
 
-say "check_gpu: build ${build_s}s, check_kernels ${run_s}s, check_model ${model_s}s, full log $log"
+say "check_gpu: build ${build_s}s, check_kernels ${kernels_s}s, check_model ${model_s}s + bf16 ${bf16_s}s, full log $log"
 say "check_kernels: $summary"
 say "check_model: $model_summary"
-# the base workload's timing table, last (measured even when a later check was skipped or failed)
-if [ -f "$out_dir/check_model.out" ]; then
-  sed -n '/^base workload on/,/^$/p' "$out_dir/check_model.out" | tee -a "$log"
-  rm -f "$out_dir/check_model.out"
-fi
-if [ "$model_rc" -eq 124 ] || [ "$model_rc" -eq 137 ]; then exit 124; fi
-if [ "$rc" -ne 0 ] || [ "$model_rc" -eq 1 ]; then exit 1; fi
+say "check_model --bf16: $bf16_summary"
+# the base workload's timing tables, fp32 then bf16, last (measured even when a later check was
+# skipped or failed)
+for name in check_model check_model_bf16; do
+  if [ -f "$out_dir/$name.out" ]; then
+    sed -n '/^base workload on/,/^$/p' "$out_dir/$name.out" | tee -a "$log"
+    rm -f "$out_dir/$name.out"
+  fi
+done
+for r in "$model_rc" "$bf16_rc"; do
+  if [ "$r" -eq 124 ] || [ "$r" -eq 137 ]; then exit 124; fi
+done
+if [ "$rc" -ne 0 ] || [ "$model_rc" -eq 1 ] || [ "$bf16_rc" -eq 1 ]; then exit 1; fi
 if [ "$model_rc" -eq 2 ]; then exit 2; fi
-if [ "$model_rc" -ne 0 ]; then exit 1; fi
+if [ "$model_rc" -ne 0 ] || [ "$bf16_rc" -ne 0 ]; then exit 1; fi
 exit 0

@@ -51,6 +51,7 @@ const tpdiff_backend *dev;
 int passed, failed;
 static const char *only; /* --only */
 int timing_on = 1;       /* --no-timing sets 0 */
+int bf16_mode;
 static int quick;        /* --quick: skip the realistic sizes */
 
 #define MAX_TIMINGS 128
@@ -252,6 +253,50 @@ void dev_set(const char *op, float *d, const float *host, size_t n) {
 
 /* ---- main ---------------------------------------------------------------------------------------- */
 
+/* The bf16 rung: the ops with a bf16 path at their bf16 limits (Linear and the attention forward at
+ * 1e-2; the attention backward stays fp32 and keeps 1e-4). A backend without bf16 (the CPU) must
+ * refuse it with one line. */
+static void check_bf16(void) {
+  char err[512] = "";
+  int rc = dev->set_precision(TPDIFF_BF16, err, sizeof err);
+  if (strcmp(dev->name, "cpu") == 0) {
+    int ok = rc != 0 && strstr(err, "bf16 needs the CUDA backend") && !strchr(err, '\n');
+    printf("%s set_precision bf16 refused by the cpu backend: rc=%d \"%s\"\n", ok ? "PASS" : "FAIL", rc, err);
+    ok ? passed++ : failed++;
+    return;
+  }
+  if (rc != 0) {
+    printf("FAIL set_precision bf16: rc=%d %s\n", rc, err);
+    failed++;
+    return;
+  }
+  bf16_mode = 1;
+  check_linear(17, 12, 20, 1, 1, 0);
+  check_linear(33, 7, 5, 0, 1, 0);
+  check_linear(5, 3, 1, 1, 0, 0);
+  check_linear(129, 96, 40, 1, 1, 0);
+  if (!quick) {
+    check_linear(4096, 768, 768, 1, 1, 1);
+    check_linear(4096, 768, 3072, 1, 1, 1);
+    check_linear(4096, 3072, 768, 1, 1, 1);
+  }
+  check_attention(1, 17, 12, 3, 0);
+  check_attention(2, 33, 20, 2, 0);
+  check_attention(1, 1100, 64, 4, 0);
+  check_attention(2, 77, 96, 3, 0);
+  check_attention(1, 130, 128, 2, 0);
+  if (!quick) {
+    check_attention(1, 4096, 768, 12, 1);
+    check_attention(1, 4097, 128, 2, 0);
+  }
+  bf16_mode = 0;
+  rc = dev->set_precision(TPDIFF_FP32, err, sizeof err);
+  printf("%s set_precision fp32 after bf16: rc=%d\n", rc == 0 ? "PASS" : "FAIL", rc);
+  rc == 0 ? passed++ : failed++;
+  /* fp32 is back: the first linear case again at the fp32 limit */
+  check_linear(17, 12, 20, 1, 1, 0);
+}
+
 int main(int argc, char **argv) {
   const char *lib = NULL;
   int use_cpu = 0;
@@ -337,10 +382,20 @@ int main(int argc, char **argv) {
     check_linear(4096, 3072, 768, 1, 1, 1); /* MLP fc2 */
   }
 
+  /* Head dimensions 4, 10, 16, 32, 64, 128 (each flash kernel width, padded or full) and N that are
+   * not multiples of the CUDA tiles (64-row blocks, 32-row shared tiles). */
   check_attention(1, 17, 12, 3, 0);
   check_attention(2, 33, 20, 2, 0);
-  check_attention(1, 1100, 64, 4, 0); /* N > 1024: the softmax path that re-reads rows */
-  if (!quick) check_attention(2, 1024, 768, 12, 1);
+  check_attention(1, 1100, 64, 4, 0);
+  check_attention(2, 77, 96, 3, 0);
+  check_attention(1, 130, 128, 2, 0);
+  check_attention(1, 97, 256, 2, 0);
+  if (!quick) {
+    check_attention(2, 1024, 768, 12, 1);
+    check_attention(1, 4096, 768, 12, 1); /* base: N = 4096 tokens, 12 heads of 64 */
+    check_attention(1, 4097, 128, 2, 0);  /* base's head dimension, one token past a whole tile */
+  }
+  check_bf16();
 
   finish();
   return 0;

@@ -15,6 +15,7 @@
 
 extern const tpdiff_backend *dev; /* the backend under test */
 extern int passed, failed;        /* comparison lines printed so far, by outcome */
+extern int bf16_mode;             /* 1 while the bf16 cases run (set_precision(TPDIFF_BF16)) */
 extern int timing_on;             /* 0 with --no-timing: TIME_OP then does nothing */
 
 double now_us(void);                               /* monotonic clock, microseconds */

@@ -1,10 +1,8 @@
 /* check_model.c — the whole DiT and the training step on the CUDA backend against the CPU backend
  * (the executable specification), then a timing table of the base workload on the GPU.
  *
- * A plain C program like check_kernels.c: no CUDA headers or libraries; the backend is loaded with
- * dlopen (tpdiff_load_cuda_backend). It links only kernels/cpu, the loader, the model (model/) and the
- * trainer's step (trainer.c, optimizer.c, batch.c), never the config parser: configs are built in
- * code, so it builds on a GPU machine without libyaml, HDF5, giflib or libpng.
+ * A plain C program like check_kernels.c (the backend is dlopen'ed), linking only kernels/cpu, the
+ * loader, model/ and the trainer's step; configs are built in code (no libyaml, HDF5, giflib, libpng).
  *
  * What it checks, in this order:
  *   1. tiny shape (depth 2, dim 64, heads 4, patch 2, C3 T8 16x16, K = 3, 5 classes, 3 clips): the
@@ -36,9 +34,14 @@
  * in one element, which the max norm would call a failure and the L2 norm weighs by its share.
  * The max-norm figure is printed beside it. Device buffers are poisoned (NaN) before use, so an
  * element the GPU forgets to write can never pass.
+ * --bf16 (Linear operands rounded to bf16, u = 2^-9 ~ 2e-3): each matmul is off by about 2u normwise,
+ * the tiny forward chains 9 whose errors add: 3e-2 for output, loss and loss gradient; the backward
+ * doubles the chain and some gradients are sums with cancellation (biases, adaLN): 1e-1 per tensor.
+ * A defect still shows as ~1. Steps 2 and 4 are skipped in bf16 (AdamW's sign-like first steps make
+ * a bf16 trajectory diverge from the fp32 one legitimately).
  *
  *   check_model [--lib PATH] [--cpu] [--quick] [--no-timing] [--no-base] [--steps N]
- *               [--deadline-s S] [--peak-tflops P] [--base-clips B]
+ *               [--deadline-s S] [--peak-tflops P] [--base-clips B] [--bf16]
  *     --cpu            the CPU backend plays the GPU (tests this program where there is no GPU)
  *     --quick          steps 1 and 2 only
  *     --no-timing      skip step 3;  --no-base: skip step 4
@@ -47,6 +50,7 @@
  *     --peak-tflops P  fp32 peak for the MFU column (default 67: H100/H200 SXM fp32 without tensor
  *                      cores, which cuBLASLt fp32 without TF32 cannot exceed)
  *     --base-clips B   clips per microbatch of the timing (default 4, as configs/base.yaml)
+ *     --bf16           set_precision(TPDIFF_BF16); MFU against 989 TFLOP/s (H100 SXM/H200 dense bf16)
  *
  * Output: PASS/FAIL/SKIP lines, then the timing table, then `N passed, N failed` last. Exit 0 when
  * all passed, 1 when any failed, 3 with one line when no GPU backend could be loaded. */
@@ -67,7 +71,9 @@
 static const tpdiff_backend *dev; /* the backend under test */
 static const tpdiff_backend *ref; /* the CPU backend */
 static int passed, failed;
-static double peak_tflops = 67.0;
+static double peak_tflops = -1.0; /* --peak-tflops; else 67 (fp32) or 989 (bf16) */
+static int bf16;                                 /* --bf16 */
+static double tol_out = 1e-4, tol_grad = 1e-4; /* forward/loss and gradient limits (--bf16 widens them) */
 
 static double now_s(void) {
   struct timespec ts;
@@ -171,11 +177,11 @@ static void print_timing_table(void) {
   if (n_rows == 0 && !timing_note[0]) return;
   printf(
       "\nbase workload on %s (configs/base.yaml: depth 12, dim 768, heads 12, patch 4, 10 classes, 3x16x64x64), "
-      "fp32;\n",
-      dev->device);
+      "%s;\n",
+      dev->device, bf16 ? "bf16 matmuls and attention forward (fp32 accumulation), the rest fp32" : "fp32");
   printf("ms per optimizer step = median of 5 after 2 warm-up (one microbatch, upload + AdamW + EMA included);\n");
-  printf("FLOPs = 6 * params * tokens + 12 * N^2 * D per layer and clip (fwd+bwd); MFU against %.1f TFLOP/s fp32\n",
-         peak_tflops);
+  printf("FLOPs = 6 * params * tokens + 12 * N^2 * D per layer and clip (fwd+bwd); MFU against %.1f TFLOP/s %s\n",
+         peak_tflops, bf16 ? "dense bf16" : "fp32");
   if (timing_note[0]) printf("%s", timing_note); /* one line per run not timed */
   if (n_rows == 0) return;
   printf("  %-26s %6s %8s %10s %12s %9s %7s\n", "run", "clips", "tokens", "ms/step", "tokens/s", "TFLOP/s", "MFU");
@@ -351,18 +357,18 @@ static void check_stage(const char *label, model_on *cpu, model_on *gpu, const p
   dit_grads_to_host(&cpu->m, g_cpu);
 
   double err = max_rel_err(out_got, out_cpu, n);
-  int ok = err <= 1e-4;
-  printf("%s forward %s stage %d (%d clips x %d tokens) err=%.3g limit=1e-04\n", ok ? "PASS" : "FAIL", label, stage, B,
-         dit_stage_tokens(s, stage), err);
+  int ok = err <= tol_out;
+  printf("%s forward %s stage %d (%d clips x %d tokens) err=%.3g limit=%.0e\n", ok ? "PASS" : "FAIL", label, stage, B,
+         dit_stage_tokens(s, stage), err, tol_out);
   count(ok);
   err = scalar_rel_err(loss_dev, loss_cpu);
-  ok = err <= 1e-4;
-  printf("%s loss %s stage %d err=%.3g limit=1e-04 gpu=%.9g cpu=%.9g\n", ok ? "PASS" : "FAIL", label, stage, err,
+  ok = err <= tol_out;
+  printf("%s loss %s stage %d err=%.3g limit=%.0e gpu=%.9g cpu=%.9g\n", ok ? "PASS" : "FAIL", label, stage, err, tol_out,
          loss_dev, loss_cpu);
   count(ok);
   err = max_rel_err(dloss_got, d_out, n);
-  ok = err <= 1e-4;
-  printf("%s loss-gradient %s stage %d err=%.3g limit=1e-04\n", ok ? "PASS" : "FAIL", label, stage, err);
+  ok = err <= tol_out;
+  printf("%s loss-gradient %s stage %d err=%.3g limit=%.0e\n", ok ? "PASS" : "FAIL", label, stage, err, tol_out);
   count(ok);
 
   /* every gradient tensor; one summary line, plus one line per failing tensor */
@@ -375,8 +381,9 @@ static void check_stage(const char *label, model_on *cpu, model_on *gpu, const p
     int all_zero = 1;
     for (size_t j = 0; j < prm->numel && all_zero; j++) all_zero = g_cpu[prm->offset + j] == 0.0f;
     zero_tensors += all_zero;
-    if (!(e <= 1e-4)) {
-      printf("FAIL gradient %s stage %d %s [%zu] err=%.3g limit=1e-04\n", label, stage, prm->name, prm->numel, e);
+    if (!(e <= tol_grad)) {
+      printf("FAIL gradient %s stage %d %s [%zu] err=%.3g limit=%.0e\n", label, stage, prm->name, prm->numel, e,
+             tol_grad);
       bad++;
     }
     if (!(e <= worst)) {
@@ -386,15 +393,15 @@ static void check_stage(const char *label, model_on *cpu, model_on *gpu, const p
   }
   /* the alignment gaps between tensors must stay exactly zero */
   double whole = max_rel_err(g_dev, g_cpu, nf);
-  if (bad || !(whole <= 1e-4)) {
+  if (bad || !(whole <= tol_grad)) {
     if (!bad)
       printf("FAIL gradients %s stage %d: whole buffer (alignment gaps included) err=%.3g\n", label, stage, whole);
     failed += bad ? bad : 1;
   } else {
     printf(
-        "PASS gradients %s stage %d: %d tensors (%d all-zero on the CPU), worst %s err=%.3g limit=1e-04, "
+        "PASS gradients %s stage %d: %d tensors (%d all-zero on the CPU), worst %s err=%.3g limit=%.0e, "
         "whole buffer err=%.3g (cpu %.1f s, %s %.2f s)\n",
-        label, stage, cpu->m.num_params, zero_tensors, worst_name, worst, whole, cpu_s, dev->name, dev_s);
+        label, stage, cpu->m.num_params, zero_tensors, worst_name, worst, tol_grad, whole, cpu_s, dev->name, dev_s);
     passed++;
   }
   dev->free(x_dev);
@@ -734,14 +741,17 @@ int main(int argc, char **argv) {
       peak_tflops = atof(argv[++i]);
     else if (!strcmp(argv[i], "--base-clips") && i + 1 < argc)
       base_clips = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--bf16"))
+      bf16 = 1, tol_out = 3e-2, tol_grad = 1e-1;
     else {
       fprintf(stderr,
               "usage: %s [--lib PATH] [--cpu] [--quick] [--no-timing] [--no-base] [--steps N] [--deadline-s S] "
-              "[--peak-tflops P] [--base-clips B]\n",
+              "[--peak-tflops P] [--base-clips B] [--bf16]\n",
               argv[0]);
       return 2;
     }
   }
+  if (peak_tflops == -1.0) peak_tflops = bf16 ? 989.0 : 67.0;
   if (steps < 1 || base_clips < 1 || !(peak_tflops > 0.0)) {
     fprintf(stderr, "check_model: --steps and --base-clips must be >= 1, --peak-tflops > 0\n");
     return 2;
@@ -758,21 +768,27 @@ int main(int argc, char **argv) {
       return 3;
     }
   }
-  printf("check_model: backend %s on %s; CPU reference with %d threads\n", dev->name, dev->device, k_num_threads());
+  char perr[512] = "";
+  if (bf16 && dev->set_precision(TPDIFF_BF16, perr, sizeof perr) != 0) {
+    printf("check_model: --bf16: %s\n", perr);
+    return 3;
+  }
+  printf("check_model: backend %s on %s (%s); CPU reference with %d threads\n", dev->name, dev->device,
+         bf16 ? "bf16" : "fp32", k_num_threads());
   double t0 = now_s();
 
   tpdiff_config tiny;
   config_tiny(&tiny);
   check_shape("tiny", &tiny, 3, 0.0);
   printf("# tiny gradients: %.1f s\n", now_s() - t0);
-  check_training(steps);
+  if (!bf16) check_training(steps);
   printf("# training: %.1f s\n", now_s() - t0);
   if (!quick && timing) {
     time_base(3, base_clips);
     time_base(1, base_clips);
     printf("# timing: %.1f s\n", now_s() - t0);
   }
-  if (!quick && base) {
+  if (!quick && base && !bf16) {
     tpdiff_config big;
     config_base(&big, 3, 2);
     check_shape("base-like", &big, 2, t0 + deadline_s);

@@ -15,6 +15,7 @@
 #include "kernels/kernels.h"
 #include "trainer/checkpoint.h"
 #include "trainer/resume.h"
+#include "tests/unit/test_files.h"
 #include "tests/unit/test_report.h"
 
 static char dir[256];
@@ -57,17 +58,6 @@ static void scramble(trainer *tr, uint64_t seed) {
   tr->opt.step = 7;
   tr->skipped_steps = 2;
   tr->nonfinite_in_a_row = 1;
-}
-
-static int copy_file(const char *from, const char *to) {
-  FILE *a = fopen(from, "rb"), *b = fopen(to, "wb");
-  int ok = a && b;
-  char buf[65536];
-  size_t n;
-  while (ok && (n = fread(buf, 1, sizeof buf, a)) > 0) ok = fwrite(buf, 1, n, b) == n;
-  if (a) fclose(a);
-  if (b) ok = fclose(b) == 0 && ok;
-  return ok ? 0 : -1;
 }
 
 /* Flips one byte in the middle of dataset `name`'s data (contiguous layout: H5Dget_offset). */
@@ -234,9 +224,7 @@ int main(void) {
   trainer_destroy(&b);
   trainer_destroy(&c);
   trainer_destroy(&other);
-  char cmd[300];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-  if (system(cmd) != 0) fprintf(stderr, "test_checkpoint: could not remove %s\n", dir);
+  remove_tree(dir);
   test_summary("test_checkpoint", NULL);
   return test_exit_code();
 }

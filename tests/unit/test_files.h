@@ -22,6 +22,18 @@ static inline int make_scratch_dir(char *root, size_t root_size, const char *pre
   return mkdtemp(root) ? 0 : -1;
 }
 
+/* Copies file from to file to: 0, or -1. */
+static inline int copy_file(const char *from, const char *to) {
+  FILE *a = fopen(from, "rb"), *b = fopen(to, "wb");
+  int ok = a && b;
+  char buf[65536];
+  size_t n;
+  while (ok && (n = fread(buf, 1, sizeof buf, a)) > 0) ok = fwrite(buf, 1, n, b) == n;
+  if (a) fclose(a);
+  if (b) ok = fclose(b) == 0 && ok;
+  return ok ? 0 : -1;
+}
+
 /* Removes path and everything below it. */
 static inline void remove_tree(const char *path) {
   struct stat st;

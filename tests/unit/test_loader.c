@@ -14,6 +14,7 @@
 
 #include "data/loader.h"
 #include "data/shard.h"
+#include "tests/unit/test_files.h"
 #include "tests/unit/test_report.h"
 
 /* Two shards of 23 and 20 clips: 43 in all, so W = 2 and W = 3 do not divide an epoch. */
@@ -278,17 +279,6 @@ static void test_resume(const char *folder) {
   stream_free(&p8);
 }
 
-static int copy_file(const char *from, const char *to) {
-  FILE *a = fopen(from, "rb"), *b = fopen(to, "wb");
-  int ok = a && b;
-  char buf[65536];
-  size_t n;
-  while (ok && (n = fread(buf, 1, sizeof buf, a)) > 0) ok = fwrite(buf, 1, n, b) == n;
-  if (a) fclose(a);
-  if (b) ok = fclose(b) == 0 && ok;
-  return ok ? 0 : -1;
-}
-
 /* A copy of the data set with one byte of level0's chunk of data set clip `bad` (in shard 1) flipped. */
 static int make_damaged(const char *folder, const char *damaged, long bad) {
   char from[700], to[700];
@@ -400,12 +390,6 @@ static void test_missing_and_close(const char *folder) {
   check("a negative stream position is an error", rc != 0 && strstr(err, "position -5"), "(%s)", err);
   loader_close(l);
   free(bb.clips);
-}
-
-static void remove_tree(const char *folder) {
-  char cmd[700];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", folder);
-  if (system(cmd) != 0) fprintf(stderr, "test_loader: could not remove %s\n", folder);
 }
 
 int main(void) {
