@@ -25,11 +25,21 @@ int comm_init(comm_world *c, int *argc, char ***argv, const char *program, char 
   c->timeout_s = 300;
   c->world = 1;
   c->local_world = 1;
-  /* Started without a launcher (no PMIx or PMI rank in the environment), MPI makes a world of one
-   * (singleton). Its PMIx data store then needs no shared-memory segment: the in-process "hash"
-   * store avoids files in /dev/shm, which fail under a file-size limit (ulimit -f) among others. */
-  if (!getenv("PMIX_RANK") && !getenv("OMPI_COMM_WORLD_SIZE") && !getenv("PMI_RANK"))
-    setenv("PMIX_MCA_gds", "hash", 0);
+  /* Started without a launcher, the process is a world of one and never starts MPI: a singleton
+   * MPI_Init would cost a start-up, need PMIx shared-memory files (which fail under a file-size
+   * limit) and leave Open MPI's allocations to the leak checker of the sanitizer builds. */
+  if (!getenv("PMIX_RANK") && !getenv("OMPI_COMM_WORLD_SIZE") && !getenv("PMI_RANK")) {
+    const char *tasks = getenv("SLURM_STEP_NUM_TASKS");
+    if (getenv("SLURM_STEP_ID") && tasks && atoi(tasks) > 1) {
+      snprintf(err, err_size,
+               "started by srun as one of %s tasks without PMIx, so the ranks cannot find each other; use "
+               "srun --mpi=pmix (Debian's Open MPI supports only PMIx)",
+               tasks);
+      return -1;
+    }
+    return 0;
+  }
+  c->mpi = 1;
   /* FUNNELED: the shard loader's reader thread never calls MPI, only the main thread does. */
   if (MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &c->thread_level) != MPI_SUCCESS) {
     snprintf(err, err_size, "MPI_Init_thread failed (is the launcher's Open MPI the one this binary links?)");
@@ -67,6 +77,10 @@ void comm_abort(const comm_world *c, int code, const char *fmt, ...) {
   vsnprintf(line, sizeof line, fmt, ap);
   va_end(ap);
   fflush(stdout);
+  if (!c->mpi) {
+    fprintf(stderr, "%s: %s\n", c->program, line);
+    exit(code);
+  }
   fprintf(stderr, "%s: rank %d of %d: %s; aborting the job\n", c->program, c->rank, c->world, line);
   fflush(stderr);
   MPI_Abort(MPI_COMM_WORLD, code);
@@ -117,10 +131,12 @@ int comm_pick_gpu(const comm_world *c) {
 }
 
 int comm_agree(comm_world *c, int failed, const char *error) {
-  int mine = failed ? c->rank : c->world, first = c->world;
-  MPI_Request r;
-  MPI_Iallreduce(&mine, &first, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD, &r);
-  comm_wait(c, &r, 1, "the start-up check");
+  int mine = failed ? c->rank : c->world, first = mine;
+  if (c->mpi) {
+    MPI_Request r;
+    MPI_Iallreduce(&mine, &first, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD, &r);
+    comm_wait(c, &r, 1, "the start-up check");
+  }
   if (first == c->world) return 0;
   if (first == c->rank) {
     if (c->world > 1)
@@ -142,6 +158,7 @@ uint64_t comm_hash_text(const char *text) {
 }
 
 int comm_check_same_text(comm_world *c, const char *text, const char *what, char *err, size_t err_size) {
+  if (!c->mpi) return 0;
   uint64_t h = comm_hash_text(text);
   /* max of h and of ~h in one all-reduce: max(~h) = ~min(h), so every rank learns min and max */
   uint64_t mine[2] = {h, ~h}, all[2] = {0, 0};
@@ -160,6 +177,7 @@ int comm_check_same_text(comm_world *c, const char *text, const char *what, char
 int comm_max_int(void *ctx, int value) {
   comm_world *c = ctx;
   int all = value;
+  if (!c->mpi) return value;
   MPI_Request r;
   MPI_Iallreduce(&value, &all, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD, &r);
   comm_wait(c, &r, 1, "the stop-signal check");
@@ -167,6 +185,7 @@ int comm_max_int(void *ctx, int value) {
 }
 
 void comm_barrier(comm_world *c, const char *what) {
+  if (!c->mpi) return;
   MPI_Request r;
   MPI_Ibarrier(MPI_COMM_WORLD, &r);
   comm_wait(c, &r, 1, what);
@@ -179,5 +198,6 @@ void comm_finalize(comm_world *c) {
   free(c->requests);
   c->host_grads = NULL;
   c->requests = NULL;
-  MPI_Finalize();
+  if (c->mpi) MPI_Finalize();
+  c->mpi = 0;
 }

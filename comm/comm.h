@@ -3,9 +3,9 @@
  * (MPI_Allreduce on host memory, NCCL on GPUs where libtpdiff_nccl.so loads), and the job-wide abort.
  *
  * No MPI type appears here, so only comm/ compiles against mpi.h. A process started without mpirun
- * or srun is a world of one (MPI's singleton start-up). Every collective below waits at most the
- * timeout set by comm_set_timeout (train.comm_timeout); past it the job is aborted with one line
- * naming the rank, the collective and the timeout, never left hanging. */
+ * or srun is a world of one that never starts MPI (every collective below is then local). Every
+ * collective waits at most the timeout set by comm_set_timeout (train.comm_timeout); past it the job
+ * is aborted with one line naming the rank, the collective and the timeout, never left hanging. */
 #ifndef TPDIFF_COMM_H
 #define TPDIFF_COMM_H
 
@@ -17,6 +17,7 @@
 typedef struct comm_nccl comm_nccl; /* comm/comm_nccl_loader.c */
 
 typedef struct {
+  int mpi;                     /* MPI was started: a launcher (mpirun, srun --mpi=pmix) is present */
   int rank, world;             /* in MPI_COMM_WORLD */
   int local_rank, local_world; /* among the ranks sharing this node's memory (MPI_COMM_TYPE_SHARED) */
   int thread_level;            /* what MPI_Init_thread provided */
@@ -37,9 +38,10 @@ typedef struct {
   size_t reduce_bytes; /* bytes of gradient each call reduces (per rank, in the wire precision) */
 } comm_world;
 
-/* Starts MPI (MPI_THREAD_FUNNELED: only the main thread calls MPI; the shard loader's reader thread
- * never does) and fills rank, world, local_rank and local_world. program prefixes every message.
- * 0, or -1 with one line in err. */
+/* Under a launcher starts MPI (MPI_THREAD_FUNNELED: only the main thread calls MPI; the shard
+ * loader's reader thread never does) and fills rank, world, local_rank and local_world; without one,
+ * a world of one (refused when srun started several tasks without PMIx). program prefixes every
+ * message. 0, or -1 with one line in err. */
 int comm_init(comm_world *c, int *argc, char ***argv, const char *program, char *err, size_t err_size);
 
 /* Every later collective waits at most seconds (> 0). */
