@@ -86,7 +86,7 @@ TEST_SRCS := $(wildcard tests/unit/*.c)
 TEST_BINS := $(TEST_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 BENCH_BINS := $(BUILD)/bench/bench_step $(BUILD)/bench/bench_pyramid $(BUILD)/bench/bench_loader
 TOOL_BINS := $(BUILD)/tests/ref/parity_dump
-MPI_TEST_BINS := $(BUILD)/tests/mpi/mpi_train_check
+MPI_TEST_BINS := $(BUILD)/tests/mpi/mpi_train_check $(BUILD)/tests/mpi/nccl_check
 
 # CUDA backend (libtpdiff_cuda.so) and `make check-gpu`: rules live in kernels/cuda/cuda.mk, which
 # defines CUDA_SRCS and CUDA_LIB (empty when nvcc is absent or CUDA=0).

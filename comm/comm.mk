@@ -30,3 +30,9 @@ build/lib/libtpdiff_nccl.so: comm/nccl_reduce.cu comm/nccl_api.h
 	  $< -o $@.tmp -L$(CUDA_HOME)/lib64 -lnccl
 	mv -f $@.tmp $@
 endif
+
+# tests/mpi/nccl_check: the NCCL library on one GPU; like the GPU check programs it links only the
+# backend loader (no MPI, HDF5 or YAML), so it runs on a GPU machine that lacks those libraries.
+$(BUILD)/tests/mpi/nccl_check: $(BUILD)/tests/mpi/nccl_check.o $(BUILD)/kernels/backend_loader.o
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ -o $@ -ldl -lm
