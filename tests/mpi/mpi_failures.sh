@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # mpi_failures.sh — a data-parallel job never hangs: a rank killed mid-run takes the job down
 # (non-zero exit within 30 s); a rank that stops answering makes the others abort after
-# train.comm_timeout with a line naming the rank and the collective; the bad-input refusals (a world
+# train.comm_timeout with a line naming the rank and the collective; SIGTERM to one rank stops every
+# rank after the same step with a checkpoint that the same command resumes from; the refusals (a world
 # size that does not divide train.global_microbatches, more ranks than clips, configs that differ
 # between ranks) are one line from rank 0 and a non-zero exit of the job.
 set -u
@@ -77,6 +78,32 @@ if wait_training "$work/stalled.log"; then
   fi
 else
   fail "a stopped rank: the run never reached step 3"; tail -5 "$work/stalled.log"; kill "$launcher"
+fi
+
+# ---- SIGTERM to one rank (a scheduler's pre-emption reaches ranks at different moments): every rank
+# stops after the same step, rank 0 writes that step's checkpoint, and the same command resumes there
+start_run sigterm --train.ckpt_every=0
+if wait_training "$work/sigterm.log"; then
+  kill -TERM "$(rank_pid sigterm 1)"
+  finish_run
+  stopped=$(sed -n 's/^# stopped by SIGTERM after step \([0-9]*\);.*/\1/p' "$work/sigterm.log")
+  if [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && [ -n "$stopped" ] && [ -f "$work/sigterm/ckpt-$(printf %07d "$stopped").h5" ] &&
+    ! grep -q 'aborting the job' "$work/sigterm.log"; then
+    pass "SIGTERM to rank 1 only: both ranks stop after step $stopped, its checkpoint written, status $rc, no abort"
+    mpi 2 120 "$BIN" configs/tiny.yaml --train.steps=$((stopped + 3)) --train.log_every=1 --train.out="$work/sigterm" \
+      >"$work/resumed.log" 2>&1
+    rc2=$?
+    first=$(awk '$1 ~ /^[0-9]+$/ && NF >= 6 { print $1; exit }' "$work/resumed.log")
+    if [ "$rc2" -eq 0 ] && [ "$first" = $((stopped + 1)) ] && grep -q "resumed from .*ckpt-$(printf %07d "$stopped").h5" "$work/resumed.log"; then
+      pass "the same command on 2 ranks resumes at step $first from rank 0's checkpoint"
+    else
+      fail "resume after SIGTERM: status $rc2, first step '$first' (wanted 0 and $((stopped + 1)))"; tail -3 "$work/resumed.log"
+    fi
+  else
+    fail "SIGTERM to rank 1: status $rc, stopped after '$stopped', log:"; tail -5 "$work/sigterm.log"
+  fi
+else
+  fail "SIGTERM to rank 1: the run never reached step 3"; kill "$launcher"
 fi
 
 # ---- refusals: one line from rank 0, nothing trained, non-zero exit
