@@ -99,7 +99,7 @@ awk -v pb="$params_base" -v pl="$params_large" 'BEGIN {
   D = 1152; L = 28; flops = 0
   for (k = 0; k < 3; k++) { N = 8192 / 2 ^ (2 - k); clips = 2 ^ (2 - k); flops += clips * (6 * pl * N + 12 * N * N * D * L) / 3 }
   large_ms = 2 * flops / 42e12 * 1000   # 2 microbatches per step
-  printf "\nprojection: the gradient all-reduce share of one optimizer step on H100s (NCCL ring, busbw 470 GB/s in a node, 370 GB/s over 8 nodes)\n"
+  printf "\nprojection: the gradient all-reduce share of one optimizer step on 8 and 64 GPUs (step compute of one H200, about an H100 SXM; NCCL ring busbw of H100 systems: 470 GB/s in a node, 370 GB/s over 8 nodes)\n"
   printf "  %-12s %11s %6s %10s %5s %10s %11s %14s %11s\n", "config", "params", "dtype", "MB/step", "GPUs", "ms/step", "all-reduce", "share no-ovl", "share ovl"
   for (c = 0; c < 2; c++) {
     name = c ? "large" : "base"; p = c ? pl : pb; ms = c ? large_ms : base_ms
