@@ -24,10 +24,10 @@ static double now_seconds(void) {
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static int fixed_plan(void *ctx, long seq, int *level, int *clips) {
-  (void)seq;
+static int fixed_plan(void *ctx, long seq, int *level, int *clips, long *position) {
   *level = *(const int *)ctx;
   *clips = CLIPS_PER_MICROBATCH;
+  *position = seq * CLIPS_PER_MICROBATCH;
   return 0;
 }
 
@@ -62,9 +62,7 @@ typedef struct {
 } level_result;
 
 static int run_level(const char *folder, int level, level_result *res, char *err, size_t err_size) {
-  loader_options o = {.rank = 0,
-                      .world = 1,
-                      .seed = 1,
+  loader_options o = {.seed = 1,
                       .prefetch = 4,
                       .max_clips = CLIPS_PER_MICROBATCH,
                       .plan = fixed_plan,
@@ -77,7 +75,7 @@ static int run_level(const char *folder, int level, level_result *res, char *err
   int labels[CLIPS_PER_MICROBATCH];
   long indices[CLIPS_PER_MICROBATCH];
   loader_batch b = {.clips = clips, .labels = labels, .indices = indices};
-  long microbatches = loader_epoch_clips(l) / CLIPS_PER_MICROBATCH;
+  long microbatches = loader_dataset(l)->total / CLIPS_PER_MICROBATCH;
   if (microbatches < 1) microbatches = 1;
   double t0 = now_seconds();
   int rc = 0;

@@ -1,4 +1,4 @@
-/* loader.c — the shard loader: per-epoch permutation, the rank's slice of it, one reader thread
+/* loader.c — the shard loader: the global stream (a permutation per epoch), one reader thread
  * filling a ring of microbatches, skip/fail on bad clips (data/loader.h). */
 #include "data/loader.h"
 
@@ -43,9 +43,8 @@ typedef struct {
   float *clips;
   int *labels;
   long *indices;
-  long seq;
+  long seq, position;
   int level, count;
-  loader_state before;
 } ring_slot;
 
 struct loader {
@@ -55,12 +54,10 @@ struct loader {
   shard_reader **readers; /* [dataset.count], opened on first use by the reader thread */
   long *first_clip;       /* [dataset.count + 1]: data set index of each shard's clip 0 */
   size_t clip_floats;     /* C·T·H·W at level 0 */
-  long epoch_clips;       /* floor(total / world) */
 
   /* reader thread only */
   long *perm;
   long perm_epoch;
-  loader_state state;
   unsigned char *logged; /* [total] bit set: bad clips already reported on stderr */
 
   ring_slot *slots;
@@ -82,18 +79,14 @@ static void set_err(char *err, size_t err_size, const char *fmt, ...) {
   va_end(ap);
 }
 
-/* The next clip of the rank's sequence; advances the state (into the next epoch at its end). */
-static long next_clip(loader *l) {
-  if (l->perm_epoch != l->state.epoch) {
-    loader_permutation(l->perm, l->dataset.total, l->opt.seed, l->state.epoch);
-    l->perm_epoch = l->state.epoch;
+/* The data set clip at stream position p. */
+static long clip_at(loader *l, long p) {
+  long total = l->dataset.total, epoch = p / total;
+  if (l->perm_epoch != epoch) {
+    loader_permutation(l->perm, total, l->opt.seed, epoch);
+    l->perm_epoch = epoch;
   }
-  long index = l->perm[(long)l->opt.rank + (long)l->opt.world * l->state.cursor];
-  if (++l->state.cursor == l->epoch_clips) {
-    l->state.epoch++;
-    l->state.cursor = 0;
-  }
-  return index;
+  return l->perm[p % total];
 }
 
 /* Reads data set clip `index` at `level`: 0, or -1 with the reader's line in err. */
@@ -118,27 +111,28 @@ static int read_clip(loader *l, long index, int level, float *out, int *label, c
 /* Fills one slot with microbatch seq. 0, or -1 with l->error set. */
 static int fill_slot(loader *l, ring_slot *slot, long seq) {
   int level = -1, count = -1;
+  long position = -1;
   const shard_layout *lay = &l->dataset.layout;
-  if (l->opt.plan(l->opt.plan_ctx, seq, &level, &count) != 0) {
+  if (l->opt.plan(l->opt.plan_ctx, seq, &level, &count, &position) != 0) {
     set_err(l->error, sizeof l->error, "loader: the plan stopped at microbatch %ld", seq);
     return -1;
   }
-  if (level < 0 || level >= lay->levels || count < 1 || count > l->opt.max_clips) {
+  if (level < 0 || level >= lay->levels || count < 1 || count > l->opt.max_clips || position < 0) {
     set_err(l->error, sizeof l->error,
-            "loader: microbatch %ld asks for %d clips at level %d; the loader holds at most %d clips and the "
-            "shards have levels 0..%d",
-            seq, count, level, l->opt.max_clips, lay->levels - 1);
+            "loader: microbatch %ld asks for %d clips at level %d from stream position %ld; the loader holds at "
+            "most %d clips, the shards have levels 0..%d and positions start at 0",
+            seq, count, level, position, l->opt.max_clips, lay->levels - 1);
     return -1;
   }
   slot->seq = seq;
   slot->level = level;
   slot->count = count;
-  slot->before = l->state;
+  slot->position = position;
   size_t clip = (size_t)lay->channels * (size_t)(lay->frames >> level) * lay->height * lay->width;
   size_t bytes = shard_clip_bytes(lay, level);
-  long bad_in_a_row = 0;
+  long bad_in_a_row = 0, p = position;
   for (int b = 0; b < count;) {
-    long index = next_clip(l);
+    long index = clip_at(l, p);
     char why[1024];
     if (read_clip(l, index, level, slot->clips + clip * (size_t)b, &slot->labels[b], why, sizeof why) == 0) {
       slot->indices[b] = index;
@@ -147,6 +141,7 @@ static int fill_slot(loader *l, ring_slot *slot, long seq) {
       l->stats.clips[level]++;
       pthread_mutex_unlock(&l->mutex);
       b++;
+      p = position + b; /* a replacement for a bad clip does not shift the clips after it */
       bad_in_a_row = 0;
       continue;
     }
@@ -161,10 +156,11 @@ static int fill_slot(loader *l, ring_slot *slot, long seq) {
     pthread_mutex_lock(&l->mutex);
     l->stats.skipped++;
     pthread_mutex_unlock(&l->mutex);
+    p++; /* the next clip of the stream replaces it */
     /* a whole epoch of bad clips in a row: nothing left to skip to */
-    if (++bad_in_a_row >= l->epoch_clips) {
-      set_err(l->error, sizeof l->error, "loader: %ld clips in a row unreadable (a whole epoch of rank %d); last: %s",
-              bad_in_a_row, l->opt.rank, why);
+    if (++bad_in_a_row >= l->dataset.total) {
+      set_err(l->error, sizeof l->error, "loader: %ld clips in a row unreadable (a whole epoch); last: %s",
+              bad_in_a_row, why);
       return -1;
     }
   }
@@ -213,10 +209,9 @@ static void free_loader(loader *l) {
 }
 
 loader *loader_open(const char *folder, const loader_options *opt, char *err, size_t err_size) {
-  if (!opt->plan || opt->world < 1 || opt->rank < 0 || opt->rank >= opt->world || opt->prefetch < 1 ||
-      opt->max_clips < 1 || opt->first_seq < 0 || opt->start.epoch < 0 || opt->start.cursor < 0) {
-    set_err(err, err_size, "loader: bad options (rank %d of world %d, prefetch %d, max_clips %d, start %ld/%ld)",
-            opt->rank, opt->world, opt->prefetch, opt->max_clips, opt->start.epoch, opt->start.cursor);
+  if (!opt->plan || opt->prefetch < 1 || opt->max_clips < 1 || opt->first_seq < 0) {
+    set_err(err, err_size, "loader: bad options (prefetch %d, max_clips %d, first microbatch %ld)", opt->prefetch,
+            opt->max_clips, opt->first_seq);
     return NULL;
   }
   loader *l = calloc(1, sizeof *l);
@@ -233,16 +228,8 @@ loader *loader_open(const char *folder, const loader_options *opt, char *err, si
   }
   l->dataset_open = 1;
   const shard_layout *lay = &l->dataset.layout;
-  l->epoch_clips = l->dataset.total / opt->world;
-  if (l->epoch_clips < 1) {
-    set_err(err, err_size, "%s: %ld clips cannot give each of %d ranks one clip per epoch", folder, l->dataset.total,
-            opt->world);
-    free_loader(l);
-    return NULL;
-  }
-  if (opt->start.cursor >= l->epoch_clips) {
-    set_err(err, err_size, "%s: resume cursor %ld is past the rank's epoch of %ld clips (another world size?)", folder,
-            opt->start.cursor, l->epoch_clips);
+  if (l->dataset.total < 1) {
+    set_err(err, err_size, "%s: the data set holds no clips", folder);
     free_loader(l);
     return NULL;
   }
@@ -266,7 +253,6 @@ loader *loader_open(const char *folder, const loader_options *opt, char *err, si
   }
   for (int s = 0; s < l->dataset.count; s++) l->first_clip[s + 1] = l->first_clip[s] + l->dataset.clips[s];
   l->perm_epoch = -1;
-  l->state = opt->start;
   if (pthread_create(&l->thread, NULL, reader_main, l) != 0) {
     set_err(err, err_size, "loader: cannot start the reader thread");
     free_loader(l);
@@ -277,7 +263,6 @@ loader *loader_open(const char *folder, const loader_options *opt, char *err, si
 }
 
 const shard_dataset *loader_dataset(const loader *l) { return &l->dataset; }
-long loader_epoch_clips(const loader *l) { return l->epoch_clips; }
 
 int loader_next(loader *l, loader_batch *out, char *err, size_t err_size) {
   pthread_mutex_lock(&l->mutex);
@@ -301,7 +286,8 @@ int loader_next(loader *l, loader_batch *out, char *err, size_t err_size) {
   out->level = slot->level;
   out->clips_count = slot->count;
   out->frames = frames;
-  out->before = slot->before;
+  out->position = slot->position;
+  out->epoch = slot->position / l->dataset.total;
   pthread_mutex_lock(&l->mutex);
   l->consumed = n + 1;
   pthread_cond_broadcast(&l->changed);

@@ -78,12 +78,29 @@ void batch_builder_destroy(batch_builder *bb) {
 }
 
 int batch_draw_stage(const batch_builder *bb, long step, int micro) {
+  return batch_draw_stage_of(bb, step, bb->rank, micro);
+}
+
+int batch_draw_stage_of(const batch_builder *bb, long step, int rank, int micro) {
   int sync = strcmp(bb->cfg.pyramid_schedule, "sync") == 0;
   float u;
-  k_fill_uniform(&u, 1, (uint64_t)bb->cfg.train_seed, stream_id(STREAM_STAGE, sync ? 0 : bb->rank + 1, micro, step), 0);
+  k_fill_uniform(&u, 1, (uint64_t)bb->cfg.train_seed, stream_id(STREAM_STAGE, sync ? 0 : rank + 1, micro, step), 0);
   for (int k = 0; k < bb->cfg.pyramid_stages; k++)
     if ((double)u < bb->stage_cdf[k]) return k;
   return bb->cfg.pyramid_stages - 1;
+}
+
+long batch_step_clips(const batch_builder *bb, long step) {
+  return batch_stream_offset(bb, step, bb->world, 0);
+}
+
+long batch_stream_offset(const batch_builder *bb, long step, int rank, int micro) {
+  int M = bb->cfg.train_microbatches;
+  long clips = 0;
+  for (int r = 0; r <= rank && r < bb->world; r++)
+    for (int m = 0; m < (r < rank ? M : micro); m++)
+      clips += batch_clips_for_stage(&bb->cfg, batch_draw_stage_of(bb, step, r, m));
+  return clips;
 }
 
 int batch_build(batch_builder *bb, long step, int micro, stage_microbatch *out, char *err, size_t err_size) {

@@ -62,6 +62,17 @@ void batch_builder_destroy(batch_builder *bb);
 /* The stage of microbatch (step, micro): shared by all ranks under `sync`, per rank under `balanced`. */
 int batch_draw_stage(const batch_builder *bb, long step, int micro);
 
+/* The same draw for microbatch `micro` of another rank (every rank can tell every rank's stages). */
+int batch_draw_stage_of(const batch_builder *bb, long step, int rank, int micro);
+
+/* Clips of the data stream that step `step` consumes over all ranks and microbatches. */
+long batch_step_clips(const batch_builder *bb, long step);
+
+/* Clips of step `step` that come before microbatch `micro` of `rank` in the global stream (ranks in
+ * order, each rank's microbatches in order): where that microbatch starts, relative to the step's
+ * first stream position. */
+long batch_stream_offset(const batch_builder *bb, long step, int rank, int micro);
+
 /* As batch_build, for a given stage (benchmarks time each stage on its own). */
 int batch_build_stage(batch_builder *bb, long step, int micro, int stage, stage_microbatch *out, char *err,
                       size_t err_size);

@@ -8,11 +8,12 @@
 #include "trainer/batch.h"
 
 /* Opens a loader over cfg->data.path whose plan is the builder's own stage draw (microbatch
- * (step, micro) is loader sequence (step - 1) · microbatches + micro, so its reader thread runs
- * ahead on the right level), starting at step 1, epoch 0, and installs it as bb->levels. bb must
- * stay at its address until batch_builder_destroy, which closes the loader. 0, or -1 with one line
- * in err. */
-int batch_builder_open_shards(batch_builder *bb, char *err, size_t err_size);
+ * (step, micro) is loader sequence (step - first_step) · microbatches + micro, so its reader thread
+ * runs ahead on the right level), starting at step first_step whose first clip is at stream
+ * `position` (1 and 0 for a new run; a checkpoint's next step and stream position on resume), and
+ * installs it as bb->levels. bb must stay at its address until batch_builder_destroy, which closes
+ * the loader. 0, or -1 with one line in err. */
+int batch_builder_open_shards(batch_builder *bb, long first_step, long position, char *err, size_t err_size);
 
 /* Clips skipped as unreadable so far (data.on_error=skip); 0 without shards. */
 long batch_shards_skipped(const batch_builder *bb);

@@ -103,6 +103,11 @@ void config_defaults(tpdiff_config *cfg);
  * line in err naming the file (or "command line"), the key and the reason. */
 int config_load(tpdiff_config *cfg, const char *path, int nargs, char **args, char *err, size_t err_size);
 
+/* As config_load, from YAML text held in memory (a checkpoint's stored config); origin names it in
+ * messages and becomes cfg->source. */
+int config_load_text(tpdiff_config *cfg, const char *text, size_t len, const char *origin, char *err,
+                     size_t err_size);
+
 /* Checks ranges, choices and the shape rules (frames divisible by 2^(K-1), height/width by patch,
  * dim by 4 and by heads, cuts strictly decreasing in (0,1) with K-1 entries or empty). Returns 0 or
  * -1 with err set; origin names the source in the message. */

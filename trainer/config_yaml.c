@@ -283,6 +283,10 @@ static int read_document(yaml_reader *r) {
   return 0;
 }
 
+/* Reads the YAML of f (rewindable; closed here) over cfg; path names it in messages. */
+static int load_stream(tpdiff_config *cfg, unsigned char *from, FILE *f, const char *path, char *err,
+                       size_t err_size);
+
 static int load_file(tpdiff_config *cfg, unsigned char *from, const char *path, char *err, size_t err_size) {
   FILE *f = fopen(path, "rb");
   if (!f) return cfg_fail(err, err_size, path, NULL, "cannot read: %s", strerror(errno));
@@ -291,6 +295,11 @@ static int load_file(tpdiff_config *cfg, unsigned char *from, const char *path, 
     fclose(f);
     return cfg_fail(err, err_size, path, NULL, "cannot read: %s", strerror(EISDIR));
   }
+  return load_stream(cfg, from, f, path, err, err_size);
+}
+
+static int load_stream(tpdiff_config *cfg, unsigned char *from, FILE *f, const char *path, char *err,
+                       size_t err_size) {
   yaml_reader *r = calloc(1, sizeof *r);
   if (!r || !yaml_parser_initialize(&r->parser)) {
     free(r);
@@ -363,6 +372,29 @@ static int apply_override(tpdiff_config *cfg, unsigned char *from, const char *a
     return cfg_fail(err, err_size, COMMAND_LINE, arg_shown, "%s", reason);
   from[key] = FROM_COMMAND_LINE;
   return 0;
+}
+
+int config_load_text(tpdiff_config *cfg, const char *text, size_t len, const char *origin, char *err,
+                     size_t err_size) {
+  if (err && err_size) err[0] = '\0';
+  tpdiff_config *work = malloc(sizeof *work);
+  if (!work) return cfg_fail(err, err_size, origin, NULL, "out of memory");
+  unsigned char from[KEY_COUNT];
+  memset(from, FROM_DEFAULTS, sizeof from);
+  config_defaults(work);
+  snprintf(work->source, sizeof work->source, "%s", origin);
+  int rc = 0;
+  /* fmemopen of an empty buffer fails on some libcs: an empty text is an empty document */
+  FILE *f = len ? fmemopen((void *)text, len, "rb") : NULL;
+  if (len && !f) rc = cfg_fail(err, err_size, origin, NULL, "cannot read the stored config: %s", strerror(errno));
+  if (rc == 0 && f) rc = load_stream(work, from, f, origin, err, err_size);
+  if (rc == 0) {
+    const char *names[3] = {"defaults", origin, COMMAND_LINE};
+    rc = cfg_check(work, from, names, err, err_size);
+  }
+  if (rc == 0) memcpy(cfg, work, sizeof *cfg);
+  free(work);
+  return rc;
 }
 
 int config_load(tpdiff_config *cfg, const char *path, int nargs, char **args, char *err, size_t err_size) {

@@ -14,9 +14,12 @@
 
 static void usage(FILE *f) {
   fprintf(f,
-          "usage: tpdiff-train CONFIG [--section.key=value ...]\n"
+          "usage: tpdiff-train CONFIG [--section.key=value ...] [--resume CKPT | --init CKPT]\n"
           "       tpdiff-train --help-config   (every config key, its type, default and meaning)\n"
-          "Trains the DiT of CONFIG (YAML) on one process; prints step, loss, grad norm, lr, time per step.\n");
+          "Trains the DiT of CONFIG (YAML); prints step, loss, grad norm, lr, time per step.\n"
+          "A run whose train.out holds checkpoints resumes from the newest one that verifies.\n"
+          "  --resume CKPT  resume from this checkpoint (it must verify)\n"
+          "  --init CKPT    start a new run from the weights of CKPT (EMA when present)\n");
 }
 
 /* mkdir -p */
@@ -71,7 +74,27 @@ int main(int argc, char **argv) {
   }
   static tpdiff_config cfg;
   char err[TPDIFF_CONFIG_ERROR_MAX];
-  if (config_load(&cfg, argv[1], argc - 2, argv + 2, err, sizeof err) != 0 ||
+  /* --resume/--init take a path; everything else after CONFIG is a config override */
+  start_options start = {NULL, NULL};
+  char **overrides = calloc((size_t)argc, sizeof *overrides);
+  int noverrides = 0;
+  if (!overrides) return 1;
+  for (int i = 2; i < argc; i++) {
+    const char **slot = strcmp(argv[i], "--resume") == 0 ? &start.resume : strcmp(argv[i], "--init") == 0 ? &start.init : NULL;
+    if (!slot) {
+      overrides[noverrides++] = argv[i];
+      continue;
+    }
+    if (i + 1 >= argc) {
+      fprintf(stderr, "tpdiff-train: %s needs a checkpoint path\n", argv[i]);
+      free(overrides);
+      return 2;
+    }
+    *slot = argv[++i];
+  }
+  int loaded = config_load(&cfg, argv[1], noverrides, overrides, err, sizeof err);
+  free(overrides);
+  if (loaded != 0 ||
       check_supported(&cfg, err, sizeof err) != 0) {
     fprintf(stderr, "tpdiff-train: %s\n", err);
     return 2;
@@ -94,5 +117,5 @@ int main(int argc, char **argv) {
     return 1;
   }
 
-  return train_run(&cfg, be);
+  return train_run(&cfg, be, &start);
 }

@@ -1,8 +1,10 @@
-/* train_run.c — the training loop of tpdiff-train: builds each step's microbatches (stage draw,
- * level, aligned noise), steps the optimizer, logs the loss per stage, and samples videos every
- * train.sample_every steps and at the end. */
+/* train_run.c — the training loop of tpdiff-train: starts or resumes the run, builds each step's
+ * microbatches (stage draw, level, aligned noise), steps the optimizer, logs the loss per stage,
+ * writes checkpoints (every train.ckpt_every steps, at the end, on SIGTERM/SIGUSR1) and samples
+ * videos every train.sample_every steps and at the end. */
 #include "trainer/train_run.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +15,8 @@
 #include "trainer/batch.h"
 #include "trainer/batch_shards.h"
 #include "trainer/clip_source.h"
+#include "trainer/loss_log.h"
+#include "trainer/resume.h"
 #include "trainer/sample_round.h"
 #include "trainer/trainer.h"
 
@@ -98,11 +102,36 @@ static int check_dataset(const tpdiff_config *cfg, char *err, size_t err_size) {
   return rc;
 }
 
-int train_run(const tpdiff_config *cfg, const tpdiff_backend *be) {
+/* The signal that asked the run to stop (SIGTERM: the scheduler's end; SIGUSR1: SLURM's
+ * pre-emption warning), acted on at the next step boundary: checkpoint, then exit. */
+static volatile sig_atomic_t stop_signal;
+static void on_stop_signal(int sig) { stop_signal = sig; }
+
+static void install_signals(void) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGUSR1, &sa, NULL);
+  /* a file-size limit makes a checkpoint write fail with EFBIG (reported) instead of killing the run */
+  signal(SIGXFSZ, SIG_IGN);
+}
+
+static int checkpoint_now(const trainer *tr, long step, long position, char *err, size_t err_size) {
+  char path[TPDIFF_PATH_MAX + 32];
+  if (save_checkpoint(tr, step, position, 1, path, sizeof path, err, err_size) != 0) return -1;
+  printf("# checkpoint %s\n", path);
+  fflush(stdout);
+  return 0;
+}
+
+int train_run(const tpdiff_config *cfg, const tpdiff_backend *be, const start_options *start) {
   char err[1024];
   static trainer tr;
   clip_source source;
   batch_builder builder;
+  start_point sp;
   if (cfg->data_path[0] && check_dataset(cfg, err, sizeof err) != 0) {
     fprintf(stderr, "tpdiff-train: %s\n", err);
     return 2;
@@ -110,6 +139,16 @@ int train_run(const tpdiff_config *cfg, const tpdiff_backend *be) {
   if (trainer_create(&tr, cfg, be, err, sizeof err) != 0) {
     fprintf(stderr, "tpdiff-train: %s\n", err);
     return 1;
+  }
+  if (start_run(&tr, start, &sp, err, sizeof err) != 0) {
+    fprintf(stderr, "tpdiff-train: %s\n", err);
+    trainer_destroy(&tr);
+    return 1;
+  }
+  if (sp.resumed && sp.first_step > cfg->train_steps) {
+    printf("# %s: train.steps=%d already done, nothing to run\n", sp.from, cfg->train_steps);
+    trainer_destroy(&tr);
+    return 0;
   }
   memset(&source, 0, sizeof source); /* with shards the builder reads the loader, not a source */
   if (!cfg->data_path[0] && clip_source_open(&source, cfg, err, sizeof err) != 0) {
@@ -123,7 +162,10 @@ int train_run(const tpdiff_config *cfg, const tpdiff_backend *be) {
     trainer_destroy(&tr);
     return 1;
   }
-  if (cfg->data_path[0] && batch_builder_open_shards(&builder, err, sizeof err) != 0) {
+  loss_log log = {0};
+  if ((cfg->data_path[0] &&
+       batch_builder_open_shards(&builder, sp.first_step, sp.stream_position, err, sizeof err) != 0) ||
+      loss_log_open(&log, cfg->train_out, cfg->pyramid_stages, sp.first_step - 1, err, sizeof err) != 0) {
     fprintf(stderr, "tpdiff-train: %s\n", err);
     batch_builder_destroy(&builder);
     clip_source_close(&source);
@@ -146,16 +188,25 @@ int train_run(const tpdiff_config *cfg, const tpdiff_backend *be) {
     printf(" [%d: t %.4f..%.4f, %d frames, %d clips]", k, tr.schedule.end[k], tr.schedule.start[k],
            dit_stage_frames(&tr.model.shape, k), batch_clips_for_stage(cfg, k));
   printf("\n");
+  printf("# start: %s\n", sp.from[0] ? sp.from : "a new run");
   print_header(K);
+  install_signals();
 
   int status = 0;
   log_window w = {0};
-  for (long step = 1; step <= cfg->train_steps; step++) {
+  long position = sp.stream_position;
+  for (long step = sp.first_step; step <= cfg->train_steps; step++) {
     step_source src = {&builder, step};
     double t0 = now_seconds();
     step_stats st = trainer_step(&tr, cfg->train_microbatches, next_microbatch, &src);
     if (st.failed) {
       fprintf(stderr, "tpdiff-train: step %ld: %s\n", step, st.error);
+      status = 1;
+      break;
+    }
+    position += batch_step_clips(&builder, step);
+    if (loss_log_append(&log, step, &st, err, sizeof err) != 0) {
+      fprintf(stderr, "tpdiff-train: step %ld: %s\n", step, err);
       status = 1;
       break;
     }
@@ -171,6 +222,7 @@ int train_run(const tpdiff_config *cfg, const tpdiff_backend *be) {
     if (st.skipped && tr.nonfinite_in_a_row >= TRAIN_MAX_NONFINITE_IN_A_ROW) {
       fprintf(stderr, "tpdiff-train: step %ld: %ld non-finite steps in a row (loss %g, grad norm %g); stopping\n", step,
               tr.nonfinite_in_a_row, st.loss, st.grad_norm);
+      if (checkpoint_now(&tr, step, position, err, sizeof err) != 0) fprintf(stderr, "tpdiff-train: %s\n", err);
       status = 1;
       break;
     }
@@ -178,7 +230,20 @@ int train_run(const tpdiff_config *cfg, const tpdiff_backend *be) {
       print_window(step, K, &w, &st);
       memset(&w, 0, sizeof w);
     }
-    int last = step == cfg->train_steps;
+    int last = step == cfg->train_steps, sig = stop_signal;
+    if (last || sig || (cfg->train_ckpt_every > 0 && step % cfg->train_ckpt_every == 0)) {
+      if (checkpoint_now(&tr, step, position, err, sizeof err) != 0) {
+        fprintf(stderr, "tpdiff-train: step %ld: %s\n", step, err);
+        status = 1;
+        break;
+      }
+    }
+    if (sig) {
+      printf("# stopped by %s after step %ld; rerun the same command to resume\n", sig == SIGTERM ? "SIGTERM" : "SIGUSR1",
+             step);
+      status = 128 + sig;
+      break;
+    }
     if (last || (cfg->train_sample_every > 0 && step % cfg->train_sample_every == 0)) {
       if (sample_round(&tr, step, err, sizeof err) != 0) {
         fprintf(stderr, "tpdiff-train: step %ld: sampling: %s\n", step, err);
@@ -190,6 +255,7 @@ int train_run(const tpdiff_config *cfg, const tpdiff_backend *be) {
   if (tr.skipped_steps) printf("# %ld steps skipped for non-finite loss or gradient\n", tr.skipped_steps);
   if (batch_shards_skipped(&builder))
     printf("# %ld unreadable clips skipped (data.on_error=skip)\n", batch_shards_skipped(&builder));
+  loss_log_close(&log);
   batch_builder_destroy(&builder);
   clip_source_close(&source);
   trainer_destroy(&tr);

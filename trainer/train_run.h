@@ -4,8 +4,11 @@
 
 #include "kernels/backend.h"
 #include "trainer/config.h"
+#include "trainer/resume.h"
 
-/* Runs cfg to the end on backend be. Returns 0, or 1 after printing one line to stderr. */
-int train_run(const tpdiff_config *cfg, const tpdiff_backend *be);
+/* Runs cfg to the end on backend be, from where `start` says (trainer/resume.h). Returns 0; 1 or 2
+ * after printing one line to stderr; 128 + signal after a SIGTERM/SIGUSR1 stop with its checkpoint
+ * written. */
+int train_run(const tpdiff_config *cfg, const tpdiff_backend *be, const start_options *start);
 
 #endif

@@ -1,7 +1,8 @@
 /* test_loader.c — the shard loader (data/loader.h) on a small data set written here: every clip of an
- * epoch exactly once across simulated ranks, reproducible order, the requested level's values, exact
- * resume from a saved state, prefetch depth not changing the stream, bad clips under skip and fail,
- * a missing folder, and closing while the reader waits on a full ring. Prints PASS/FAIL lines. */
+ * epoch exactly once across simulated ranks sharing the global stream, reproducible order, the
+ * requested level's values, exact resume from a sequence number, prefetch depth not changing the
+ * stream, bad clips under skip and fail, a missing folder, and closing while the reader waits on a
+ * full ring. Prints PASS/FAIL lines. */
 #include <hdf5.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -15,7 +16,7 @@
 #include "data/shard.h"
 #include "tests/unit/test_report.h"
 
-/* Two shards of 23 and 20 clips: 43 in all, so W = 2 and W = 3 leave a remainder of 1. */
+/* Two shards of 23 and 20 clips: 43 in all, so W = 2 and W = 3 do not divide an epoch. */
 enum { FRAMES = 8, HEIGHT = 3, WIDTH = 4, CHANNELS = 2, LEVELS = 3, SHARD0 = 23, SHARD1 = 20, TOTAL = 43 };
 #define CLIP_FLOATS ((size_t)FRAMES * HEIGHT * WIDTH * CHANNELS)
 
@@ -65,20 +66,26 @@ static int write_dataset(const char *folder, char *err, size_t err_size) {
   return shard_write_index(folder, &lay, 2, names, counts, err, err_size);
 }
 
-/* Plans: a fixed (level, clips), or a mixed sequence. */
+/* Plans: a fixed (level, clips) for rank `rank` of `world` (global microbatch seq * world + rank,
+ * so the ranks interleave on the stream as the trainer's do), or a mixed sequence whose microbatches
+ * start 8 positions apart (the 6th crosses into epoch 1). position_offset < 0 makes a bad plan. */
 typedef struct {
-  int level, clips, mixed;
+  int level, clips, mixed, rank, world;
+  long position_offset;
 } plan_spec;
 static const int mixed_clips[7] = {3, 5, 2, 7, 4, 6, 1};
-static int plan(void *ctx, long seq, int *level, int *clips) {
+static int plan(void *ctx, long seq, int *level, int *clips, long *position) {
   const plan_spec *p = ctx;
   if (p->mixed) {
     *level = (int)(seq % LEVELS);
     *clips = mixed_clips[seq % 7];
+    *position = 8 * seq;
   } else {
     *level = p->level;
     *clips = p->clips;
+    *position = (seq * (p->world ? p->world : 1) + p->rank) * p->clips;
   }
+  *position += p->position_offset;
   return 0;
 }
 
@@ -94,25 +101,24 @@ static void batch_init(batch_buf *bb) {
 }
 
 static loader *open_loader(const char *folder, plan_spec *p, int rank, int world, uint64_t seed, int prefetch,
-                           long first_seq, loader_state start, int skip, char *err, size_t err_size) {
-  loader_options o = {.rank = rank,
-                      .world = world,
-                      .seed = seed,
+                           long first_seq, int skip, char *err, size_t err_size) {
+  p->rank = rank;
+  p->world = world;
+  loader_options o = {.seed = seed,
                       .prefetch = prefetch,
                       .max_clips = 8,
                       .skip_bad = skip,
                       .plan = plan,
                       .plan_ctx = p,
-                      .first_seq = first_seq,
-                      .start = start};
+                      .first_seq = first_seq};
   return loader_open(folder, &o, err, err_size);
 }
 
-/* The indices of n single-clip microbatches of (rank, world, seed), from epoch 0. */
+/* The indices of n single-clip microbatches of (rank, world, seed), from stream position 0. */
 static int read_indices(const char *folder, int rank, int world, uint64_t seed, long n, long *out, long *epochs,
                         int *labels_ok, char *err, size_t err_size) {
-  plan_spec p = {0, 1, 0};
-  loader *l = open_loader(folder, &p, rank, world, seed, 3, 0, (loader_state){0, 0}, 0, err, err_size);
+  plan_spec p = {0, 1, 0, 0, 0, 0};
+  loader *l = open_loader(folder, &p, rank, world, seed, 3, 0, 0, err, err_size);
   if (!l) return -1;
   batch_buf bb;
   batch_init(&bb);
@@ -120,7 +126,7 @@ static int read_indices(const char *folder, int rank, int world, uint64_t seed, 
   for (long i = 0; i < n && rc == 0; i++) {
     rc = loader_next(l, &bb.b, err, err_size);
     out[i] = bb.indices[0];
-    if (epochs) epochs[i] = bb.b.before.epoch;
+    if (epochs) epochs[i] = bb.b.epoch;
     if (labels_ok && bb.labels[0] != bb.indices[0] % 7) *labels_ok = 0;
   }
   free(bb.clips);
@@ -132,8 +138,9 @@ static void test_epoch_cover(const char *folder) {
   for (int world = 1; world <= 3; world++) {
     char err[1024] = "";
     int seen[TOTAL] = {0}, labels_ok = 1, ok = 1;
-    long per_rank = TOTAL / world, epochs[TOTAL], got[TOTAL];
+    long epochs[TOTAL], got[TOTAL];
     for (int r = 0; r < world && ok; r++) {
+      long per_rank = (TOTAL - r + world - 1) / world; /* global microbatches r, r + W, ... below TOTAL */
       ok = read_indices(folder, r, world, 1234, per_rank, got, epochs, &labels_ok, err, sizeof err) == 0;
       for (long i = 0; ok && i < per_rank; i++) {
         ok = epochs[i] == 0 && got[i] >= 0 && got[i] < TOTAL;
@@ -144,10 +151,9 @@ static void test_epoch_cover(const char *folder) {
     for (int i = 0; i < TOTAL; i++) once += seen[i] == 1, twice += seen[i] > 1;
     char name[64];
     snprintf(name, sizeof name, "epoch cover W=%d", world);
-    check(name, ok && once == world * per_rank && twice == 0 && labels_ok,
-          "(%d clips seen once, %d more than once, expected %ld once and remainder %ld dropped; labels %s)%s%s", once,
-          twice, world * per_rank, TOTAL - world * per_rank, labels_ok ? "match index % 7" : "WRONG", ok ? "" : ": ",
-          ok ? "" : err);
+    check(name, ok && once == TOTAL && twice == 0 && labels_ok,
+          "(%d clips seen once, %d more than once, expected all %d once; labels %s)%s%s", once, twice, TOTAL,
+          labels_ok ? "match index % 7" : "WRONG", ok ? "" : ": ", ok ? "" : err);
   }
 }
 
@@ -171,17 +177,16 @@ static void test_order(const char *folder) {
 typedef struct {
   long seq[8], indices[8][8];
   int level[8], count[8], labels[8][8];
-  loader_state before[8];
+  long position[8], epoch[8];
   float *clips[8];
 } stream;
 static void stream_free(stream *s) {
   for (int i = 0; i < 8; i++) free(s->clips[i]);
 }
-static int read_stream(const char *folder, int world, int prefetch, long first, loader_state start, int n, stream *s,
-                       char *err, size_t err_size) {
+static int read_stream(const char *folder, int prefetch, long first, int n, stream *s, char *err, size_t err_size) {
   memset(s, 0, sizeof *s);
-  plan_spec p = {0, 0, 1};
-  loader *l = open_loader(folder, &p, 1 % world, world, 99, prefetch, first, start, 0, err, err_size);
+  plan_spec p = {0, 0, 1, 0, 0, 0};
+  loader *l = open_loader(folder, &p, 0, 1, 99, prefetch, first, 0, err, err_size);
   if (!l) return -1;
   batch_buf bb;
   batch_init(&bb);
@@ -192,7 +197,8 @@ static int read_stream(const char *folder, int world, int prefetch, long first, 
     s->seq[i] = bb.b.seq;
     s->level[i] = bb.b.level;
     s->count[i] = bb.b.clips_count;
-    s->before[i] = bb.b.before;
+    s->position[i] = bb.b.position;
+    s->epoch[i] = bb.b.epoch;
     memcpy(s->indices[i], bb.indices, sizeof bb.indices);
     memcpy(s->labels[i], bb.labels, sizeof bb.labels);
     size_t floats = CLIP_FLOATS / ((size_t)1 << bb.b.level) * (size_t)bb.b.clips_count;
@@ -205,7 +211,7 @@ static int read_stream(const char *folder, int world, int prefetch, long first, 
 }
 static int same_microbatch(const stream *a, int i, const stream *b, int j) {
   if (a->seq[i] != b->seq[j] || a->level[i] != b->level[j] || a->count[i] != b->count[j] ||
-      a->before[i].epoch != b->before[j].epoch || a->before[i].cursor != b->before[j].cursor)
+      a->position[i] != b->position[j] || a->epoch[i] != b->epoch[j])
     return 0;
   size_t floats = CLIP_FLOATS / ((size_t)1 << a->level[i]) * (size_t)a->count[i];
   return memcmp(a->indices[i], b->indices[j], sizeof(long) * (size_t)a->count[i]) == 0 &&
@@ -216,7 +222,7 @@ static int same_microbatch(const stream *a, int i, const stream *b, int j) {
 static void test_values(const char *folder) {
   char err[1024] = "";
   stream s;
-  int ok = read_stream(folder, 1, 2, 0, (loader_state){0, 0}, 7, &s, err, sizeof err) == 0;
+  int ok = read_stream(folder, 2, 0, 7, &s, err, sizeof err) == 0;
   shard_reader *r[2] = {NULL, NULL};
   char path[600];
   for (int k = 0; k < 2 && ok; k++) {
@@ -250,21 +256,23 @@ static void test_values(const char *folder) {
 static void test_resume(const char *folder) {
   char err[1024] = "";
   stream full, resumed;
-  /* W = 2: 21 clips per epoch; 28 clips in 7 microbatches cross into epoch 1 */
-  int ok = read_stream(folder, 2, 3, 0, (loader_state){0, 0}, 7, &full, err, sizeof err) == 0;
-  ok = ok && read_stream(folder, 2, 3, full.seq[4], full.before[4], 3, &resumed, err, sizeof err) == 0;
+  /* microbatch 5 starts at 40 with 6 clips: it crosses from epoch 0 into epoch 1 */
+  int ok = read_stream(folder, 3, 0, 7, &full, err, sizeof err) == 0;
+  ok = ok && read_stream(folder, 3, full.seq[4], 3, &resumed, err, sizeof err) == 0;
   int same = ok;
   for (int i = 0; i < 3 && same; i++) same = same_microbatch(&full, 4 + i, &resumed, i);
-  check("resume from the state before microbatch 4 gives 4..6 identical", same && full.before[6].epoch == 1,
-        "(state before 4: epoch %ld cursor %ld; before 6: epoch %ld)%s%s", full.before[4].epoch, full.before[4].cursor,
-        full.before[6].epoch, ok ? "" : ": ", ok ? "" : err);
+  long perm1[TOTAL];
+  loader_permutation(perm1, TOTAL, 99, 1);
+  int crossed = ok && full.epoch[5] == 0 && full.epoch[6] == 1 && full.indices[5][5] == perm1[2];
+  check("resume from microbatch 4 gives 4..6 identical, across the epoch boundary", same && crossed,
+        "(microbatch 5 at position %ld epoch %ld, 6 at epoch %ld; crossing %s)%s%s", full.position[5], full.epoch[5],
+        full.epoch[6], crossed ? "right" : "WRONG", ok ? "" : ": ", ok ? "" : err);
   stream_free(&full);
   stream_free(&resumed);
   stream p1, p8;
-  ok = read_stream(folder, 1, 1, 0, (loader_state){0, 0}, 8, &p1, err, sizeof err) == 0 &&
-       read_stream(folder, 1, 8, 0, (loader_state){0, 0}, 8, &p8, err, sizeof err) == 0;
+  ok = read_stream(folder, 1, 0, 7, &p1, err, sizeof err) == 0 && read_stream(folder, 8, 0, 7, &p8, err, sizeof err) == 0;
   same = ok;
-  for (int i = 0; i < 8 && same; i++) same = same_microbatch(&p1, i, &p8, i);
+  for (int i = 0; i < 7 && same; i++) same = same_microbatch(&p1, i, &p8, i);
   check("prefetch 1 and 8 give identical streams", same, ok ? NULL : "(%s)", err);
   stream_free(&p1);
   stream_free(&p8);
@@ -317,8 +325,8 @@ static void test_bad_clip(const char *folder) {
     return;
   }
   /* skip: two epochs of single clips at level 0; the bad clip is met twice, logged once */
-  plan_spec p = {0, 1, 0};
-  loader *l = open_loader(damaged, &p, 0, 1, 5, 4, 0, (loader_state){0, 0}, 1, err, sizeof err);
+  plan_spec p = {0, 1, 0, 0, 0, 0};
+  loader *l = open_loader(damaged, &p, 0, 1, 5, 4, 0, 1, err, sizeof err);
   batch_buf bb;
   batch_init(&bb);
   int ok = l != NULL, seen_bad = 0, n = 0;
@@ -333,14 +341,14 @@ static void test_bad_clip(const char *folder) {
         skipped, ok ? "" : ": ", ok ? "" : err);
   /* level 1 of the same clip is intact: a stage reads only its level */
   p.level = 1;
-  l = open_loader(damaged, &p, 0, 1, 5, 4, 0, (loader_state){0, 0}, 0, err, sizeof err);
+  l = open_loader(damaged, &p, 0, 1, 5, 4, 0, 0, err, sizeof err);
   ok = l != NULL;
   for (n = 0; ok && n < TOTAL; n++) ok = loader_next(l, &bb.b, err, sizeof err) == 0;
   check("the damaged clip's other levels read fine", ok, ok ? NULL : "(%s)", err);
   loader_close(l);
   /* fail: loader_next returns -1 naming the file and the clip, and keeps failing */
   p.level = 0;
-  l = open_loader(damaged, &p, 0, 1, 5, 4, 0, (loader_state){0, 0}, 0, err, sizeof err);
+  l = open_loader(damaged, &p, 0, 1, 5, 4, 0, 0, err, sizeof err);
   int rc = 0;
   for (n = 0; l && rc == 0 && n < TOTAL; n++) rc = loader_next(l, &bb.b, err, sizeof err);
   char file[700], clip[64];
@@ -357,13 +365,13 @@ static void test_bad_clip(const char *folder) {
 static void test_missing_and_close(const char *folder) {
   char err[1024] = "", missing[600];
   snprintf(missing, sizeof missing, "%s/no-such-folder", tmp_root);
-  plan_spec p = {0, 2, 0};
-  loader *l = open_loader(missing, &p, 0, 1, 1, 2, 0, (loader_state){0, 0}, 0, err, sizeof err);
+  plan_spec p = {0, 2, 0, 0, 0, 0};
+  loader *l = open_loader(missing, &p, 0, 1, 1, 2, 0, 0, err, sizeof err);
   check("a missing data set folder fails cleanly", !l && err[0] && !strchr(err, '\n') && strstr(err, missing), "(%s)",
         err);
   loader_close(l);
   /* the reader fills the ring and waits: close must still join it */
-  l = open_loader(folder, &p, 0, 1, 1, 2, 0, (loader_state){0, 0}, 0, err, sizeof err);
+  l = open_loader(folder, &p, 0, 1, 1, 2, 0, 0, err, sizeof err);
   struct timespec pause = {0, 10 * 1000 * 1000};
   loader_stats st = {{0}, {0}, 0};
   for (int waited = 0; l && waited < 1000 && st.clips[0] < 4; waited++) { /* up to 10 s: slow sanitizer runs */
@@ -376,18 +384,22 @@ static void test_missing_and_close(const char *folder) {
         l ? st.clips[0] : -1L);
   /* a plan asking for more than max_clips fails instead of overflowing */
   p.clips = 9;
-  l = open_loader(folder, &p, 0, 1, 1, 2, 0, (loader_state){0, 0}, 0, err, sizeof err);
+  l = open_loader(folder, &p, 0, 1, 1, 2, 0, 0, err, sizeof err);
   batch_buf bb;
   batch_init(&bb);
   int rc = l ? loader_next(l, &bb.b, err, sizeof err) : 0;
   check("a plan over max_clips is an error", rc != 0 && strstr(err, "9 clips"), "(%s)", err);
   loader_close(l);
   free(bb.clips);
-  /* a resume cursor past the rank's epoch is refused */
+  /* a plan naming a negative stream position fails instead of indexing before the permutation */
   p.clips = 1;
-  l = open_loader(folder, &p, 0, 2, 1, 2, 0, (loader_state){0, 21}, 0, err, sizeof err);
-  check("a resume cursor past the epoch is refused", !l && strstr(err, "cursor 21"), "(%s)", err);
+  p.position_offset = -5;
+  l = open_loader(folder, &p, 0, 1, 1, 2, 0, 0, err, sizeof err);
+  batch_init(&bb);
+  rc = l ? loader_next(l, &bb.b, err, sizeof err) : 0;
+  check("a negative stream position is an error", rc != 0 && strstr(err, "position -5"), "(%s)", err);
   loader_close(l);
+  free(bb.clips);
 }
 
 static void remove_tree(const char *folder) {
