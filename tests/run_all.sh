@@ -67,6 +67,9 @@ run "tpdiff-train command line" tests/cli/train_cli.sh
 run "tpdiff-train on HDF5 shards" tests/cli/train_shards.sh
 BIN=build-san/bin/tpdiff-train run "tpdiff-train on HDF5 shards (ASan+UBSan)" tests/cli/train_shards.sh
 BIN=build-san/bin/tpdiff-train run "tpdiff-train command line (ASan+UBSan)" tests/cli/train_cli.sh
+run "safetensors format, bad files, weights vs model (ASan+UBSan)" build-san/tests/export/test_safetensors configs/tiny.yaml
+run "export: PyTorch strict load + forward, sampling" tests/export/export_checks.sh
+BINDIR=build-san/bin TOOLDIR=build-san/tests/export run "export and sampling (ASan+UBSan)" tests/export/export_checks.sh
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -244,28 +244,33 @@ int main(int argc, char **argv) {
   npy_f32 noise = {0};
   if (o.noise && read_noise(o.noise, &s, &B, &noise) != 0) return 2;
   int *labels = s.classes > 0 ? malloc(sizeof(int) * (size_t)B) : NULL;
+  int early = 0; /* exit status of a refusal before the model exists */
   if (s.classes > 0 && !labels) {
     fprintf(stderr, "tpdiff-sample: out of memory\n");
-    return 1;
+    early = 1;
   }
   for (int b = 0; b < B && labels; b++) labels[b] = b % s.classes;
-  if (o.labels && parse_labels(o.labels, s.classes, B, labels) != 0) return 2;
-
-  const tpdiff_backend *be = device_open(o.device, notice, sizeof notice, err, sizeof err);
-  if (!be) {
+  if (!early && o.labels && parse_labels(o.labels, s.classes, B, labels) != 0) early = 2;
+  const tpdiff_backend *be = early ? NULL : device_open(o.device, notice, sizeof notice, err, sizeof err);
+  if (!early && !be) {
     fprintf(stderr, "tpdiff-sample: %s\n", err);
-    return 2;
+    early = 2;
   }
   dit_model m;
-  if (dit_create(&m, &s, be, err, sizeof err) != 0) {
+  if (!early && dit_create(&m, &s, be, err, sizeof err) != 0) {
     fprintf(stderr, "tpdiff-sample: %s: %s\n", o.in, err);
-    return 1;
+    early = 1;
   }
   int want = !o.weights ? WEIGHTS_EMA_IF_PRESENT : strcmp(o.weights, "ema") == 0 ? WEIGHTS_EMA : WEIGHTS_RAW;
-  if (weights_load(o.in, &m, want, err, sizeof err) != 0) {
+  if (!early && weights_load(o.in, &m, want, err, sizeof err) != 0) {
     fprintf(stderr, "tpdiff-sample: %s\n", err);
     dit_destroy(&m);
-    return 2;
+    early = 2;
+  }
+  if (early) {
+    free(labels);
+    free(noise.data);
+    return early;
   }
   /* after the weights loaded, so a refused file gets its one line alone */
   if (notice[0]) fprintf(stderr, "tpdiff-sample: %s\n", notice);

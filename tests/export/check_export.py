@@ -9,6 +9,9 @@ usage:
       PASS when the two dumps' outputs agree to LIMIT, normwise (a bf16 export against fp32)
   check_export.py bf16 NAME F32.safetensors BF16.safetensors
       PASS when every BF16 tensor is bit for bit torch's own float32 -> bfloat16 rounding of the F32 one
+  check_export.py h5 NAME CKPT.h5 GROUP MODEL.safetensors
+      PASS when the file holds exactly the checkpoint's GROUP (params or ema) datasets, read with
+      h5py, bit for bit (an fp32 export) or as torch's bfloat16 rounding of them (a bf16 export)
   check_export.py splice OUT.safetensors TENSORS_FROM.safetensors METADATA_FROM.safetensors
       writes OUT with the tensors of one file and the metadata (config) of another: a file whose
       tensors belong to a model of another shape than its config says (for the refusal tests)
@@ -132,6 +135,31 @@ def bf16_bits(name, f32_path, bf16_path):
     return ok
 
 
+def against_h5(name, ckpt, group, path):
+    import h5py
+
+    state, _, loader = load(path)
+    with h5py.File(ckpt, "r") as f:
+        want = {k: torch.from_numpy(np.asarray(f[group][k], dtype=np.float32)) for k in f[group].keys()}
+    if sorted(want) != sorted(state):
+        extra = sorted(set(state) - set(want))[:3]
+        missing = sorted(set(want) - set(state))[:3]
+        print(f"FAIL {name}: names differ (extra {extra}, missing {missing})")
+        return False
+    differing = 0
+    for k, v in want.items():
+        got = state[k]
+        if got.dtype == torch.bfloat16:
+            v = v.to(torch.bfloat16)
+        differing += int((got.view(torch.int16 if got.dtype == torch.bfloat16 else torch.int32)
+                          != v.view(torch.int16 if v.dtype == torch.bfloat16 else torch.int32)).sum())
+    total = sum(v.numel() for v in want.values())
+    ok = differing == 0
+    print(f"{'PASS' if ok else 'FAIL'} {name} ({len(want)} datasets of /{group}, {differing} of {total} values "
+          f"differ, h5py + {loader})")
+    return ok
+
+
 def splice(out, tensors_from, meta_from):
     with open(tensors_from, "rb") as f:
         blob = f.read()
@@ -156,6 +184,8 @@ def main(argv):
         ok = close(argv[2], argv[3], argv[4], float(argv[5]))
     elif mode == "bf16" and len(argv) == 5:
         ok = bf16_bits(argv[2], argv[3], argv[4])
+    elif mode == "h5" and len(argv) == 6:
+        ok = against_h5(argv[2], argv[3], argv[4], argv[5])
     elif mode == "splice" and len(argv) == 5:
         ok = splice(argv[2], argv[3], argv[4])
     else:

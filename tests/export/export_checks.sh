@@ -13,6 +13,8 @@ cd "$(dirname "$0")/../.."
 BINDIR=${BINDIR:-bin}
 TOOLDIR=${TOOLDIR:-build/tests/export}
 PY=${PY:-/usr/bin/python3}
+# checkpoints come from the normal build's trainer: training is not what this script checks
+TRAIN=${TRAIN:-bin/tpdiff-train}
 # the safetensors package, when scripts/setup.sh could install it (check_export.py names its reader)
 export PYTHONPATH=build/pydeps${PYTHONPATH:+:$PYTHONPATH}
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/tpdiff-export.XXXXXX")
@@ -97,6 +99,52 @@ ok = v.shape == (3, 8, 16, 16) and v.dtype == np.float32 and np.isfinite(v).all(
 print(f"{'PASS' if ok else 'FAIL'} --save-raw writes float32 [C, T, H, W] (shape {v.shape}, {v.dtype}, std {v.std():.3g})")
 EOF
 
+# ---- from training checkpoints (tpdiff-train, 5 steps, K = 3, 5 classes; and one without EMA) ------
+run="$tmp/run"
+ck="$run/ckpt-0000005.h5"
+"$TRAIN" configs/tiny.yaml --train.steps=5 --train.out="$run" --pyramid.stages=3 --model.classes=5 \
+  --train.device=cpu --train.log_every=5 >/dev/null 2>"$tmp/train.err" &&
+  "$TRAIN" configs/tiny.yaml --train.steps=2 --train.out="$tmp/run0" --train.ema=0 --train.device=cpu \
+    --train.log_every=5 >/dev/null 2>>"$tmp/train.err"
+check "tpdiff-train writes the checkpoints to export" $? "$(head -c 300 "$tmp/train.err")"
+E="$BINDIR/tpdiff-export"
+"$E" "$ck" --out "$tmp/ck-ema" >/dev/null && "$E" "$ck" --out "$tmp/ck-raw" --weights raw >/dev/null &&
+  "$E" "$ck" --out "$tmp/ck-raw16" --weights raw --dtype bf16 >/dev/null &&
+  "$E" "$tmp/run0/ckpt-0000002.h5" --out "$tmp/ck0" >/dev/null 2>"$tmp/export.err"
+check "tpdiff-export of checkpoints (default, --weights raw, --dtype bf16, a run without EMA)" $? \
+  "$(head -c 300 "$tmp/export.err")"
+$CHECK h5 "checkpoint export, default: the EMA weights bit for bit" "$ck" ema "$tmp/ck-ema/model.safetensors"
+$CHECK h5 "checkpoint export, --weights raw: the master weights bit for bit" "$ck" params "$tmp/ck-raw/model.safetensors"
+$CHECK h5 "checkpoint export, raw bf16: torch's rounding of the master weights" "$ck" params \
+  "$tmp/ck-raw16/model.safetensors"
+$CHECK h5 "checkpoint without EMA: the default export holds the master weights" "$tmp/run0/ckpt-0000002.h5" params \
+  "$tmp/ck0/model.safetensors"
+$PY - "$tmp" <<'EOF2'
+import json, sys
+d = sys.argv[1]
+a = json.load(open(f"{d}/ck-ema/config.json"))
+b = json.load(open(f"{d}/ck0/config.json"))
+ok = (a["weights"], a["step"], a["dtype"], b["weights"], b["step"]) == ("ema", 5, "F32", "raw", 2) and \
+    a["pyramid"]["stride"] == [4, 2, 1] and a["model"]["classes"] == 5 and a["data"]["frames"] == 8
+print(f"{'PASS' if ok else 'FAIL'} config.json names the weights, step, shapes and stage strides "
+      f"({a['weights']} step {a['step']}, {b['weights']} step {b['step']}, strides {a['pyramid']['stride']})")
+EOF2
+"$TOOLDIR/forward_dump" forward "$ck" "$tmp/fwd-ck" --stage=2 --clips=2 >/dev/null
+$CHECK parity "PyTorch on the EMA export = tpdiff's forward from the checkpoint" "$tmp/ck-ema/model.safetensors" \
+  "$tmp/ck-ema/config.json" "$tmp/fwd-ck" 1e-4
+"$S" "$ck" --noise "$tmp/noise.npy" --steps 3 --device cpu --save-raw --out "$tmp/sc1" >/dev/null 2>"$tmp/sample.err" &&
+  "$S" "$tmp/ck-ema/model.safetensors" --noise "$tmp/noise.npy" --steps 3 --device cpu --save-raw \
+    --out "$tmp/sc2" >/dev/null 2>>"$tmp/sample.err" &&
+  "$S" "$ck" --weights raw --noise "$tmp/noise.npy" --steps 3 --device cpu --save-raw \
+    --out "$tmp/sc3" >/dev/null 2>>"$tmp/sample.err" &&
+  "$S" "$tmp/ck-raw/model.safetensors" --noise "$tmp/noise.npy" --steps 3 --device cpu --save-raw \
+    --out "$tmp/sc4" >/dev/null 2>>"$tmp/sample.err"
+check "tpdiff-sample from a checkpoint and from its exports" $? "$(head -c 300 "$tmp/sample.err")"
+cmp -s "$tmp/sc1/video-01.npy" "$tmp/sc2/video-01.npy" && cmp -s "$tmp/sc3/video-01.npy" "$tmp/sc4/video-01.npy"
+check "checkpoint and its fp32 export sample bit-identical videos (EMA and raw)" $? "raw outputs differ"
+cmp -s "$tmp/sc1/video-01.npy" "$tmp/sc3/video-01.npy"
+[ $? -ne 0 ]; check "EMA and raw weights sample different videos" $? "equal: --weights was ignored"
+
 # ---- refusals ------------------------------------------------------------------------------------
 R="$tmp/refused"
 head -c 3000 "$m" >"$tmp/truncated.safetensors"
@@ -127,4 +175,7 @@ refuse "EMA asked of a raw export" "raw weights only" -- "$S" "$m" --weights ema
 refuse "an unknown device" "--device" -- "$S" "$m" --device tpu --out "$R"
 refuse "an unknown option" "--frobnicate" -- "$S" "$m" --frobnicate --out "$R"
 refuse "--dtype fp16 on export" "--dtype" "fp16" -- "$BINDIR/tpdiff-export" "$m" --dtype fp16 --out "$R"
+head -c 5000 "$ck" >"$tmp/cut.h5"
+refuse "a truncated checkpoint" "cut.h5" -- "$S" "$tmp/cut.h5" --out "$R"
+refuse "EMA asked of a checkpoint without EMA" "no EMA" -- "$E" "$tmp/run0/ckpt-0000002.h5" --weights ema --out "$R"
 refuse "export of a missing file" "missing.h5" "cannot open" -- "$BINDIR/tpdiff-export" "$tmp/missing.h5" --out "$R"
