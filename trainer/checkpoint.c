@@ -165,9 +165,53 @@ static int write_contents(hid_t f, const trainer *tr, const checkpoint_meta *met
   return rc;
 }
 
+/* Writes bytes to tmp, fsyncs it and renames it to path: 0, or -1 with errno set and tmp removed. */
+static int write_file_atomically(const char *tmp, const char *path, const void *bytes, size_t size, char *what,
+                                 size_t what_size) {
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (fd < 0) {
+    snprintf(what, what_size, "creating %s", tmp);
+    return -1;
+  }
+  const char *p = bytes;
+  size_t left = size;
+  while (left) {
+    ssize_t n = write(fd, p, left);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      if (n == 0) errno = EIO;
+      snprintf(what, what_size, "writing %s", tmp);
+      goto fail;
+    }
+    p += n;
+    left -= (size_t)n;
+  }
+  if (fsync(fd) != 0) {
+    snprintf(what, what_size, "fsync of %s", tmp);
+    goto fail;
+  }
+  if (close(fd) != 0) {
+    fd = -1;
+    snprintf(what, what_size, "closing %s", tmp);
+    goto fail;
+  }
+  fd = -1;
+  if (rename(tmp, path) != 0) {
+    snprintf(what, what_size, "renaming %s", tmp);
+    goto fail;
+  }
+  return 0;
+fail:;
+  int saved = errno;
+  if (fd >= 0) close(fd);
+  unlink(tmp);
+  errno = saved;
+  return -1;
+}
+
 int checkpoint_write(const char *dir, const trainer *tr, const checkpoint_meta *meta,
                      const checkpoint_rank_state *ranks, int world, char *err, size_t err_size) {
-  char path[TPDIFF_PATH_MAX + 32], tmp[TPDIFF_PATH_MAX + 40], what[256] = "";
+  char path[TPDIFF_PATH_MAX + 32], tmp[TPDIFF_PATH_MAX + 40], what[TPDIFF_PATH_MAX + 128] = "";
   checkpoint_path(path, sizeof path, dir, meta->step);
   snprintf(tmp, sizeof tmp, "%s.tmp", path);
   float *host = malloc(tr->model.num_floats * sizeof(float));
@@ -175,36 +219,37 @@ int checkpoint_write(const char *dir, const trainer *tr, const checkpoint_meta *
     snprintf(err, err_size, "%s: out of memory for the host copy of %zu parameters", path, tr->model.num_floats);
     return -1;
   }
+  /* The file is built in memory (HDF5's core driver) and written with plain write() calls: a full
+   * disk or a file-size limit then fails one write() with its errno, and HDF5 never holds a file
+   * whose close failed (which leaves the library unable to shut down cleanly). */
   shard_h5_quiet();
-  errno = 0;
   hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-  H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG);
-  hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+  H5Pset_fapl_core(fapl, (size_t)64 << 20, 0);
+  hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
   H5Pclose(fapl);
   int rc = f < 0 ? -1 : write_contents(f, tr, meta, ranks, world, host, what, sizeof what);
-  int saved = errno;
-  if (f >= 0 && H5Fclose(f) < 0 && rc == 0) {
-    rc = -1;
-    saved = errno;
-    snprintf(what, sizeof what, "closing the file");
-  }
   free(host);
-  if (rc == 0 && sync_path(tmp) != 0) {
+  void *image = NULL;
+  ssize_t size = -1;
+  if (rc == 0 && H5Fflush(f, H5F_SCOPE_GLOBAL) >= 0) size = H5Fget_file_image(f, NULL, 0);
+  if (size > 0) image = malloc((size_t)size);
+  if (rc == 0 && (!image || H5Fget_file_image(f, image, (size_t)size) != size)) {
     rc = -1;
-    saved = errno;
-    snprintf(what, sizeof what, "fsync");
+    snprintf(what, sizeof what, "building the file image (%zd bytes) in memory", size);
   }
-  if (rc == 0 && rename(tmp, path) != 0) {
-    rc = -1;
-    saved = errno;
-    snprintf(what, sizeof what, "rename from %s", tmp);
+  if (f >= 0) H5Fclose(f);
+  if (f < 0 || rc != 0) {
+    free(image);
+    snprintf(err, err_size, "%s: cannot build the checkpoint (%s); the previous checkpoints are unchanged", path,
+             f < 0 ? "HDF5 cannot create a file in memory" : what);
+    return -1;
   }
+  errno = 0;
+  rc = write_file_atomically(tmp, path, image, (size_t)size, what, sizeof what);
+  free(image);
   if (rc != 0) {
-    unlink(tmp);
-    /* HDF5 hides the system error behind its own stack; errno still holds the write's reason */
-    snprintf(err, err_size, "%s: cannot write the checkpoint (%s%s%s%s); the previous checkpoints are unchanged",
-             path, f < 0 ? "cannot create " : "writing ", f < 0 ? tmp : what, saved ? ": " : "",
-             saved ? strerror(saved) : "");
+    snprintf(err, err_size, "%s: cannot write the checkpoint (%s: %s); the previous checkpoints are unchanged", path,
+             what, strerror(errno));
     return -1;
   }
   sync_path(dir); /* the rename itself reaches the disk */
