@@ -10,7 +10,7 @@ typedef struct {
   const char *text;
   size_t len, pos;
   json_doc *doc;
-  size_t cap;        /* nodes allocated */
+  size_t cap; /* nodes allocated */
   size_t str_used, str_cap;
   char *err;
   size_t err_size;
@@ -64,7 +64,7 @@ static int hex4(parser *p, unsigned *out) {
   unsigned v = 0;
   for (int i = 0; i < 4; i++) {
     char c = p->text[p->pos + (size_t)i];
-    unsigned d = (c >= '0' && c <= '9') ? (unsigned)(c - '0')
+    unsigned d = (c >= '0' && c <= '9')   ? (unsigned)(c - '0')
                  : (c >= 'a' && c <= 'f') ? (unsigned)(c - 'a' + 10)
                  : (c >= 'A' && c <= 'F') ? (unsigned)(c - 'A' + 10)
                                           : 16u;
@@ -98,10 +98,14 @@ static size_t utf8_valid(const unsigned char *s, size_t avail) {
   size_t n;
   unsigned long cp, min;
   if (c < 0x80) return 1;
-  if ((c & 0xE0) == 0xC0) n = 2, cp = c & 0x1F, min = 0x80;
-  else if ((c & 0xF0) == 0xE0) n = 3, cp = c & 0x0F, min = 0x800;
-  else if ((c & 0xF8) == 0xF0) n = 4, cp = c & 0x07, min = 0x10000;
-  else return 0;
+  if ((c & 0xE0) == 0xC0)
+    n = 2, cp = c & 0x1F, min = 0x80;
+  else if ((c & 0xF0) == 0xE0)
+    n = 3, cp = c & 0x0F, min = 0x800;
+  else if ((c & 0xF8) == 0xF0)
+    n = 4, cp = c & 0x07, min = 0x10000;
+  else
+    return 0;
   if (avail < n) return 0;
   for (size_t i = 1; i < n; i++) {
     if ((s[i] & 0xC0) != 0x80) return 0;

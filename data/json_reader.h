@@ -22,8 +22,8 @@ typedef struct {
   /* JSON_ARRAY / JSON_OBJECT: count children. An object's children are key, value, key, value, ... (keys
    * are JSON_STRING nodes), so it has 2 * members children. */
   size_t count;
-  size_t first; /* index of the first child; the next sibling of node i is at json_next(doc, i) */
-  size_t end;   /* one past the last node of this node's subtree */
+  size_t first;  /* index of the first child; the next sibling of node i is at json_next(doc, i) */
+  size_t end;    /* one past the last node of this node's subtree */
   size_t offset; /* byte offset of the node in the text, for messages */
 } json_node;
 

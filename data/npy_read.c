@@ -45,8 +45,10 @@ static int parse_shape(const char *s, npy_f32 *out) {
     out->count *= (size_t)v;
     s = end;
     while (*s == ' ') s++;
-    if (*s == ',') s++;
-    else if (*s != ')') return -1;
+    if (*s == ',')
+      s++;
+    else if (*s != ')')
+      return -1;
   }
 }
 
@@ -123,8 +125,8 @@ int npy_read_f32(const char *path, npy_f32 *out, char *err, size_t err_size) {
   }
   uint64_t data_bytes = (uint64_t)st.st_size - start - hlen;
   if (data_bytes != (uint64_t)out->count * 4) {
-    snprintf(err, err_size, "%s: %llu data bytes, the header's shape needs %llu", path,
-             (unsigned long long)data_bytes, (unsigned long long)out->count * 4);
+    snprintf(err, err_size, "%s: %llu data bytes, the header's shape needs %llu", path, (unsigned long long)data_bytes,
+             (unsigned long long)out->count * 4);
     goto done;
   }
   out->data = malloc(out->count ? out->count * 4 : 1);

@@ -11,8 +11,8 @@
 typedef struct {
   int ndim;
   size_t shape[NPY_READ_MAX_DIMS];
-  size_t count;  /* product of shape */
-  float *data;   /* count values, malloc'ed; the caller frees */
+  size_t count; /* product of shape */
+  float *data;  /* count values, malloc'ed; the caller frees */
 } npy_f32;
 
 /* Reads path into out. 0, or -1 with one line in err "<path>: <reason>" (and out->data NULL). */

@@ -143,8 +143,7 @@ int st_write(const char *path, const st_tensor_out *tensors, int count, st_dtype
     tb_json_string(&h, t->name);
     tb_printf(&h, ":{\"dtype\":\"%s\",\"shape\":[", st_dtype_name(dtype));
     for (int d = 0; d < t->ndim; d++) tb_printf(&h, "%s%zu", d ? "," : "", t->shape[d]);
-    tb_printf(&h, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)offset,
-              (unsigned long long)(offset + bytes));
+    tb_printf(&h, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)offset, (unsigned long long)(offset + bytes));
     offset += bytes;
   }
   tb_put(&h, "}", 1);
@@ -188,8 +187,8 @@ static const char *shown(const char *s, size_t len, char *buf, size_t size) {
   return buf;
 }
 
-static const char *const KNOWN_DTYPES[] = {"F64", "F16", "F8_E4M3", "F8_E5M2", "I64", "I32", "I16",
-                                           "I8",  "U64", "U32",    "U16",     "U8",  "BOOL", NULL};
+static const char *const KNOWN_DTYPES[] = {"F64", "F16", "F8_E4M3", "F8_E5M2", "I64", "I32",  "I16",
+                                           "I8",  "U64", "U32",     "U16",     "U8",  "BOOL", NULL};
 
 static int parse_entry(st_file *sf, const json_doc *doc, size_t key, size_t val, st_entry *e, uint64_t data_bytes,
                        char *err, size_t err_size) {
@@ -217,12 +216,12 @@ static int parse_entry(st_file *sf, const json_doc *doc, size_t key, size_t val,
     int known = 0;
     for (int i = 0; KNOWN_DTYPES[i]; i++) known |= strcmp(d->text, KNOWN_DTYPES[i]) == 0;
     return st_fail(sf, err, err_size, "tensor '%s': dtype %s%s; tpdiff reads F32 and BF16", name,
-                   shown(d->text, d->len, dname, sizeof dname), known ? " is not supported" : " is not a safetensors dtype");
+                   shown(d->text, d->len, dname, sizeof dname),
+                   known ? " is not supported" : " is not a safetensors dtype");
   }
   const json_node *s = &doc->nodes[sh];
   if (s->type != JSON_ARRAY || s->count > ST_MAX_DIMS)
-    return st_fail(sf, err, err_size, "tensor '%s': shape must be an array of at most %d integers", name,
-                   ST_MAX_DIMS);
+    return st_fail(sf, err, err_size, "tensor '%s': shape must be an array of at most %d integers", name, ST_MAX_DIMS);
   e->ndim = (int)s->count;
   uint64_t numel = 1;
   size_t c = s->first;
@@ -231,8 +230,7 @@ static int parse_entry(st_file *sf, const json_doc *doc, size_t key, size_t val,
     if (json_as_u64(&doc->nodes[c], &dim) != 0 || dim > SIZE_MAX)
       return st_fail(sf, err, err_size, "tensor '%s': shape[%d] is not a non-negative integer", name, i);
     e->shape[i] = (size_t)dim;
-    if (dim && numel > UINT64_MAX / 4 / dim)
-      return st_fail(sf, err, err_size, "tensor '%s': shape too large", name);
+    if (dim && numel > UINT64_MAX / 4 / dim) return st_fail(sf, err, err_size, "tensor '%s': shape too large", name);
     numel *= dim;
   }
   e->numel = (size_t)numel;
@@ -270,7 +268,8 @@ static int parse_metadata(st_file *sf, const json_doc *doc, size_t val, char *er
     const json_node *k = &doc->nodes[i], *x = &doc->nodes[vi];
     char name[96];
     if (x->type != JSON_STRING)
-      return st_fail(sf, err, err_size, "__metadata__ '%s': value is not a string", shown(k->text, k->len, name, sizeof name));
+      return st_fail(sf, err, err_size, "__metadata__ '%s': value is not a string",
+                     shown(k->text, k->len, name, sizeof name));
     sf->meta_keys[m] = strdup(k->text);
     sf->meta_values[m] = strdup(x->text);
     sf->meta_count = m + 1;
@@ -306,12 +305,14 @@ static int check_layout(st_file *sf, uint64_t data_bytes, char *err, size_t err_
   for (int i = 0; i < n && !rc; i++) {
     const st_entry *e = &sf->entries[order[i]];
     if (e->begin < at)
-      rc = st_fail(sf, err, err_size, "tensor '%.100s' data_offsets [%llu, %llu] overlap tensor '%.100s' (ends at %llu)",
-                   e->name, (unsigned long long)e->begin, (unsigned long long)e->end,
-                   sf->entries[order[i - 1]].name, (unsigned long long)at);
+      rc =
+          st_fail(sf, err, err_size, "tensor '%.100s' data_offsets [%llu, %llu] overlap tensor '%.100s' (ends at %llu)",
+                  e->name, (unsigned long long)e->begin, (unsigned long long)e->end, sf->entries[order[i - 1]].name,
+                  (unsigned long long)at);
     else if (e->begin > at)
-      rc = st_fail(sf, err, err_size, "bytes [%llu, %llu) of the data area belong to no tensor (a hole before '%.100s')",
-                   (unsigned long long)at, (unsigned long long)e->begin, e->name);
+      rc =
+          st_fail(sf, err, err_size, "bytes [%llu, %llu) of the data area belong to no tensor (a hole before '%.100s')",
+                  (unsigned long long)at, (unsigned long long)e->begin, e->name);
     if (e->end > at) at = e->end;
   }
   if (!rc && at != data_bytes)
@@ -337,7 +338,8 @@ int st_open(st_file *sf, const char *path, char *err, size_t err_size) {
   uint64_t hlen = 0;
   for (int b = 7; b >= 0; b--) hlen = (hlen << 8) | len8[b];
   if (hlen > sf->file_bytes - 8)
-    return st_fail(sf, err, err_size, "header length %llu runs past the end of the file (%llu bytes): truncated or not a safetensors file",
+    return st_fail(sf, err, err_size,
+                   "header length %llu runs past the end of the file (%llu bytes): truncated or not a safetensors file",
                    (unsigned long long)hlen, (unsigned long long)sf->file_bytes);
   if (hlen > ST_HEADER_MAX || hlen < 2)
     return st_fail(sf, err, err_size, "header length %llu outside [2, %llu]", (unsigned long long)hlen,
@@ -367,8 +369,10 @@ int st_open(st_file *sf, const char *path, char *err, size_t err_size) {
     for (size_t m = 0; m < members && !rc; m++) {
       size_t v = json_next(&doc, k);
       if (strcmp(doc.nodes[k].text, "__metadata__") == 0 && doc.nodes[k].len == 12) {
-        if (sf->meta_keys) rc = st_fail(sf, err, err_size, "__metadata__ appears twice");
-        else rc = parse_metadata(sf, &doc, v, err, err_size);
+        if (sf->meta_keys)
+          rc = st_fail(sf, err, err_size, "__metadata__ appears twice");
+        else
+          rc = parse_metadata(sf, &doc, v, err, err_size);
       } else {
         rc = parse_entry(sf, &doc, k, v, &sf->entries[sf->count], data_bytes, err, err_size);
         if (!rc) sf->count++;

@@ -46,9 +46,12 @@ static void json_string(FILE *f, const char *s) {
   fputc('"', f);
   for (; *s; s++) {
     unsigned char c = (unsigned char)*s;
-    if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
-    else if (c < 0x20) fprintf(f, "\\u%04x", c);
-    else fputc(c, f);
+    if (c == '"' || c == '\\')
+      fprintf(f, "\\%c", c);
+    else if (c < 0x20)
+      fprintf(f, "\\u%04x", c);
+    else
+      fputc(c, f);
   }
   fputc('"', f);
 }
@@ -61,8 +64,8 @@ static void json_doubles(FILE *f, const double *v, int n) {
 
 /* config.json: the config's sections and key names (the subset that describes the model and its
  * sampling), the resolved stage windows, and the DiT constructor arguments of tests/ref/dit_ref.py. */
-static int write_config_json(const char *path, const tpdiff_config *c, const pyramid_schedule *p, long step,
-                             int ema, st_dtype dtype, char *err, size_t err_size) {
+static int write_config_json(const char *path, const tpdiff_config *c, const pyramid_schedule *p, long step, int ema,
+                             st_dtype dtype, char *err, size_t err_size) {
   atomic_file af;
   if (atomic_file_open(&af, path, err, err_size) != 0) return -1;
   FILE *f = af.f;
@@ -101,8 +104,10 @@ int main(int argc, char **argv) {
   const char *in = NULL, *out = NULL, *dtype_arg = "fp32", *weights_arg = NULL;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
-    const char **slot = strcmp(a, "--out") == 0 ? &out : strcmp(a, "--dtype") == 0 ? &dtype_arg
-                        : strcmp(a, "--weights") == 0 ? &weights_arg : NULL;
+    const char **slot = strcmp(a, "--out") == 0       ? &out
+                        : strcmp(a, "--dtype") == 0   ? &dtype_arg
+                        : strcmp(a, "--weights") == 0 ? &weights_arg
+                                                      : NULL;
     if (slot) {
       if (i + 1 >= argc) {
         fprintf(stderr, "tpdiff-export: %s needs a value\n", a);
@@ -124,15 +129,19 @@ int main(int argc, char **argv) {
     return 2;
   }
   st_dtype dtype;
-  if (strcmp(dtype_arg, "fp32") == 0) dtype = ST_F32;
-  else if (strcmp(dtype_arg, "bf16") == 0) dtype = ST_BF16;
+  if (strcmp(dtype_arg, "fp32") == 0)
+    dtype = ST_F32;
+  else if (strcmp(dtype_arg, "bf16") == 0)
+    dtype = ST_BF16;
   else {
     fprintf(stderr, "tpdiff-export: --dtype '%s': expected fp32 or bf16\n", dtype_arg);
     return 2;
   }
   int want = WEIGHTS_EMA_IF_PRESENT;
-  if (weights_arg && strcmp(weights_arg, "ema") == 0) want = WEIGHTS_EMA;
-  else if (weights_arg && strcmp(weights_arg, "raw") == 0) want = WEIGHTS_RAW;
+  if (weights_arg && strcmp(weights_arg, "ema") == 0)
+    want = WEIGHTS_EMA;
+  else if (weights_arg && strcmp(weights_arg, "raw") == 0)
+    want = WEIGHTS_RAW;
   else if (weights_arg) {
     fprintf(stderr, "tpdiff-export: --weights '%s': expected ema or raw\n", weights_arg);
     return 2;

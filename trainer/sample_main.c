@@ -90,7 +90,7 @@ static int parse_args(int argc, char **argv, options *o) {
       o->in = a;
       continue;
     }
-    static const char *const valued[] = {"--out",  "--count", "--steps",  "--cfg",    "--seed",
+    static const char *const valued[] = {"--out",    "--count", "--steps",  "--cfg",     "--seed",
                                          "--labels", "--noise", "--device", "--weights", NULL};
     int known = 0;
     for (int k = 0; valued[k]; k++) known |= strcmp(a, valued[k]) == 0;
@@ -103,11 +103,16 @@ static int parse_args(int argc, char **argv, options *o) {
       return -1;
     }
     const char *v = argv[++i];
-    if (strcmp(a, "--out") == 0) o->out = v;
-    else if (strcmp(a, "--labels") == 0) o->labels = v;
-    else if (strcmp(a, "--noise") == 0) o->noise = v;
-    else if (strcmp(a, "--device") == 0) o->device = v;
-    else if (strcmp(a, "--weights") == 0) o->weights = v;
+    if (strcmp(a, "--out") == 0)
+      o->out = v;
+    else if (strcmp(a, "--labels") == 0)
+      o->labels = v;
+    else if (strcmp(a, "--noise") == 0)
+      o->noise = v;
+    else if (strcmp(a, "--device") == 0)
+      o->device = v;
+    else if (strcmp(a, "--weights") == 0)
+      o->weights = v;
     else if (strcmp(a, "--count") == 0) {
       if (parse_long(a, v, 1, MAX_COUNT, &o->count) != 0) return -1;
       o->has_count = 1;
@@ -303,8 +308,8 @@ int main(int argc, char **argv) {
   dit_sampler_ctx ctx = {&m, acts, max_clips, t_buffer};
   sampler_options opt = {o.has_steps ? (int)o.steps : cfg.sample_steps, o.has_cfg ? o.cfg : cfg.sample_cfg,
                          (uint64_t)(o.has_seed ? o.seed : cfg.train_seed), SAMPLE_CLI_STREAM};
-  if (sample_videos(be, &sched, &s, dit_sampler_model, &ctx, &opt, noise_dev, labels, s.classes, B, videos_dev,
-                    work) != 0 ||
+  if (sample_videos(be, &sched, &s, dit_sampler_model, &ctx, &opt, noise_dev, labels, s.classes, B, videos_dev, work) !=
+          0 ||
       be->copy_to_host(videos, videos_dev, sizeof(float) * clip * (size_t)B) != 0) {
     const char *why = be->last_error();
     fprintf(stderr, "tpdiff-sample: the sampler failed%s%s\n", why[0] ? ": " : "", why);

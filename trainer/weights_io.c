@@ -47,9 +47,10 @@ int weights_read_config(const char *path, tpdiff_config *cfg, char *err, size_t 
   if (rc == 0) {
     const char *text = st_meta(&sf, "tpdiff.config");
     if (!text) {
-      snprintf(err, err_size,
-               "%s: no \"tpdiff.config\" in __metadata__ (not written by tpdiff-export), so the model's shape is unknown",
-               path);
+      snprintf(
+          err, err_size,
+          "%s: no \"tpdiff.config\" in __metadata__ (not written by tpdiff-export), so the model's shape is unknown",
+          path);
       rc = -1;
     } else {
       rc = config_from_text(path, text, cfg, err, err_size);
@@ -107,8 +108,8 @@ static int check_weight_set(const st_file *sf, int ema, int *used_ema, char *err
     return -1;
   }
   if (set && ema != WEIGHTS_EMA_IF_PRESENT && ema != has_ema) {
-    snprintf(err, err_size, "%s: holds the %s weights only (exported so); the %s weights were asked for", sf->path,
-             set, ema ? "EMA" : "raw");
+    snprintf(err, err_size, "%s: holds the %s weights only (exported so); the %s weights were asked for", sf->path, set,
+             ema ? "EMA" : "raw");
     return -1;
   }
   if (used_ema) *used_ema = has_ema;
@@ -142,9 +143,10 @@ static int read_safetensors(const char *path, const dit_model *m, int ema, float
   }
   for (int i = 0; i < sf.count && rc == 0; i++) {
     if (dit_find_param(m, sf.entries[i].name)) continue;
-    snprintf(err, err_size, "%s: tensor '%.100s' %s is not a parameter of this model (%d blocks, dim %d, %d classes, %d stages)",
-             path, sf.entries[i].name, shape_text(sf.entries[i].ndim, sf.entries[i].shape, got, sizeof got),
-             m->shape.depth, m->shape.dim, m->shape.classes, m->shape.stages);
+    snprintf(err, err_size,
+             "%s: tensor '%.100s' %s is not a parameter of this model (%d blocks, dim %d, %d classes, %d stages)", path,
+             sf.entries[i].name, shape_text(sf.entries[i].ndim, sf.entries[i].shape, got, sizeof got), m->shape.depth,
+             m->shape.dim, m->shape.classes, m->shape.stages);
     rc = -1;
   }
   st_close(&sf);

@@ -204,8 +204,8 @@ static void test_bad_files(void) {
                  raw_file("nul", "{\"a\\u0000b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, 0),
                  "holding a NUL");
   expect_refused("bad file: invalid UTF-8 in the header", raw_file("utf8", "{\"\xff\":1}", 0, 0), "invalid UTF-8");
-  expect_refused("bad file: missing data_offsets",
-                 raw_file("keys", "{\"w\":{\"dtype\":\"F32\",\"shape\":[1]}}", 4, 0), "exactly the keys");
+  expect_refused("bad file: missing data_offsets", raw_file("keys", "{\"w\":{\"dtype\":\"F32\",\"shape\":[1]}}", 4, 0),
+                 "exactly the keys");
   memset(big, '[', sizeof big - 1);
   big[0] = '{', big[1] = '"', big[2] = 'a', big[3] = '"', big[4] = ':', big[sizeof big - 1] = '\0';
   expect_refused("bad file: nesting too deep", raw_file("deep", big, 0, 0), "nesting deeper");
@@ -244,14 +244,15 @@ static void test_model_files(const char *config) {
   config_write_yaml(&back, fb);
   fclose(fa);
   fclose(fb);
-  check("model file: config from the metadata equals the original", rc == 0 && strcmp(a, b) == 0 &&
-        strcmp(back.source, path) == 0, "(%s)", rc ? err : "every key");
+  check("model file: config from the metadata equals the original",
+        rc == 0 && strcmp(a, b) == 0 && strcmp(back.source, path) == 0, "(%s)", rc ? err : "every key");
   free(a);
   free(b);
   rc = weights_read_step(path, &step, err, sizeof err);
   check("model file: step from the metadata", rc == 0 && step == 42, "(step %ld)", step);
   rc = weights_read_host(path, &m, WEIGHTS_RAW, got, NULL, err, sizeof err);
-  check("model file: asking for raw weights of an EMA export refused", rc != 0 && strstr(err, "raw weights were asked") != NULL, "(%s)", err);
+  check("model file: asking for raw weights of an EMA export refused",
+        rc != 0 && strstr(err, "raw weights were asked") != NULL, "(%s)", err);
 
   /* files written from other registries: drop the last tensor, add one, change a shape */
   st_tensor_out *t = calloc((size_t)m.num_params + 1, sizeof *t);
@@ -264,8 +265,8 @@ static void test_model_files(const char *config) {
   const char *name = m.params[m.num_params - 1].name;
   st_write(path, t, m.num_params - 1, ST_F32, NULL, NULL, 0, err, sizeof err);
   rc = weights_read_host(path, &m, WEIGHTS_EMA_IF_PRESENT, got, NULL, err, sizeof err);
-  check("mismatch: a missing parameter is named", rc != 0 && strstr(err, name) && strstr(err, "missing") &&
-        strstr(err, path), "(%s)", err);
+  check("mismatch: a missing parameter is named",
+        rc != 0 && strstr(err, name) && strstr(err, "missing") && strstr(err, path), "(%s)", err);
   size_t extra_shape[1] = {3};
   t[m.num_params] = (st_tensor_out){"blocks.9.extra", 1, extra_shape, w};
   st_write(path, t, m.num_params + 1, ST_F32, NULL, NULL, 0, err, sizeof err);
@@ -280,8 +281,8 @@ static void test_model_files(const char *config) {
   char want_text[64], got_text[64];
   snprintf(got_text, sizeof got_text, "[%zu, %zu]", shapes[0][0], shapes[0][1]);
   snprintf(want_text, sizeof want_text, "[%d, %d]", m.params[0].shape[0], m.params[0].shape[1]);
-  check("mismatch: a wrong shape names the parameter and both shapes", rc != 0 && strstr(err, m.params[0].name) &&
-        strstr(err, got_text) && strstr(err, want_text), "(%s)", err);
+  check("mismatch: a wrong shape names the parameter and both shapes",
+        rc != 0 && strstr(err, m.params[0].name) && strstr(err, got_text) && strstr(err, want_text), "(%s)", err);
   free(wide);
   rc = weights_read_config(path, &back, err, sizeof err);
   check("no tpdiff.config in the metadata: refused", rc != 0 && strstr(err, "tpdiff.config"), "(%s)", err);
@@ -307,8 +308,9 @@ static void test_model_files(const char *config) {
   const char *keys[] = {"tpdiff.config"}, *vals[] = {"model:\n  depth: two\n"};
   st_write(path, t, 0, ST_F32, keys, vals, 1, err, sizeof err);
   rc = weights_read_config(path, &back, err, sizeof err);
-  check("a broken tpdiff.config: one line naming the file and key", rc != 0 && strstr(err, path) &&
-        strstr(err, "tpdiff.config") && strstr(err, "depth") && !strchr(err, '\n'), "(%s)", err);
+  check("a broken tpdiff.config: one line naming the file and key",
+        rc != 0 && strstr(err, path) && strstr(err, "tpdiff.config") && strstr(err, "depth") && !strchr(err, '\n'),
+        "(%s)", err);
   unlink(path);
   free(t);
   free(shapes);
@@ -326,14 +328,16 @@ static void test_npy_read(void) {
   npy_f32 a;
   int rc = npy_write(path, NPY_F32, v, 3, shape, err, sizeof err);
   if (rc == 0) rc = npy_read_f32(path, &a, err, sizeof err);
-  check(".npy float32 read back", rc == 0 && a.ndim == 3 && a.shape[2] == 4 && a.count == 24 &&
-        memcmp(a.data, v, sizeof v) == 0, "(%s)", rc ? err : "[2, 3, 4]");
+  check(".npy float32 read back",
+        rc == 0 && a.ndim == 3 && a.shape[2] == 4 && a.count == 24 && memcmp(a.data, v, sizeof v) == 0, "(%s)",
+        rc ? err : "[2, 3, 4]");
   if (rc == 0) free(a.data);
   npy_write(path, NPY_F64, v, 1, shape, err, sizeof err); /* 2 doubles from v's bytes */
   rc = npy_read_f32(path, &a, err, sizeof err);
   check(".npy float64 refused", rc != 0 && strstr(err, "<f8") && a.data == NULL, "(%s)", err);
   npy_write(path, NPY_F32, v, 3, shape, err, sizeof err);
-  if (truncate(path, 150) != 0) /* 128-byte header, then 22 of the 96 data bytes */ failf(".npy truncated refused", "truncate failed");
+  if (truncate(path, 150) != 0) /* 128-byte header, then 22 of the 96 data bytes */
+    failf(".npy truncated refused", "truncate failed");
   rc = npy_read_f32(path, &a, err, sizeof err);
   check(".npy truncated refused", rc != 0 && strstr(err, "data bytes"), "(%s)", err);
   unlink(path);
