@@ -72,6 +72,9 @@ run "checkpoints (ASan+UBSan)" build-san/tests/test_checkpoint
 run "resume after kill -9 / SIGTERM is bit-identical" tests/ckpt/resume_exact.sh
 run "tpdiff-train against damaged checkpoints" tests/ckpt/faults_cli.sh
 BIN=build-san/bin/tpdiff-train run "damaged checkpoints (ASan+UBSan)" tests/ckpt/faults_cli.sh
+run "safetensors format, bad files, weights vs model (ASan+UBSan)" build-san/tests/export/test_safetensors configs/tiny.yaml
+run "export: PyTorch strict load + forward, sampling" tests/export/export_checks.sh
+BINDIR=build-san/bin TOOLDIR=build-san/tests/export run "export and sampling (ASan+UBSan)" tests/export/export_checks.sh
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
