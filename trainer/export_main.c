@@ -21,7 +21,8 @@ static void usage(FILE *f) {
           "Writes DIR/model.safetensors (PyTorch parameter names, loads with strict=True) and DIR/config.json.\n"
           "CKPT is a checkpoint (ckpt-NNNNNNN.h5) or a safetensors file written by tpdiff-export.\n"
           "  --dtype    fp32 (default) or bf16 (round to nearest even)\n"
-          "  --weights  ema (default when the checkpoint has EMA weights) or raw (the fp32 master weights)\n");
+          "  --weights  ema (default when the checkpoint has EMA weights) or raw (the fp32 master weights);\n"
+          "             --ema is --weights ema\n");
 }
 
 static int make_dirs(const char *path, char *err, size_t err_size) {
@@ -108,7 +109,9 @@ int main(int argc, char **argv) {
                         : strcmp(a, "--dtype") == 0   ? &dtype_arg
                         : strcmp(a, "--weights") == 0 ? &weights_arg
                                                       : NULL;
-    if (slot) {
+    if (strcmp(a, "--ema") == 0) { /* DESIGN.md's spelling of --weights ema */
+      weights_arg = "ema";
+    } else if (slot) {
       if (i + 1 >= argc) {
         fprintf(stderr, "tpdiff-export: %s needs a value\n", a);
         return 2;

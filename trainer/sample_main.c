@@ -35,7 +35,7 @@ static void usage(FILE *f) {
           "  --noise    initial noise, float32 .npy of shape [N, C, T_0, H, W] (T_0 = the first stage's frames)\n"
           "  --save-raw also write each video's raw float output [C, T, H, W] as DIR/video-NN.npy\n"
           "  --seed     renoise (and initial noise without --noise) seed; default train.seed of the stored config\n"
-          "  --weights  ema (default when present) or raw\n");
+          "  --weights  ema (default when present) or raw; --ema is --weights ema, --class C is --labels C\n");
 }
 
 static int make_dirs(const char *path, char *err, size_t err_size) {
@@ -82,6 +82,10 @@ static int parse_args(int argc, char **argv, options *o) {
       o->save_raw = 1;
       continue;
     }
+    if (strcmp(a, "--ema") == 0) { /* DESIGN.md's spelling of --weights ema */
+      o->weights = "ema";
+      continue;
+    }
     if (a[0] != '-' || !a[1]) {
       if (o->in) {
         fprintf(stderr, "tpdiff-sample: one input file expected, got '%s' and '%s'\n", o->in, a);
@@ -91,7 +95,7 @@ static int parse_args(int argc, char **argv, options *o) {
       continue;
     }
     static const char *const valued[] = {"--out",    "--count", "--steps",  "--cfg",     "--seed",
-                                         "--labels", "--noise", "--device", "--weights", NULL};
+                                         "--labels", "--noise", "--device", "--weights", "--class", NULL};
     int known = 0;
     for (int k = 0; valued[k]; k++) known |= strcmp(a, valued[k]) == 0;
     if (!known) {
@@ -105,7 +109,7 @@ static int parse_args(int argc, char **argv, options *o) {
     const char *v = argv[++i];
     if (strcmp(a, "--out") == 0)
       o->out = v;
-    else if (strcmp(a, "--labels") == 0)
+    else if (strcmp(a, "--labels") == 0 || strcmp(a, "--class") == 0) /* --class: DESIGN.md's spelling */
       o->labels = v;
     else if (strcmp(a, "--noise") == 0)
       o->noise = v;
