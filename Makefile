@@ -81,12 +81,14 @@ LIB_SRCS := $(KERNEL_SRCS) $(MODEL_SRCS) $(DATA_SRCS) $(COMM_SRCS) $(TRAINER_SRC
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 LIB := $(BUILD)/libtpdiff.a
 
-BINARIES := $(BIN)/tpdiff-train $(BIN)/tpdiff-synth $(BIN)/tpdiff-prep
+BINARIES := $(BIN)/tpdiff-train $(BIN)/tpdiff-synth $(BIN)/tpdiff-prep $(BIN)/tpdiff-export $(BIN)/tpdiff-sample
 TEST_SRCS := $(wildcard tests/unit/*.c)
 TEST_BINS := $(TEST_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 BENCH_BINS := $(BUILD)/bench/bench_step $(BUILD)/bench/bench_pyramid $(BUILD)/bench/bench_loader
 TOOL_BINS := $(BUILD)/tests/ref/parity_dump
 MPI_TEST_BINS := $(BUILD)/tests/mpi/mpi_train_check $(BUILD)/tests/mpi/nccl_check
+# safetensors, export and sample tests (tests/export/*.c: one program each)
+EXPORT_TEST_BINS := $(patsubst tests/export/%.c,$(BUILD)/tests/export/%,$(wildcard tests/export/*.c))
 
 # CUDA backend (libtpdiff_cuda.so) and `make check-gpu`: rules live in kernels/cuda/cuda.mk, which
 # defines CUDA_SRCS and CUDA_LIB (empty when nvcc is absent or CUDA=0).
@@ -122,6 +124,10 @@ $(BUILD)/tests/ref/%: $(BUILD)/tests/ref/%.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
+$(BUILD)/tests/export/%: $(BUILD)/tests/export/%.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+
 $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
@@ -134,7 +140,7 @@ $(BUILD)/tests/mpi/%: $(BUILD)/tests/mpi/%.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS) $(MPI_LIBS)
 
-test-build: all $(TEST_BINS) $(BENCH_BINS) $(TOOL_BINS) $(MPI_TEST_BINS)
+test-build: all $(TEST_BINS) $(BENCH_BINS) $(TOOL_BINS) $(EXPORT_TEST_BINS) $(MPI_TEST_BINS)
 
 # The suite: installs what is missing (scripts/setup.sh), builds the normal and the sanitizer
 # flavours, runs every test and prints the summary line.

@@ -23,7 +23,25 @@ PACKAGES=(
   ffmpeg                              # the decode tests make videos and compare with the CLI's decode
   python3-torch python3-numpy python3-yaml   # the PyTorch reference (tests/ref) and bench-cpu
   python3-h5py                        # shard interop tests: h5py writes and reads our shards
+  python3-pip                         # installs the safetensors Python package below (not system-wide)
 )
+
+# The export tests load tpdiff's model.safetensors with the real `safetensors` Python package. It is
+# installed for /usr/bin/python3 into build/pydeps (tests/export puts it on PYTHONPATH), never into the
+# system Python. Optional: offline, the tests read the files with their own reader of the format and
+# say so in every line.
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+PYDEPS="$ROOT/build/pydeps"
+install_pydeps() {
+  [ -f "$PYDEPS/safetensors/__init__.py" ] && return 0
+  command -v /usr/bin/python3 >/dev/null && /usr/bin/python3 -m pip --version >/dev/null 2>&1 || return 0
+  if timeout 180 /usr/bin/python3 -m pip install --quiet --disable-pip-version-check --no-deps --retries 1 \
+      --timeout 20 --target "$PYDEPS" "safetensors==0.8.0" >/dev/null 2>&1; then
+    echo "setup: installed the safetensors Python package into build/pydeps"
+  else
+    echo "setup: could not install the safetensors Python package (offline?); the export tests use their own reader"
+  fi
+}
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -36,12 +54,12 @@ case "$mode" in
     if ((${#missing[@]})); then echo "setup: missing packages: ${missing[*]}"; exit 1; fi
     exit 0 ;;
   --if-missing)
-    ((${#missing[@]})) || exit 0 ;;
+    ((${#missing[@]})) || { install_pydeps; exit 0; } ;;
   install) ;;
   *) echo "usage: scripts/setup.sh [--if-missing|--check]" >&2; exit 2 ;;
 esac
 
-if ((${#missing[@]})); then echo "setup: installing ${missing[*]}"; else echo "setup: everything is installed"; exit 0; fi
+if ((${#missing[@]})); then echo "setup: installing ${missing[*]}"; else echo "setup: everything is installed"; install_pydeps; exit 0; fi
 SUDO=
 if [ "$(id -u)" -ne 0 ]; then
   command -v sudo >/dev/null || { echo "setup: need root (or sudo) to install: ${missing[*]}" >&2; exit 1; }
@@ -50,4 +68,5 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+install_pydeps
 echo "setup: done"

@@ -74,6 +74,9 @@ run "checkpoints (ASan+UBSan)" build-san/tests/test_checkpoint
 run "resume after kill -9 / SIGTERM is bit-identical" tests/ckpt/resume_exact.sh
 run "tpdiff-train against damaged checkpoints" tests/ckpt/faults_cli.sh
 BIN=build-san/bin/tpdiff-train run "damaged checkpoints (ASan+UBSan)" tests/ckpt/faults_cli.sh
+run "safetensors format, bad files, weights vs model (ASan+UBSan)" build-san/tests/export/test_safetensors configs/tiny.yaml
+run "export: PyTorch strict load + forward, sampling" tests/export/export_checks.sh
+BINDIR=build-san/bin TOOLDIR=build-san/tests/export run "export and sampling (ASan+UBSan)" tests/export/export_checks.sh
 run "MPI: reduced gradient, replicas, loss curves" tests/mpi/mpi_train.sh
 run "MPI: killed/stopped rank, bad input" tests/mpi/mpi_failures.sh
 run "SLURM: launch/tpdiff.sbatch on a local cluster" tests/mpi/slurm_batch.sh

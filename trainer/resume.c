@@ -5,18 +5,20 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* --init: the weights of another run (its EMA when it kept one: the weights one samples from),
- * with fresh optimizer state; the EMA restarts from the loaded weights. */
+#include "trainer/weights_io.h"
+
+/* --init: the weights of another run, from a checkpoint or an exported safetensors file (its EMA
+ * when it has one: the weights one samples from), with fresh optimizer state; the EMA restarts from
+ * the loaded weights. */
 static int init_weights(trainer *tr, const char *path, start_point *sp, char *err, size_t err_size) {
   dit_model *m = &tr->model;
-  int has_ema = 0;
-  if (checkpoint_has_ema(path, &has_ema, err, err_size) != 0) return -1;
   float *host = malloc(m->num_floats * sizeof(float));
   if (!host) {
     snprintf(err, err_size, "%s: out of memory for %zu parameters", path, m->num_floats);
     return -1;
   }
-  int rc = checkpoint_read_weights(path, m, has_ema, host, err, err_size);
+  int used_ema = 0;
+  int rc = weights_read_host(path, m, WEIGHTS_EMA_IF_PRESENT, host, &used_ema, err, err_size);
   if (rc == 0 && (dit_weights_from_host(m, host) != 0 ||
                   (tr->opt.ema && tr->be->copy_device(tr->opt.ema, m->weights, m->num_floats * sizeof(float)) != 0))) {
     snprintf(err, err_size, "%s: copying the weights to the %s backend failed: %s", path, tr->be->name,
@@ -24,7 +26,7 @@ static int init_weights(trainer *tr, const char *path, start_point *sp, char *er
     rc = -1;
   }
   free(host);
-  if (rc == 0) snprintf(sp->from, sizeof sp->from, "initialised from %s (%s weights)", path, has_ema ? "EMA" : "raw");
+  if (rc == 0) snprintf(sp->from, sizeof sp->from, "initialised from %s (%s weights)", path, used_ema ? "EMA" : "raw");
   return rc;
 }
 

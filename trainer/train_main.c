@@ -20,13 +20,13 @@
 
 static void usage(FILE *f) {
   fprintf(f,
-          "usage: tpdiff-train CONFIG [--section.key=value ...] [--resume CKPT | --init CKPT]\n"
+          "usage: tpdiff-train CONFIG [--section.key=value ...] [--resume CKPT | --init FILE]\n"
           "       tpdiff-train --help-config   (every config key, its type, default and meaning)\n"
           "Trains the DiT of CONFIG (YAML); prints step, loss, grad norm, lr, time per step. Data parallel under\n"
           "mpirun -np N or srun (README: Multi-process training).\n"
           "A run whose train.out holds checkpoints resumes from the newest one that verifies.\n"
           "  --resume CKPT  resume from this checkpoint (it must verify)\n"
-          "  --init CKPT    start a new run from the weights of CKPT (EMA when present)\n");
+          "  --init FILE    start a new run from the weights of a checkpoint or a safetensors file (EMA when present)\n");
 }
 
 /* mkdir -p */

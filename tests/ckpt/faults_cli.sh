@@ -98,3 +98,16 @@ check "a write over the file-size limit names the file and reason, the previous 
 rc=$?
 grep -q "resumed from $tmp/run/ckpt-0000010.h5" "$tmp/d2.log" && [ "$rc" -eq 0 ] && cmp -s "$tmp/straight/log.tsv" "$tmp/run/log.tsv"
 check "after the full disk the next start resumes from the previous checkpoint and ends equal" $? "exit $rc"
+
+# --init: a new run from a checkpoint's weights equals one from its safetensors export
+EXPORT=${EXPORT:-$(dirname "$BIN")/tpdiff-export}
+"$EXPORT" "$tmp/pristine/ckpt-0000010.h5" --out "$tmp/exported" >/dev/null 2>"$tmp/e.err"
+"$BIN" "${args[@]}" --train.steps=3 --train.out="$tmp/init-h5" --init "$tmp/pristine/ckpt-0000010.h5" >"$tmp/i1.log" 2>&1
+rc1=$?
+"$BIN" "${args[@]}" --train.steps=3 --train.out="$tmp/init-st" --init "$tmp/exported/model.safetensors" >"$tmp/i2.log" 2>&1
+rc2=$?
+grep -q "start: initialised from $tmp/pristine/ckpt-0000010.h5 (EMA weights)" "$tmp/i1.log" && [ $rc1 -eq 0 ] && [ $rc2 -eq 0 ] &&
+  cmp -s "$tmp/init-h5/log.tsv" "$tmp/init-st/log.tsv" &&
+  [ "$(sed -n 2p "$tmp/init-h5/log.tsv")" != "$(sed -n 2p "$tmp/straight/log.tsv")" ]
+check "--init from a checkpoint and from its safetensors export train identically (and unlike a fresh start)" $? \
+  "exit $rc1/$rc2: $(tail -1 "$tmp/i2.log") $(cat "$tmp/e.err")"

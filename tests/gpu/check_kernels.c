@@ -214,6 +214,16 @@ float *host_random(size_t n, float scale, float offset) {
   return x;
 }
 
+void host_round_bf16(float *x, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    uint32_t bits;
+    memcpy(&bits, &x[i], sizeof bits);
+    bits += 0x7FFFu + ((bits >> 16) & 1u); /* round to nearest even on the 16 dropped bits (finite x) */
+    bits &= 0xFFFF0000u;
+    memcpy(&x[i], &bits, sizeof bits);
+  }
+}
+
 float *host_copy(const float *src, size_t n) {
   float *x = host_alloc(n);
   memcpy(x, src, n * sizeof(float));

@@ -38,6 +38,8 @@ int cmp_double(const void *a, const void *b); /* qsort order of doubles, ascendi
 /* Host buffers (malloc; the caller frees): a failed allocation is a FAIL line and finish(). */
 float *host_alloc(size_t n);                             /* n floats, uninitialised */
 float *host_random(size_t n, float scale, float offset); /* n normal(0, scale) + offset, a fresh stream each */
+/* Rounds x to bf16 values in place (round to nearest even), as the GPU's bf16 casts do. */
+void host_round_bf16(float *x, size_t n);
 float *host_copy(const float *src, size_t n);            /* a copy of src */
 /* Device buffers (dev->alloc; the caller frees with dev->free): a failed alloc or copy is infra_fail. */
 void *dev_alloc_bytes(const char *op, size_t bytes);                 /* uninitialised */

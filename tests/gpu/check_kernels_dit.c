@@ -432,6 +432,11 @@ void check_attention(int B, int N, int D, int H, int timed) {
    * runs on its own forward's saved state */
   const int probs_comparable = nprobs_dev == nprobs_cpu;
   float *qkv = host_random(nqkv, 1.0f, 0.0f);
+  /* bf16 mode: q, k, v already bf16 values, so the CPU computes the function the bf16 kernel does
+   * and the comparison measures the kernel (P's rounding, summation order), not the input rounding:
+   * on outputs that average ~N values the latter alone reaches ~1e-2 normwise at N = 1100 (measured
+   * by emulation in float64), while what remains is ~1e-3. */
+  if (bf16_mode) host_round_bf16(qkv, nqkv);
   float *out_cpu = host_alloc(nout), *probs_cpu = host_alloc(nprobs_cpu);
   double t0 = now_us();
   k_attention_forward(out_cpu, probs_cpu, qkv, B, N, D, H);
@@ -440,9 +445,9 @@ void check_attention(int B, int N, int D, int H, int timed) {
   float *out_dev = dev_poison("attention_forward", nout), *probs_dev = dev_poison("attention_forward", nprobs_dev);
   dev->attention_forward(out_dev, probs_dev, qkv_dev, B, N, D, H);
   /* Forward limit 1e-5: q·kᵀ sums dh products, softmax uses the CPU's own exp approximation, P·V
-   * sums N products; only summation order differs. bf16 mode: q, k, v and P rounded to bf16 (u =
-   * 2^-9) move each score by ~1.4u and each product by ~u, averaged over the keys: ~3e-3 normwise
-   * at most, so 1e-2 (the backward recomputes everything in fp32 and keeps 1e-4). */
+   * sums N products; only summation order differs. bf16 mode: with q, k, v given as bf16 values,
+   * P rounded to bf16 (u = 2^-9) moves each product by ~u, averaged over the keys: ~1e-3 normwise,
+   * so 1e-2 (the backward recomputes everything in fp32 and keeps 1e-4). */
   const double fwd_lim = bf16_mode ? 1e-2 : 1e-5;
   if (op_ok("attention_forward", shape)) {
     char what[128];
