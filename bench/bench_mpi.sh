@@ -122,5 +122,5 @@ reading: even without overlap the all-reduce stays under 1% of a step at 64 GPUs
 a step of these video DiTs is long (hundreds of ms of attention over thousands of tokens per clip) next
 to the 0.5-2.7 GB gradient. It grows as steps get faster: bf16 compute (about 2-4x) or fewer clips per
 GPU multiply the share by the same factor, which is when the bucketed overlap and bf16 on the wire matter.
-tpdiff reduces its buckets after the backward today (overlap with the backward is not wired yet).
+tpdiff starts each bucket's all-reduce as soon as the last backward has finished its layers.
 NOTE

@@ -32,6 +32,7 @@ typedef struct {
   comm_nccl *nccl;        /* NULL: MPI on host memory */
   void *requests;         /* MPI_Request per bucket, plus one for the stats */
   int buckets;
+  int next_bucket;        /* buckets [next_bucket, buckets) of this step are started */
   /* reduction accounting since comm_reduce_stats_reset */
   double reduce_seconds;
   long reduce_calls;
@@ -68,6 +69,12 @@ int comm_check_same_text(comm_world *c, const char *text, const char *what, char
  * configured by comm_reduce_configure. grads are replaced by their mean over ranks, stats by their sum. */
 int comm_grad_reduce(void *ctx, float *grads, size_t count, double *stats, int stat_count, char *err,
                      size_t err_size);
+
+/* The companion the trainer calls during the last microbatch's backward (grad_ready_fn): starts the
+ * all-reduce of every bucket that lies wholly in grads [from_offset, count), on NCCL's stream on GPUs
+ * (true overlap with the backward of earlier layers) or as MPI_Iallreduce on the CPU (progressed
+ * when MPI is next entered). Aborts the job on an error. */
+void comm_grad_ready(void *ctx, float *grads, size_t count, size_t from_offset);
 
 /* Sets up comm_grad_reduce for gradients on backend be in buckets of bucket_mib MiB. The buffers and,
  * on a GPU backend, the NCCL communicator (libtpdiff_nccl.so, from a unique id that rank 0

@@ -12,8 +12,13 @@
  * (the library is missing, ...) — the same decision on every rank. */
 comm_nccl *comm_nccl_open(comm_world *c, size_t floats, size_t bucket_floats, int bf16, char *why, size_t why_size);
 
-/* grads := mean over ranks (device memory). 0, or -1 with one line in err. */
-int comm_nccl_allreduce_mean(comm_world *c, float *grads, size_t count, char *err, size_t err_size);
+/* Enqueues the mean over ranks of grads[off, off + n) (device memory), after the backend's work so far.
+ * 0, or -1 with one line in err. */
+int comm_nccl_begin(comm_world *c, float *grads, size_t off, size_t n, char *err, size_t err_size);
+
+/* Waits for every enqueued bucket (bounded by the timeout); later backend work waits for them too.
+ * 0, or -1 with one line in err. */
+int comm_nccl_finish(comm_world *c, char *err, size_t err_size);
 
 /* NCCL's version string ("" when not loaded). */
 const char *comm_nccl_version(const comm_nccl *n);

@@ -38,7 +38,7 @@ static const tpdiff_nccl_api *try_library(const char *path, char *why, size_t wh
   memcpy(&entry, &sym, sizeof entry); /* object pointer to function pointer, portably */
   const tpdiff_nccl_api *api = entry();
   if (!api || api->abi != TPDIFF_NCCL_ABI || !api->version || !api->unique_id || !api->create ||
-      !api->allreduce_mean || !api->destroy) {
+      !api->allreduce_mean || !api->destroy || !api->begin || !api->finish) {
     snprintf(why, why_size, "%s speaks another ABI than this binary (%d): rebuild both with make", path,
              TPDIFF_NCCL_ABI);
     return NULL;
@@ -95,8 +95,12 @@ comm_nccl *comm_nccl_open(comm_world *c, size_t floats, size_t bucket_floats, in
   return n;
 }
 
-int comm_nccl_allreduce_mean(comm_world *c, float *grads, size_t count, char *err, size_t err_size) {
-  return c->nccl->api->allreduce_mean(c->nccl->state, grads, count, c->timeout_s, err, err_size);
+int comm_nccl_begin(comm_world *c, float *grads, size_t off, size_t n, char *err, size_t err_size) {
+  return c->nccl->api->begin(c->nccl->state, grads, off, n, c->timeout_s, err, err_size);
+}
+
+int comm_nccl_finish(comm_world *c, char *err, size_t err_size) {
+  return c->nccl->api->finish(c->nccl->state, c->timeout_s, err, err_size);
 }
 
 const char *comm_nccl_version(const comm_nccl *n) { return n ? n->api->version() : ""; }

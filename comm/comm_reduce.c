@@ -1,6 +1,8 @@
-/* comm_reduce.c — the gradient reduction the trainer calls once per step (comm_grad_reduce): NCCL on
- * GPU memory where libtpdiff_nccl.so loads, otherwise MPI_Iallreduce on host memory, bucket by bucket
- * (several all-reduces in flight pipeline the transfer), every wait bounded by train.comm_timeout. */
+/* comm_reduce.c — the gradient reduction the trainer calls once per step: NCCL on GPU memory where
+ * libtpdiff_nccl.so loads, otherwise MPI_Iallreduce on host memory, bucket by bucket (several
+ * all-reduces in flight pipeline the transfer), every wait bounded by train.comm_timeout. The buckets
+ * whose gradients the last microbatch's backward has finished start during that backward
+ * (comm_grad_ready), the rest after it (comm_grad_reduce, which also waits for all of them). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +23,7 @@ static int prepare(comm_world *c, size_t floats, char *err, size_t err_size) {
   if (bucket > (size_t)1 << 30) bucket = (size_t)1 << 30; /* MPI counts are int */
   c->bucket_floats = bucket;
   c->buckets = (int)((floats + bucket - 1) / bucket);
+  c->next_bucket = c->buckets;
   c->requests = calloc((size_t)c->buckets + 1, sizeof(MPI_Request));
   if (!c->requests) {
     snprintf(err, err_size, "out of memory for %d all-reduce requests", c->buckets + 1);
@@ -57,6 +60,28 @@ void comm_reduce_stats_reset(comm_world *c) {
   c->reduce_calls = 0;
 }
 
+/* Starts bucket b of grads (count floats): NCCL, or MPI_Iallreduce in place on host memory. */
+static int start_bucket(comm_world *c, float *grads, size_t count, int b, char *err, size_t err_size) {
+  size_t off = (size_t)b * c->bucket_floats;
+  size_t len = count - off < c->bucket_floats ? count - off : c->bucket_floats;
+  if (c->nccl) return comm_nccl_begin(c, grads, off, len, err, err_size);
+  MPI_Iallreduce(MPI_IN_PLACE, grads + off, (int)len, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD,
+                 &((MPI_Request *)c->requests)[b]);
+  return 0;
+}
+
+void comm_grad_ready(void *ctx, float *grads, size_t count, size_t from_offset) {
+  comm_world *c = ctx;
+  char err[1024] = "";
+  if (!c->mpi) return;
+  if (!c->bucket_floats && prepare(c, count, err, sizeof err) != 0) comm_abort(c, 1, "%s", err);
+  if (c->host_grads) return; /* a device gradient without NCCL goes through the host after the backward */
+  while (c->next_bucket > 0 && (size_t)(c->next_bucket - 1) * c->bucket_floats >= from_offset) {
+    c->next_bucket--;
+    if (start_bucket(c, grads, count, c->next_bucket, err, sizeof err) != 0) comm_abort(c, 1, "%s", err);
+  }
+}
+
 int comm_grad_reduce(void *ctx, float *grads, size_t count, double *stats, int stat_count, char *err,
                      size_t err_size) {
   comm_world *c = ctx;
@@ -67,26 +92,27 @@ int comm_grad_reduce(void *ctx, float *grads, size_t count, double *stats, int s
   if (!c->bucket_floats && prepare(c, count, err, err_size) != 0) return -1;
   double t0 = comm_now();
   MPI_Request *req = c->requests;
-  int n = 0;
   /* the step's totals (host doubles) travel beside the gradient on every path */
-  MPI_Iallreduce(MPI_IN_PLACE, stats, stat_count, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD, &req[n++]);
+  MPI_Iallreduce(MPI_IN_PLACE, stats, stat_count, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD, &req[c->buckets]);
+  float *host = grads;
+  if (c->host_grads) {
+    if (c->be->copy_to_host(c->host_grads, grads, count * sizeof(float)) != 0) {
+      snprintf(err, err_size, "copying the gradient to the host: %s", c->be->last_error());
+      return -1;
+    }
+    host = c->host_grads;
+  }
+  /* the buckets the backward did not start (all of them without overlap) */
+  while (c->next_bucket > 0) {
+    c->next_bucket--;
+    if (start_bucket(c, host, count, c->next_bucket, err, err_size) != 0) return -1;
+  }
+  c->next_bucket = c->buckets; /* the next step starts afresh */
   if (c->nccl) {
-    if (comm_nccl_allreduce_mean(c, grads, count, err, err_size) != 0) return -1;
+    if (comm_nccl_finish(c, err, err_size) != 0) return -1;
+    comm_wait(c, &req[c->buckets], 1, "the all-reduce of the step's loss");
   } else {
-    float *host = grads;
-    if (c->host_grads) {
-      if (c->be->copy_to_host(c->host_grads, grads, count * sizeof(float)) != 0) {
-        snprintf(err, err_size, "copying the gradient to the host: %s", c->be->last_error());
-        return -1;
-      }
-      host = c->host_grads;
-    }
-    for (size_t off = 0; off < count; off += c->bucket_floats) {
-      size_t len = count - off < c->bucket_floats ? count - off : c->bucket_floats;
-      MPI_Iallreduce(MPI_IN_PLACE, host + off, (int)len, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, &req[n++]);
-    }
-    comm_wait(c, req, n, "the gradient all-reduce");
-    n = 0;
+    comm_wait(c, req, c->buckets + 1, "the gradient all-reduce");
     /* sum, then one scale: the mean over ranks. Every rank receives the same sum, so every rank
      * applies the same update and the replicas stay bit-identical. */
     float inv = 1.0f / (float)c->world;
@@ -96,7 +122,6 @@ int comm_grad_reduce(void *ctx, float *grads, size_t count, double *stats, int s
       return -1;
     }
   }
-  if (n) comm_wait(c, req, n, "the all-reduce of the step's loss");
   c->reduce_seconds += comm_now() - t0;
   c->reduce_calls++;
   return 0;

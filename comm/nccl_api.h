@@ -5,7 +5,7 @@
 
 #include <stddef.h>
 
-#define TPDIFF_NCCL_ABI 1
+#define TPDIFF_NCCL_ABI 2
 #define TPDIFF_NCCL_ID_BYTES 128 /* sizeof(ncclUniqueId) */
 
 typedef struct {
@@ -26,6 +26,13 @@ typedef struct {
    * communicator past timeout_s. 0, or -1 with one line in err. */
   int (*allreduce_mean)(void *state, float *grads, size_t count, double timeout_s, char *err, size_t err_size);
   void (*destroy)(void *state);
+  /* Enqueues the reduction of grads[off, off + n) on the own stream, after stream 0's work so far
+   * (an event), and returns at once: called for a bucket whose gradients the backward has finished
+   * while it goes on with earlier layers. 0, or -1 with one line in err. */
+  int (*begin)(void *state, float *grads, size_t off, size_t n, double timeout_s, char *err, size_t err_size);
+  /* Makes stream 0's later work wait for every enqueued bucket and waits for them, at most timeout_s.
+   * 0, or -1 with one line in err. */
+  int (*finish)(void *state, double timeout_s, char *err, size_t err_size);
 } tpdiff_nccl_api;
 
 typedef const tpdiff_nccl_api *(*tpdiff_nccl_api_fn)(void);

@@ -2,7 +2,8 @@
 // communicator per rank (one GPU per local rank), built non-blocking so start-up is bounded by the
 // timeout; the flat gradient is reduced in buckets on the library's own stream, ordered after the
 // backend's work on the legacy default stream by events, in fp32 or bf16 (cast on the GPU) with
-// ncclAvg, so the result is the mean over ranks with no extra scaling pass.
+// ncclAvg, so the result is the mean over ranks with no extra scaling pass. Buckets can be enqueued
+// one by one while the backward of earlier layers still runs (begin), then waited for (finish).
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <nccl.h>
@@ -139,37 +140,47 @@ void *create(const unsigned char id[TPDIFF_NCCL_ID_BYTES], int rank, int world, 
   return s;
 }
 
-int allreduce_mean(void *p, float *grads, size_t count, double timeout_s, char *err, size_t err_size) {
+int begin(void *p, float *grads, size_t off, size_t n, double timeout_s, char *err, size_t err_size) {
   nccl_state *s = (nccl_state *)p;
-  double deadline = now_seconds() + timeout_s;
-  if (count > s->floats) {
-    snprintf(err, err_size, "NCCL all-reduce of %zu floats, set up for %zu", count, s->floats);
+  if (!s->comm) {
+    snprintf(err, err_size, "the NCCL communicator was aborted earlier");
+    return -1;
+  }
+  if (off + n > s->floats) {
+    snprintf(err, err_size, "NCCL all-reduce of floats [%zu, %zu), set up for %zu", off, off + n, s->floats);
     return -1;
   }
   // the backend computes on the legacy default stream: start after its work so far
   cudaEventRecord(s->grads_ready, 0);
   cudaStreamWaitEvent(s->stream, s->grads_ready, 0);
-  for (size_t off = 0; off < count; off += s->bucket_floats) {
-    size_t n = count - off < s->bucket_floats ? count - off : s->bucket_floats;
-    ncclResult_t r;
-    if (s->wire) {
-      to_bf16<<<grid_for(n), 256, 0, s->stream>>>(s->wire + off, grads + off, n);
-      r = ncclAllReduce(s->wire + off, s->wire + off, n, ncclBfloat16, ncclAvg, s->comm, s->stream);
-    } else {
-      r = ncclAllReduce(grads + off, grads + off, n, ncclFloat32, ncclAvg, s->comm, s->stream);
-    }
-    if (r != ncclSuccess && r != ncclInProgress) {
-      snprintf(err, err_size, "ncclAllReduce (bucket at %zu): %s", off, ncclGetErrorString(r));
-      ncclCommAbort(s->comm);
-      s->comm = NULL;
-      return -1;
-    }
-    // a non-blocking communicator may still be enqueueing: wait before the next call
-    if (wait_comm(s->comm, deadline, "all-reduce enqueue", timeout_s, err, err_size) != 0) {
-      s->comm = NULL;
-      return -1;
-    }
-    if (s->wire) from_bf16<<<grid_for(n), 256, 0, s->stream>>>(grads + off, s->wire + off, n);
+  ncclResult_t r;
+  if (s->wire) {
+    to_bf16<<<grid_for(n), 256, 0, s->stream>>>(s->wire + off, grads + off, n);
+    r = ncclAllReduce(s->wire + off, s->wire + off, n, ncclBfloat16, ncclAvg, s->comm, s->stream);
+  } else {
+    r = ncclAllReduce(grads + off, grads + off, n, ncclFloat32, ncclAvg, s->comm, s->stream);
+  }
+  if (r != ncclSuccess && r != ncclInProgress) {
+    snprintf(err, err_size, "ncclAllReduce (bucket at %zu): %s", off, ncclGetErrorString(r));
+    ncclCommAbort(s->comm);
+    s->comm = NULL;
+    return -1;
+  }
+  // a non-blocking communicator may still be enqueueing: wait before the next call
+  if (wait_comm(s->comm, now_seconds() + timeout_s, "all-reduce enqueue", timeout_s, err, err_size) != 0) {
+    s->comm = NULL;
+    return -1;
+  }
+  if (s->wire) from_bf16<<<grid_for(n), 256, 0, s->stream>>>(grads + off, s->wire + off, n);
+  return 0;
+}
+
+int finish(void *p, double timeout_s, char *err, size_t err_size) {
+  nccl_state *s = (nccl_state *)p;
+  double deadline = now_seconds() + timeout_s;
+  if (!s->comm) {
+    snprintf(err, err_size, "the NCCL communicator was aborted earlier");
+    return -1;
   }
   cudaEventRecord(s->reduced, s->stream);
   cudaStreamWaitEvent(0, s->reduced, 0); // the clip, AdamW and EMA after this see the mean
@@ -201,7 +212,16 @@ int allreduce_mean(void *p, float *grads, size_t count, double timeout_s, char *
   return 0;
 }
 
-const tpdiff_nccl_api table = {TPDIFF_NCCL_ABI, version_text, unique_id, create, allreduce_mean, destroy};
+int allreduce_mean(void *p, float *grads, size_t count, double timeout_s, char *err, size_t err_size) {
+  nccl_state *s = (nccl_state *)p;
+  for (size_t off = 0; off < count; off += s->bucket_floats)
+    if (begin(p, grads, off, count - off < s->bucket_floats ? count - off : s->bucket_floats, timeout_s, err,
+              err_size) != 0)
+      return -1;
+  return finish(p, timeout_s, err, err_size);
+}
+
+const tpdiff_nccl_api table = {TPDIFF_NCCL_ABI, version_text, unique_id, create, allreduce_mean, destroy, begin, finish};
 
 } // namespace
 

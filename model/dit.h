@@ -51,6 +51,12 @@ typedef struct {
   size_t x_embed_w, x_embed_b, t_mlp0_w, t_mlp0_b, t_mlp2_w, t_mlp2_b, y_embed, stage_embed;
   size_t final_ada_w, final_ada_b, final_linear_w, final_linear_b;
   dit_block_offsets *blocks; /* [depth] */
+  /* Optional, NULL by default: dit_backward calls it after the final layer and after each block
+   * with the lowest flat offset from which every gradient of this backward is written (a block
+   * writes only its own tensors, and the registry lays out the blocks before the final layer), so
+   * a data-parallel reduction can start on those while the earlier layers' backward still runs. */
+  void (*grads_done)(void *ctx, size_t from_offset);
+  void *grads_done_ctx;
 } dit_model;
 
 /* Builds the registry and allocates weights and grads (zeroed) with be->alloc. Returns 0, or -1

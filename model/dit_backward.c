@@ -56,7 +56,11 @@ void dit_backward(dit_model *m, dit_acts *a, const float *d_out) {
   be->linear_backward(a->d_cond_act, G(m->final_ada_w), G(m->final_ada_b), a->d_final_ada, a->cond_act,
                     W(m->final_ada_w), B, D, 2 * D);
 
-  for (int l = s->depth - 1; l >= 0; l--) block_backward(m, a, l);
+  if (m->grads_done) m->grads_done(m->grads_done_ctx, m->final_ada_w); /* final.adaLN, then final.linear */
+  for (int l = s->depth - 1; l >= 0; l--) {
+    block_backward(m, a, l);
+    if (m->grads_done) m->grads_done(m->grads_done_ctx, m->blocks[l].ada_w);
+  }
 
   /* patch embedding (positions are fixed) */
   be->linear_backward(NULL, G(m->x_embed_w), G(m->x_embed_b), a->d_x, a->tokens, W(m->x_embed_w), BN, P, D);

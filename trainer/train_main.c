@@ -174,8 +174,9 @@ static int run(comm_world *comm, int argc, char **argv) {
   if (comm_agree(comm, failed, err) != 0) return 1;
 
   comm_reduce_configure(comm, be, cfg.train_comm_bucket_mb, strcmp(cfg.train_comm_dtype, "bf16") == 0);
-  train_parallel par = {comm->rank, comm->world, comm->world > 1 ? comm_grad_reduce : NULL, comm,
-                        comm->world > 1 ? comm_max_int : NULL};
+  int several = comm->world > 1;
+  train_parallel par = {comm->rank, comm->world, several ? comm_grad_reduce : NULL, several ? comm_grad_ready : NULL,
+                        comm, several ? comm_max_int : NULL};
   int status = train_run(&cfg, be, &start, &par);
   /* a stop by signal (128 + signal) is agreed by every rank and checkpointed: a clean exit */
   if (status != 0 && status < 128 && comm->world > 1)

@@ -132,7 +132,7 @@ static int checkpoint_now(const trainer *tr, long step, long position, const tra
 
 int train_run(const tpdiff_config *cfg, const tpdiff_backend *be, const start_options *start,
               const train_parallel *par) {
-  static const train_parallel one_process = {0, 1, NULL, NULL, NULL};
+  static const train_parallel one_process = {0, 1, NULL, NULL, NULL, NULL};
   if (!par) par = &one_process;
   char err[1024];
   static trainer tr;
@@ -164,6 +164,7 @@ int train_run(const tpdiff_config *cfg, const tpdiff_backend *be, const start_op
     return 1;
   }
   tr.reduce = par->reduce;
+  tr.ready = par->ready;
   tr.reduce_ctx = par->reduce_ctx;
   if (batch_builder_create(&builder, cfg, &tr.schedule, source, par->rank, par->world, err, sizeof err) != 0) {
     fprintf(stderr, "tpdiff-train: %s\n", err);

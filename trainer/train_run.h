@@ -7,10 +7,11 @@
 #include "trainer/resume.h"
 #include "trainer/trainer.h"
 
-/* How this process takes part in a data-parallel job; NULL or {0, 1, NULL, NULL, NULL} is one process. */
+/* How this process takes part in a data-parallel job; NULL or {0, 1, NULL, NULL, NULL, NULL} is one process. */
 typedef struct {
   int rank, world;       /* the builder draws global microbatches rank · microbatches + micro */
   grad_reduce_fn reduce; /* installed as the trainer's step reduction (comm_grad_reduce) */
+  grad_ready_fn ready;   /* and its start during the last backward (comm_grad_ready), or NULL */
   void *reduce_ctx;      /* also passed to agree_max */
   /* the largest of every rank's value (a stop signal), so all ranks stop after the same step */
   int (*agree_max)(void *ctx, int value);

@@ -164,6 +164,12 @@ static int reduce_step(trainer *tr, step_stats *st) {
   return 0;
 }
 
+/* dit_backward's grads_done, during the last microbatch: hands the finished range to tr->ready. */
+static void grads_done(void *ctx, size_t from_offset) {
+  trainer *tr = ctx;
+  tr->ready(tr->reduce_ctx, tr->model.grads, tr->model.num_floats, from_offset);
+}
+
 step_stats trainer_step(trainer *tr, int count, microbatch_fn next, void *ctx) {
   const tpdiff_backend *be = tr->be;
   dit_model *m = &tr->model;
@@ -185,7 +191,12 @@ step_stats trainer_step(trainer *tr, int count, microbatch_fn next, void *ctx) {
                           tr->x_t, tr->target, tr->scratch);
     const float *pred = dit_forward(m, tr->acts, tr->x_t, mb.t, mb.y, mb.stage, mb.B);
     double loss = be->mse_loss(tr->d_out, pred, tr->target, elems, 1.0f / (float)count);
+    /* the last microbatch's backward finishes each layer's gradient: its reduction can start */
+    int overlap = tr->reduce && tr->ready && i == count - 1;
+    m->grads_done = overlap ? grads_done : NULL;
+    m->grads_done_ctx = overlap ? tr : NULL;
     dit_backward(m, tr->acts, tr->d_out);
+    m->grads_done = NULL;
     if (backend_failed(be, &st, "forward/backward")) return st;
     st.loss += loss / count;
     st.stage_loss_sum[mb.stage] += loss;

@@ -52,10 +52,16 @@ typedef struct {
 typedef int (*grad_reduce_fn)(void *ctx, float *grads, size_t count, double *stats, int stat_count, char *err,
                               size_t err_size);
 
+/* Optional companion of grad_reduce_fn (same ctx): during the backward of the step's last microbatch,
+ * grads [from_offset, count) are final and their reduction may start while the backward of the
+ * earlier layers runs (model/dit.h grads_done). grad_reduce_fn still follows and completes it. */
+typedef void (*grad_ready_fn)(void *ctx, float *grads, size_t count, size_t from_offset);
+
 typedef struct {
   tpdiff_config cfg;
   const tpdiff_backend *be;
   grad_reduce_fn reduce; /* NULL: a single process */
+  grad_ready_fn ready;   /* NULL: the reduction starts after the backward */
   void *reduce_ctx; /* where the model, the optimizer and the step run */
   pyramid_schedule schedule;
   dit_model model;

@@ -15,9 +15,13 @@ trap 'rm -rf "$work"' EXIT
 PYR=(configs/tiny.yaml --pyramid.stages=3 --pyramid.schedule=balanced --train.clips_per_microbatch=2
   --model.classes=4 --model.class_dropout=0.2)
 
-# gradient: 2 ranks x 2 microbatches (one 25 MiB bucket), 4 ranks x 1 microbatch (7 buckets of 0.1 MiB)
+# gradient: 2 ranks x 2 microbatches (one 25 MiB bucket), 4 ranks x 1 microbatch (7 buckets of 0.1 MiB,
+# started during the last backward as its layers finish)
 mpi 2 120 "$CHECK" grad "${PYR[@]}" --train.grad_clip=0 --train.microbatches=2 | grep -v '^#'
 mpi 4 120 "$CHECK" grad "${PYR[@]}" --train.grad_clip=0 --train.comm_bucket_mb=0.1 | grep -v '^#'
+# the same with every bucket started after the backward (no comm_grad_ready)
+mpi 2 120 -x TPDIFF_CHECK_NO_OVERLAP=1 "$CHECK" grad "${PYR[@]}" --train.grad_clip=0 --train.comm_bucket_mb=0.1 |
+  grep -v '^#' | sed 's/^\(PASS\|FAIL\) \(.*\)/\1 \2 [buckets after the backward]/'
 
 # 20 steps: replicas stay bit-identical
 mpi 2 120 "$CHECK" steps "${PYR[@]}" --train.steps=20 | grep -v '^#\|^loss'

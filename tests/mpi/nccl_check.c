@@ -75,6 +75,50 @@ static void check_one(const tpdiff_backend *be, const tpdiff_nccl_api *api, size
   free(back);
 }
 
+/* The overlap the trainer uses: the upper half's buckets start (begin) while stream 0 still changes
+ * the lower half (the backward of earlier layers), then the lower half's, then finish. Expected:
+ * the upper half as it was when it started, the lower half with the change. */
+static void check_staged(const tpdiff_backend *be, const tpdiff_nccl_api *api, size_t n, size_t bucket) {
+  char name[160], err[768] = "";
+  snprintf(name, sizeof name, "NCCL buckets started during the backward (begin, begin, finish), fp32, %zu floats", n);
+  float *host = malloc(n * sizeof(float)), *back = malloc(n * sizeof(float));
+  float *grad = be->alloc(n * sizeof(float));
+  if (!host || !back || !grad) {
+    failf(name, "out of memory");
+    return;
+  }
+  for (size_t i = 0; i < n; i++) host[i] = (float)((double)((i * 2654435761u) % 1000003) / 1000003.0 - 0.5);
+  be->copy_to_device(grad, host, n * sizeof(float));
+  be->scale(grad, 2.0f, n);
+  size_t half = (n / 2 / bucket) * bucket; /* the upper buckets start here */
+  unsigned char id[TPDIFF_NCCL_ID_BYTES];
+  void *s = NULL;
+  if (api->unique_id(id, err, sizeof err) == 0) s = api->create(id, 0, 1, 0, n, bucket, 60.0, err, sizeof err);
+  int rc = s ? 0 : -1;
+  for (size_t off = half; rc == 0 && off < n; off += bucket)
+    rc = api->begin(s, grad, off, n - off < bucket ? n - off : bucket, 60.0, err, sizeof err);
+  if (rc == 0) be->scale(grad, 3.0f, half); /* stream 0 still working on the lower layers */
+  for (size_t off = 0; rc == 0 && off < half; off += bucket)
+    rc = api->begin(s, grad, off, bucket, 60.0, err, sizeof err);
+  if (rc == 0) rc = api->finish(s, 60.0, err, sizeof err);
+  be->scale(grad, 0.5f, n);
+  be->copy_to_host(back, grad, n * sizeof(float));
+  if (s) api->destroy(s);
+  if (rc != 0) {
+    failf(name, "%s", err);
+  } else {
+    size_t differ = 0;
+    for (size_t i = 0; i < n; i++) {
+      float want = i < half ? ((host[i] * 2.0f) * 3.0f) * 0.5f : (host[i] * 2.0f) * 0.5f;
+      differ += back[i] != want;
+    }
+    check(name, differ == 0, "upper %zu floats started first; %zu of %zu values differ (want 0)", n - half, differ, n);
+  }
+  be->free(grad);
+  free(host);
+  free(back);
+}
+
 int main(int argc, char **argv) {
   char err[768];
   const tpdiff_backend *be = tpdiff_load_cuda_backend(NULL, err, sizeof err);
@@ -96,6 +140,7 @@ int main(int argc, char **argv) {
   check_one(be, api, 10000019, 1 << 20, 0);
   check_one(be, api, 10000019, 1 << 20, 1);
   check_one(be, api, 1000, 6553600, 0); /* one bucket larger than the gradient */
+  check_staged(be, api, 10000019, 1 << 20);
   test_summary("nccl_check", NULL);
   return test_exit_code();
 }
