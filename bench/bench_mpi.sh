@@ -70,7 +70,7 @@ awk -v t1="$best1" -v t2="$best2" -v red="$red2" -v bytes="$bytes" -v params="$p
   printf "  %-34s %12.1f\n", "-np 1 (1 rank x 1 thread)", t1
   printf "  %-34s %12.1f\n", "-np 2 (2 ranks x 1 thread)", t2
   printf "step time ratio -np 2 / -np 1: %.3f; weak-scaling efficiency t1/t2: %.1f%% (goal >= 90%%)\n", t2 / t1, 100 * t1 / t2
-  printf "gradient all-reduce at -np 2: %.2f ms per step = %.1f%% of the step (including any wait for the other rank); %.2f MB reduced per rank per step (%d parameters, fp32)\n",
+  printf "gradient all-reduce at -np 2: %.2f ms per step after the backward = %.1f%% of the step (the exposed part, any wait for the other rank included); %.2f MB reduced per rank per step (%d parameters, fp32)\n",
     red, 100 * red / t2, bytes / 1e6, params
 }'
 calc_demo=$(params_of configs/demo.yaml)
