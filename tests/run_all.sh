@@ -72,6 +72,7 @@ BIN=build-san/bin/tpdiff-train run "tpdiff-train command line (ASan+UBSan)" test
 run "checkpoints: round trip, damaged files, full disk" build/tests/test_checkpoint
 run "checkpoints (ASan+UBSan)" build-san/tests/test_checkpoint
 run "resume after kill -9 / SIGTERM is bit-identical" tests/ckpt/resume_exact.sh
+run "resume under mpirun, and with another world size" tests/ckpt/resume_mpi.sh
 run "tpdiff-train against damaged checkpoints" tests/ckpt/faults_cli.sh
 BIN=build-san/bin/tpdiff-train run "damaged checkpoints (ASan+UBSan)" tests/ckpt/faults_cli.sh
 run "safetensors format, bad files, weights vs model (ASan+UBSan)" build-san/tests/export/test_safetensors configs/tiny.yaml
