@@ -15,6 +15,6 @@ const tpdiff_backend *device_open(const char *device, char *notice, size_t notic
     return NULL;
   }
   /* auto: the CPU always works; say once why the GPU was not used */
-  if (notice && notice_size) snprintf(notice, notice_size, "train.device=auto: %s; training on the CPU", why);
+  if (notice && notice_size) snprintf(notice, notice_size, "train.device=auto: %s; running on the CPU", why);
   return tpdiff_cpu_backend();
 }
