@@ -20,10 +20,15 @@
  * dimension is padded with zeros to the kernel's DH (16, 32, 64 or 128). Exponentials are the CPU's
  * own approximation (tcu_exp_nonpositive), so the GPU and CPU differ only in summation order.
  *
- * bf16 mode: the forward is attention_bf16.cu's tensor-core kernel; the backward stays these fp32
- * kernels, with the row statistics recomputed in fp32 (RECOMPUTE). */
+ * bf16 mode runs FlashAttention-2 kernels on tensor cores (attention_flash.cu, attention_flash_bwd.cu).
+ * TPDIFF_ATTN=simple selects instead the earlier bf16-mode pair, read at every call so a failure on
+ * a GPU can be bypassed without a rebuild: attention_bf16.cu's wmma forward and, for the backward,
+ * these fp32 kernels with the row statistics recomputed in fp32 (RECOMPUTE). */
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
+#include "kernels/cuda/attention_flash.cuh"
 #include "kernels/cuda/cuda_internal.cuh"
 
 namespace {
@@ -318,6 +323,16 @@ bool shape_ok(const char *op, int B, int N, int D, int H) {
   return true;
 }
 
+/* bf16 mode's kernel choice from TPDIFF_ATTN: 1 = simple, 0 = flash (unset, empty or "flash"), -1 =
+ * anything else (error recorded). */
+int bf16_simple(const char *op) {
+  const char *v = getenv("TPDIFF_ATTN");
+  if (!v || !v[0] || !strcmp(v, "flash")) return 0;
+  if (!strcmp(v, "simple")) return 1;
+  TCU_FAIL("%s: TPDIFF_ATTN=%.40s: expected \"flash\" (the default) or \"simple\"", op, v);
+  return -1;
+}
+
 /* The smallest kernel head dimension that holds dh. */
 int padded_head_dim(int dh) { return dh <= 16 ? 16 : dh <= 32 ? 32 : dh <= 64 ? 64 : 128; }
 
@@ -364,7 +379,9 @@ void tcu_attention_forward(float *out, float *probs, const float *qkv, int B, in
   const int dh = D / H;
   const float scale = 1.0f / sqrtf((float)dh);
   if (g_tcu.bf16) {
-    tcu_attention_forward_bf16(out, probs, qkv, B, N, D, H, padded_head_dim(dh), scale);
+    const int simple = bf16_simple("attention_forward");
+    if (simple == 1) tcu_attention_forward_bf16(out, probs, qkv, B, N, D, H, padded_head_dim(dh), scale);
+    if (simple == 0) tcu_attention_forward_flash(out, probs, qkv, B, N, D, H, padded_head_dim(dh), scale);
     return;
   }
   switch (padded_head_dim(dh)) {
@@ -382,6 +399,14 @@ void tcu_attention_backward(float *d_qkv, const float *d_out, const float *qkv, 
   if (B == 0 || N == 0 || D == 0) return;
   const int dh = D / H;
   const float scale = 1.0f / sqrtf((float)dh);
+  if (g_tcu.bf16) {
+    const int simple = bf16_simple("attention_backward");
+    if (simple == -1) return;
+    if (simple == 0) {
+      tcu_attention_backward_flash(d_qkv, d_out, qkv, B, N, D, H, padded_head_dim(dh), scale);
+      return;
+    }
+  }
   float *dsum = (float *)tcu_scratch(TCU_SCRATCH_ATTENTION, (size_t)2 * B * H * N * sizeof(float));
   if (!dsum) return;
   switch (padded_head_dim(dh)) {

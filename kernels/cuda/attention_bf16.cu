@@ -1,6 +1,7 @@
-/* attention_bf16.cu — the attention forward of bf16 mode: flash-style like attention.cu (output and
- * row log-sum-exp only, nothing N x N in memory), but Q, K, V tiles are loaded as bf16 and both
- * products, S = Q K^T and P V, run on tensor cores (wmma 16x16x16, bf16 in, fp32 accumulate).
+/* attention_bf16.cu — the earlier attention forward of bf16 mode (TPDIFF_ATTN=simple): flash-style
+ * like attention.cu (output and row log-sum-exp only, nothing N x N in memory), but Q, K, V tiles
+ * are loaded as bf16 and both products, S = Q K^T and P V, run on tensor cores (wmma 16x16x16, bf16
+ * in, fp32 accumulate).
  *
  * One block = 4 warps = 64 query rows of one (clip, head); warp w owns rows 16w..16w+15 of every
  * per-row buffer, so after the block-wide loads of a K/V tile the warps only synchronise with
@@ -11,8 +12,10 @@
  * of each element, which wmma's accumulator fragments do not expose). Head columns past dh and
  * keys or queries past N are zeros; keys past N never enter the softmax.
  *
- * The backward stays the fp32 kernels of attention.cu, which in bf16 mode recompute the row
- * statistics in fp32 instead of reading this forward's (bf16-rounded) log-sum-exp. */
+ * This is bf16 mode's forward only under TPDIFF_ATTN=simple (attention.cu); the default is the
+ * FlashAttention-2 kernel of attention_flash.cu. Its backward partner is the fp32 kernels of
+ * attention.cu, which in bf16 mode recompute the row statistics in fp32 instead of reading this
+ * forward's log-sum-exp (whose row sums add bf16-rounded P). */
 #include <cuda_bf16.h>
 #include <math.h>
 #include <mma.h>

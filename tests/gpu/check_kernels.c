@@ -13,9 +13,10 @@
  * movement, the frame operators and combine3; 1e-6 for element-wise math written to give the CPU's
  * bits (GELU, AdamW, gated residual, the MSE gradient) and for normals (CUDA's double libm); 1e-5
  * for SiLU (CUDA's expf) and for anything that sums (matmuls, layernorm, token sums); 1e-4 for
- * attention's backward (explained at the case); 1e-9 for the double-accumulated scalars. The
- * reductions that feed parameter gradients and the loss also run twice and must give the same bits
- * (determinism: exact resume depends on it).
+ * attention's backward (explained at the case); 1e-2 for the bf16 rung's Linear and attention
+ * (bf16 operands); 1e-9 for the double-accumulated scalars. The reductions that feed parameter
+ * gradients and the loss, and the bf16 attention backward, also run twice and must give the same
+ * bits (determinism: exact resume depends on it).
  *
  *   check_kernels [--lib PATH] [--only NAME] [--cpu] [--quick] [--no-timing]
  *     --lib PATH   the backend library (default: the loader's search, backend.h)
@@ -263,9 +264,10 @@ void dev_set(const char *op, float *d, const float *host, size_t n) {
 
 /* ---- main ---------------------------------------------------------------------------------------- */
 
-/* The bf16 rung: the ops with a bf16 path at their bf16 limits (Linear and the attention forward at
- * 1e-2; the attention backward stays fp32 and keeps 1e-4). A backend without bf16 (the CPU) must
- * refuse it with one line. */
+/* The bf16 rung: the ops with a bf16 path at their bf16 limits (Linear and the flash attention
+ * forward and backward at 1e-2), then the earlier bf16-mode attention that TPDIFF_ATTN=simple
+ * selects (forward 1e-2, its fp32 backward 1e-4), timed at base's shape beside the flash kernels.
+ * A backend without bf16 (the CPU) must refuse it with one line. */
 static void check_bf16(void) {
   char err[512] = "";
   int rc = dev->set_precision(TPDIFF_BF16, err, sizeof err);
@@ -295,10 +297,17 @@ static void check_bf16(void) {
   check_attention(1, 1100, 64, 4, 0);
   check_attention(2, 77, 96, 3, 0);
   check_attention(1, 130, 128, 2, 0);
+  check_attention(1, 97, 256, 2, 0); /* head dimension 128 */
   if (!quick) {
     check_attention(1, 4096, 768, 12, 1);
     check_attention(1, 4097, 128, 2, 0);
   }
+  setenv("TPDIFF_ATTN", "simple", 1);
+  check_attention(1, 17, 12, 3, 0);
+  check_attention(1, 130, 128, 2, 0);
+  if (!quick) check_attention(1, 4096, 768, 12, 1);
+  unsetenv("TPDIFF_ATTN");
+  check_attention_switch();
   bf16_mode = 0;
   rc = dev->set_precision(TPDIFF_FP32, err, sizeof err);
   printf("%s set_precision fp32 after bf16: rc=%d\n", rc == 0 ? "PASS" : "FAIL", rc);

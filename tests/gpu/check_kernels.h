@@ -82,6 +82,7 @@ void check_activation(const char *name, unary_fn cpu_fwd, unary_fn gpu_fwd, unar
 void check_gated_residual(int B, int N, int D, int alias, int timed);
 void check_adds(int B, int N, int D, int timed);
 void check_attention(int B, int N, int D, int H, int timed);
+void check_attention_switch(void); /* bf16 mode: TPDIFF_ATTN with a bad value is refused */
 void check_patchify(int B, int C, int T, int H, int W, int p, int timed);
 void check_sincos(int n, int d);
 void check_embedding(int B, int D, int rows);

@@ -422,8 +422,13 @@ void check_adds(int B, int N, int D, int timed) {
 
 void check_attention(int B, int N, int D, int H, int timed) {
   if (!selected("attention")) return;
+  /* bf16 mode runs the flash kernels unless TPDIFF_ATTN=simple selects the earlier pair */
+  const char *variant = getenv("TPDIFF_ATTN");
+  const int simple = bf16_mode && variant && !strcmp(variant, "simple");
+  const int flash = bf16_mode && !simple;
   char shape[96];
-  snprintf(shape, sizeof shape, "B=%d N=%d D=%d H=%d%s", B, N, D, H, bf16_mode ? " bf16-mode" : "");
+  snprintf(shape, sizeof shape, "B=%d N=%d D=%d H=%d%s", B, N, D, H,
+           simple ? " bf16-mode simple" : bf16_mode ? " bf16-mode" : "");
   const size_t nqkv = (size_t)B * N * 3 * D, nout = (size_t)B * N * D;
   const size_t nprobs_cpu = (size_t)B * H * N * N;
   const size_t nprobs_dev = dev->attention_probs_floats(B, N, H);
@@ -447,7 +452,7 @@ void check_attention(int B, int N, int D, int H, int timed) {
   /* Forward limit 1e-5: q·kᵀ sums dh products, softmax uses the CPU's own exp approximation, P·V
    * sums N products; only summation order differs. bf16 mode: with q, k, v given as bf16 values,
    * P rounded to bf16 (u = 2^-9) moves each product by ~u, averaged over the keys: ~1e-3 normwise,
-   * so 1e-2 (the backward recomputes everything in fp32 and keeps 1e-4). */
+   * so 1e-2 (both bf16-mode forwards, flash and simple). */
   const double fwd_lim = bf16_mode ? 1e-2 : 1e-5;
   if (op_ok("attention_forward", shape)) {
     char what[128];
@@ -466,6 +471,7 @@ void check_attention(int B, int N, int D, int H, int timed) {
   }
 
   float *d_out = host_random(nout, 1.0f, 0.0f), *dqkv_cpu = host_alloc(nqkv);
+  if (bf16_mode) host_round_bf16(d_out, nout); /* as q, k, v: the CPU gets the values the kernels multiply */
   float *scratch_cpu = host_alloc(k_attention_scratch_floats(N));
   t0 = now_us();
   k_attention_backward(dqkv_cpu, d_out, qkv, probs_cpu, scratch_cpu, B, N, D, H);
@@ -479,12 +485,31 @@ void check_attention(int B, int N, int D, int H, int timed) {
   /* Backward limit 1e-4: dS = P ∘ (dP − rowsum(P ∘ dP)) subtracts two nearly equal sums of N terms
    * (the row's dot product is close to every dP), so the fp32 summation-order differences of the
    * GEMMs (~1e-7 relative to |dP|) are amplified relative to |dS|, then summed again over N in dQ
-   * and dK. Bugs give errors of order 1. */
+   * and dK. Bugs give errors of order 1.
+   * bf16 mode (flash): with q, k, v, dO given as bf16 values, S and dP are exact products summed in
+   * fp32 and dP − D_i is formed in fp32, so the cancellation above happens before any rounding; what
+   * is rounded is P (for dV = Pᵀ dO) and dS (for dQ = dS K, dK = dSᵀ Q), each by at most u = 2^-9
+   * relative to itself, in sums of N terms of random sign: the errors average like the terms, about
+   * u/2 normwise. D_i = dO_i · O_i takes O from the bf16 forward (~1e-3 off), but a change of D_i
+   * moves dQ_i by δD_i times the P-weighted mean of k, small against dQ_i. Emulated in numpy (the
+   * kernels' rounding points, against float64) at these shapes: 1.1e-3 to 3.5e-3 on d_qkv, 2.1e-3
+   * at base's; so 1e-2, while a wrong fragment index, mask or scale gives errors of order 1. */
+  const double bwd_lim = flash ? 1e-2 : 1e-4;
   if (op_ok("attention_backward", shape)) {
     char what[128];
     float *got = dev_download("attention_backward", dqkv_dev, nqkv);
     snprintf(what, sizeof what, "%s d_qkv", shape);
-    compare("attention_backward", what, got, dqkv_cpu, nqkv, 1e-4);
+    compare("attention_backward", what, got, dqkv_cpu, nqkv, bwd_lim);
+    if (flash) { /* fixed summation order, no atomics: a second run into fresh poison gives the same bits */
+      float *again_dev = dev_poison("attention_backward", nqkv);
+      dev->attention_backward(again_dev, dout_dev, qkv_dev, probs_dev, scratch_dev, B, N, D, H);
+      if (op_ok("attention_backward", shape)) {
+        float *again = dev_download("attention_backward", again_dev, nqkv);
+        compare_bits("attention_backward", what, got, again, nqkv * sizeof(float));
+        free(again);
+      }
+      dev->free(again_dev);
+    }
     free(got);
     if (timed)
       TIME_OP("attention_backward", shape, cpu_b,
@@ -502,6 +527,33 @@ void check_attention(int B, int N, int D, int H, int timed) {
   free(d_out);
   free(dqkv_cpu);
   free(scratch_cpu);
+}
+
+/* TPDIFF_ATTN names bf16 mode's attention kernels; a value that is neither "flash" nor "simple" must
+ * make the op fail with one line naming the variable, and the next call (variable unset) succeed. */
+void check_attention_switch(void) {
+  if (!selected("attention") || !bf16_mode) return;
+  const int B = 1, N = 5, D = 8, H = 2;
+  float *qkv = host_random((size_t)B * N * 3 * D, 1.0f, 0.0f);
+  float *qkv_dev = dev_upload("attention_forward", qkv, (size_t)B * N * 3 * D);
+  float *out_dev = dev_poison("attention_forward", (size_t)B * N * D);
+  float *probs_dev = dev_poison("attention_forward", dev->attention_probs_floats(B, N, H));
+  setenv("TPDIFF_ATTN", "fast", 1);
+  dev->attention_forward(out_dev, probs_dev, qkv_dev, B, N, D, H);
+  int rc = dev->synchronize();
+  const char *e = dev->last_error();
+  int ok = rc == 0 && e && strstr(e, "TPDIFF_ATTN=fast") && strstr(e, "simple") && !strchr(e, '\n');
+  printf("%s attention_forward TPDIFF_ATTN=fast refused: \"%s\"\n", ok ? "PASS" : "FAIL", e ? e : "");
+  ok ? passed++ : failed++;
+  unsetenv("TPDIFF_ATTN");
+  dev->attention_forward(out_dev, probs_dev, qkv_dev, B, N, D, H);
+  ok = op_ok("attention_forward", "TPDIFF_ATTN unset after a refused value");
+  printf("%s attention_forward runs again with TPDIFF_ATTN unset\n", ok ? "PASS" : "FAIL");
+  ok ? passed++ : failed++;
+  dev->free(qkv_dev);
+  dev->free(out_dev);
+  dev->free(probs_dev);
+  free(qkv);
 }
 
 /* ---- patches ---------------------------------------------------------------------------------------- */

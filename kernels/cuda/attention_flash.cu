@@ -1,0 +1,258 @@
+/* attention_flash.cu — bf16 mode's attention forward, FlashAttention-2 style: the operand repack
+ * into padded bf16 (attention_flash.cuh), and the forward kernel, which attention_flash_bwd.cu also
+ * runs (with a different epilogue) to recompute O for D_i = dO_i · O_i.
+ *
+ * One block = 4 warps = 64 query rows of one (clip, head); warp w owns query rows 16w..16w+15 for
+ * the whole kernel. Per 64-key tile: S = Q K^T by mma.m16n8k16 into fp32 registers (16 rows x 64
+ * keys: 8 accumulator tiles per warp), the online softmax on those registers (the row max and sum
+ * are quad shuffles: a row lives in the 4 lanes of a group), P rounded to bf16 straight into A
+ * fragments, O = alpha O + P V by mma into fp32 registers. Nothing of S, P or O goes through shared
+ * memory; the only shared traffic is the Q tile and the K/V tiles, which are double-buffered with
+ * cp.async: the copy of tile t+1 is in flight while tile t is multiplied, and one __syncthreads per
+ * tile both publishes tile t and frees the buffer tile t+1 goes into.
+ *
+ * Numbers: the exponentials are exp2f of log2e-prescaled scores (the hardware's ex2, ~2 ulp; the
+ * P rounding to bf16, 2^-9, dominates anyway); the row sum l adds the bf16-rounded P, so O is
+ * normalised by exactly the weights the tensor cores multiplied. lse = (m + log2 l) ln 2, fp32. Keys
+ * past N are masked to -inf (the padded rows are zeros, whose scores would otherwise be 0); every
+ * tile holds at least one real key, so the running max is finite after the first tile. */
+#include <math.h>
+
+#include "kernels/cuda/attention_flash.cuh"
+#include "kernels/cuda/cuda_internal.cuh"
+
+namespace {
+
+using namespace flash;
+
+/* Shared memory: Q, then two stages of K and V, kTileRows rows each. */
+template <int DH>
+struct FwdSmem {
+  static constexpr size_t tile = (size_t)kTileRows * Row<DH>::bytes_per_row;
+  static constexpr size_t bytes = 5 * tile;
+};
+
+/* grid-stride over B*H*Npad*DH destination elements */
+__global__ void repack_kernel(__nv_bfloat16 *dst, const float *src, long long src_ld, int col0, int N, int Npad, int H,
+                              int dh, int DH, long long total) {
+  const long long stride = (long long)gridDim.x * blockDim.x;
+  for (long long e = blockIdx.x * (long long)blockDim.x + threadIdx.x; e < total; e += stride) {
+    const int d = (int)(e % DH);
+    const long long row = e / DH; /* (b*H + h)*Npad + n */
+    const int n = (int)(row % Npad);
+    const long long bh = row / Npad;
+    const int h = (int)(bh % H);
+    const long long b = bh / H;
+    float x = 0.0f;
+    if (n < N && d < dh) x = src[(b * N + n) * src_ld + col0 + (long long)h * dh + d];
+    dst[e] = __float2bfloat16_rn(x);
+  }
+}
+
+struct FwdArgs {
+  const __nv_bfloat16 *q, *k, *v, *dout; /* padded bf16 operands; dout only with DSUM */
+  float *out, *lse, *dsum;               /* out unused with DSUM, dsum unused without */
+  int N, Npad, D, H;
+  float scale_log2; /* softmax scale times log2(e) */
+};
+
+/* grid (Npad / kBlockRows, B*H), kThreads threads, FwdSmem<DH>::bytes of dynamic shared memory.
+ * DSUM: the epilogue stores D_i = dO_i · O_i and lse_i instead of O_i and lse_i. */
+template <int DH, bool DSUM>
+__global__ void __launch_bounds__(kThreads) flash_fwd_kernel(FwdArgs a) {
+  constexpr int ld = Row<DH>::ld, KT = kTileRows, NT = KT / 8, ND = DH / 8;
+  extern __shared__ __align__(128) unsigned char smem[];
+  __nv_bfloat16 *qs = reinterpret_cast<__nv_bfloat16 *>(smem);
+  /* stage s: K at stages + s * stage, V after it (pointer arithmetic, not an array of pointers, which
+   * a runtime index would put in local memory) */
+  __nv_bfloat16 *stages = qs + kTileRows * ld;
+  constexpr int stage = 2 * kTileRows * ld;
+
+  const int bh = blockIdx.y, b = bh / a.H, h = bh % a.H, dh = a.D / a.H;
+  const int q0 = blockIdx.x * kBlockRows, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int g = lane >> 2, t = lane & 3;
+  const size_t head = (size_t)bh * a.Npad * DH;
+  const int ntiles = a.Npad / KT;
+
+  tile_async<DH>(qs, a.q + head + (size_t)q0 * DH, kBlockRows);
+  tile_async<DH>(stages, a.k + head, KT);
+  tile_async<DH>(stages + KT * ld, a.v + head, KT);
+  cp_async_commit();
+
+  float o[ND][4];
+#pragma unroll
+  for (int n = 0; n < ND; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
+  float m[2] = {-INFINITY, -INFINITY}; /* running max of rows g and g+8, log2 units */
+  float l[2] = {0.0f, 0.0f};           /* this lane's part of the running sum (its 2 of every 8 keys) */
+
+  for (int it = 0; it < ntiles; it++) {
+    const int buf = it & 1, k0 = it * KT;
+    cp_async_wait_all();
+    __syncthreads(); /* tile it is visible to all; every warp is past tile it-1, so buf^1 is free */
+    if (it + 1 < ntiles) {
+      __nv_bfloat16 *next = stages + (buf ^ 1) * stage;
+      tile_async<DH>(next, a.k + head + (size_t)(k0 + KT) * DH, KT);
+      tile_async<DH>(next + KT * ld, a.v + head + (size_t)(k0 + KT) * DH, KT);
+      cp_async_commit();
+    }
+    const __nv_bfloat16 *ks = stages + buf * stage, *vs = ks + KT * ld;
+
+    float s[NT][4];
+#pragma unroll
+    for (int j = 0; j < NT; j++) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
+#pragma unroll
+    for (int kk = 0; kk < DH / 16; kk++) {
+      uint32_t qa[4];
+      load_a(qa, qs, ld, 16 * warp, 16 * kk, lane);
+#pragma unroll
+      for (int j = 0; j < NT; j++) {
+        uint32_t b0, b1;
+        load_b_rows_are_n(b0, b1, ks, ld, 8 * j, 16 * kk, lane);
+        mma_bf16(s[j], qa, b0, b1);
+      }
+    }
+
+    /* scale into log2 units, mask keys past N, row max over the tile */
+    float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int j = 0; j < NT; j++)
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        const int key = k0 + 8 * j + 2 * t + (e & 1);
+        s[j][e] = key < a.N ? s[j][e] * a.scale_log2 : -INFINITY;
+        mx[e >> 1] = fmaxf(mx[e >> 1], s[j][e]);
+      }
+    float alpha[2];
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+      const float m_new = fmaxf(m[r], quad_max(mx[r])); /* finite: the tile holds a real key */
+      alpha[r] = exp2f(m[r] - m_new);                   /* 0 on the first tile (m = -inf) */
+      m[r] = m_new;
+      l[r] *= alpha[r];
+    }
+
+    /* P = exp2(s - m) rounded to bf16, packed as the A fragments of P V (two key tiles each) */
+    uint32_t p[NT][2];
+#pragma unroll
+    for (int j = 0; j < NT; j++) {
+      p[j][0] = pack_bf16(exp2f(s[j][0] - m[0]), exp2f(s[j][1] - m[0]));
+      p[j][1] = pack_bf16(exp2f(s[j][2] - m[1]), exp2f(s[j][3] - m[1]));
+      const float2 r0 = unpack_bf16(p[j][0]), r1 = unpack_bf16(p[j][1]);
+      l[0] += r0.x + r0.y;
+      l[1] += r1.x + r1.y;
+    }
+#pragma unroll
+    for (int n = 0; n < ND; n++) {
+      o[n][0] *= alpha[0];
+      o[n][1] *= alpha[0];
+      o[n][2] *= alpha[1];
+      o[n][3] *= alpha[1];
+    }
+#pragma unroll
+    for (int kk = 0; kk < KT / 16; kk++) {
+      const uint32_t pa[4] = {p[2 * kk][0], p[2 * kk][1], p[2 * kk + 1][0], p[2 * kk + 1][1]};
+#pragma unroll
+      for (int n = 0; n < ND; n++) {
+        uint32_t b0, b1;
+        load_b_rows_are_k(b0, b1, vs, ld, 16 * kk, 8 * n, lane);
+        mma_bf16(o[n], pa, b0, b1);
+      }
+    }
+  }
+
+  /* epilogue: rows g and g+8 of this warp's 16 */
+#pragma unroll
+  for (int r = 0; r < 2; r++) {
+    const float lsum = quad_sum(l[r]);
+    const float inv = 1.0f / lsum;
+    const int i = q0 + 16 * warp + g + 8 * r;
+    float part = 0.0f;
+#pragma unroll
+    for (int n = 0; n < ND; n++)
+#pragma unroll
+      for (int c = 0; c < 2; c++) {
+        const int d = 8 * n + 2 * t + c;
+        const float val = o[n][2 * r + c] * inv;
+        if (DSUM) {
+          /* dO's padded rows and columns are zeros: no bounds test needed for the sum */
+          part += val * __bfloat162float(a.dout[head + (size_t)i * DH + d]);
+        } else if (i < a.N && d < dh) {
+          a.out[((size_t)b * a.N + i) * a.D + (size_t)h * dh + d] = val;
+        }
+      }
+    if (DSUM) part = quad_sum(part);
+    if (t == 0 && i < a.N) {
+      a.lse[(size_t)bh * a.N + i] = (m[r] + log2f(lsum)) * kLn2;
+      if (DSUM) a.dsum[(size_t)bh * a.N + i] = part;
+    }
+  }
+}
+
+template <int DH, bool DSUM>
+bool launch_fwd(const FwdArgs &a, int BH) {
+  const size_t bytes = FwdSmem<DH>::bytes;
+  /* above 48 KiB of dynamic shared memory must be asked for, once per kernel */
+  static bool configured = false;
+  if (!configured) {
+    if (!CUDA_OK(cudaFuncSetAttribute(flash_fwd_kernel<DH, DSUM>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                      (int)bytes)))
+      return false;
+    configured = true;
+  }
+  dim3 grid((unsigned)(a.Npad / kBlockRows), (unsigned)BH);
+  flash_fwd_kernel<DH, DSUM><<<grid, kThreads, bytes>>>(a);
+  return LAUNCH_OK("flash_fwd_kernel");
+}
+
+template <bool DSUM>
+bool dispatch_fwd(const FwdArgs &a, int BH, int DH) {
+  switch (DH) {
+    case 16: return launch_fwd<16, DSUM>(a, BH);
+    case 32: return launch_fwd<32, DSUM>(a, BH);
+    case 64: return launch_fwd<64, DSUM>(a, BH);
+    default: return launch_fwd<128, DSUM>(a, BH);
+  }
+}
+
+}  // namespace
+
+bool flash_repack(__nv_bfloat16 *dst, const float *src, long long src_ld, int col0, int B, int N, int H, int dh,
+                  int DH) {
+  const int Npad = flash::padded_rows(N);
+  const long long total = (long long)B * H * Npad * DH;
+  repack_kernel<<<tcu_grid((size_t)total), TCU_THREADS>>>(dst, src, src_ld, col0, N, Npad, H, dh, DH, total);
+  return LAUNCH_OK("repack_kernel");
+}
+
+bool flash_forward_padded(float *out, float *lse, float *dsum, const __nv_bfloat16 *q, const __nv_bfloat16 *k,
+                          const __nv_bfloat16 *v, const __nv_bfloat16 *dout, int B, int N, int D, int H, int DH,
+                          float scale) {
+  FwdArgs a;
+  a.q = q;
+  a.k = k;
+  a.v = v;
+  a.dout = dout;
+  a.out = out;
+  a.lse = lse;
+  a.dsum = dsum;
+  a.N = N;
+  a.Npad = flash::padded_rows(N);
+  a.D = D;
+  a.H = H;
+  a.scale_log2 = scale * flash::kLog2e;
+  return dout ? dispatch_fwd<true>(a, B * H, DH) : dispatch_fwd<false>(a, B * H, DH);
+}
+
+bool tcu_attention_forward_flash(float *out, float *lse, const float *qkv, int B, int N, int D, int H, int DH,
+                                 float scale) {
+  const int dh = D / H;
+  const size_t operand = (size_t)B * H * flash::padded_rows(N) * DH; /* bf16 elements of one of q, k, v */
+  __nv_bfloat16 *q = (__nv_bfloat16 *)tcu_scratch(TCU_SCRATCH_ATTENTION, 3 * operand * sizeof(__nv_bfloat16));
+  if (!q) return false;
+  __nv_bfloat16 *k = q + operand, *v = k + operand;
+  const long long ld = 3LL * D;
+  if (!flash_repack(q, qkv, ld, 0, B, N, H, dh, DH) || !flash_repack(k, qkv, ld, D, B, N, H, dh, DH) ||
+      !flash_repack(v, qkv, ld, 2 * D, B, N, H, dh, DH))
+    return false;
+  return flash_forward_padded(out, lse, NULL, q, k, v, NULL, B, N, D, H, DH, scale);
+}

@@ -1,0 +1,158 @@
+/* attention_flash.cuh — what attention_flash.cu (forward) and attention_flash_bwd.cu (backward) share:
+ * the tile geometry, the bf16 operand layout in backend scratch, and the warp-level building blocks
+ * of bf16 mode's FlashAttention-2 kernels (mma.sync m16n8k16 with fp32 accumulators, its fragment
+ * loads from shared memory, cp.async), plus the host entry points that attention.cu dispatches to.
+ *
+ * Operand layout: before any tile is read, q, k, v (and in the backward dO) are converted once to
+ * bf16 in a head-major, zero-padded copy: head (b, h) owns rows [0, Npad) of DH bf16 each, Npad = N
+ * rounded up to kTileRows and DH = the head dimension padded to 16/32/64/128. So every tile is a
+ * contiguous run of 16-byte chunks (cp.async needs 16-byte aligned sources), padded head columns
+ * contribute zero products, and padded rows only need masking in the softmax.
+ *
+ * Fragment layout of mma.m16n8k16 (PTX ISA, "Matrix fragments for mma.m16n8k16"), with
+ * g = lane / 4 and t = lane % 4:
+ *   A 16x16 (row major): a[0] = (row g,   cols 2t, 2t+1), a[1] = (row g+8, cols 2t, 2t+1),
+ *                        a[2] = (row g,   cols 2t+8, 2t+9), a[3] = (row g+8, cols 2t+8, 2t+9);
+ *   B 16x8 (k x n):      b[0] = (k 2t, 2t+1; n g),          b[1] = (k 2t+8, 2t+9; n g);
+ *   C 16x8 fp32:         c[0], c[1] = (row g, cols 2t, 2t+1), c[2], c[3] = (row g+8, cols 2t, 2t+1);
+ * the lower-numbered element of a pair sits in the low 16 bits. Two C tiles side by side (cols 0-7
+ * and 8-15) are therefore exactly the A fragment of a 16x16 operand: softmax probabilities and
+ * dS go from the accumulators of one product into the next product without leaving registers. */
+#ifndef TPDIFF_ATTENTION_FLASH_CUH
+#define TPDIFF_ATTENTION_FLASH_CUH
+
+#include <cuda_bf16.h>
+#include <stdint.h>
+#include <string.h>
+
+namespace flash {
+
+constexpr int kWarps = 4;
+constexpr int kThreads = 32 * kWarps;
+constexpr int kBlockRows = 16 * kWarps; /* rows a block owns: queries (forward, dQ) or keys (dK/dV) */
+constexpr int kTileRows = 64;           /* rows per streamed K/V tile; Npad is a multiple of it */
+constexpr float kLog2e = 1.4426950408889634f;
+constexpr float kLn2 = 0.6931471805599453f;
+
+/* bf16 elements per shared-memory row: DH + 8 makes consecutive rows start 4 banks apart, so the
+ * 8 rows x 4 words of one fragment load hit 32 different banks, and keeps rows 16-byte aligned. */
+template <int DH>
+struct Row {
+  static constexpr int ld = DH + 8;
+  static constexpr int bytes_per_row = ld * 2;
+};
+
+inline int padded_rows(int N) { return (N + kTileRows - 1) / kTileRows * kTileRows; }
+
+/* ---- warp-level pieces ------------------------------------------------------------------------ */
+
+__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
+  __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi); /* .x (low half) = lo */
+  uint32_t u;
+  memcpy(&u, &v, sizeof u);
+  return u;
+}
+/* The two bf16 values of a packed pair back as floats (what the tensor cores will multiply). */
+__device__ __forceinline__ float2 unpack_bf16(uint32_t u) {
+  __nv_bfloat162 v;
+  memcpy(&v, &u, sizeof u);
+  return __bfloat1622float2(v);
+}
+
+/* c += a b, one m16n8k16 tensor-core product, bf16 in, fp32 accumulate */
+__device__ __forceinline__ void mma_bf16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+      "{%0, %1, %2, %3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ uint32_t lds32(const __nv_bfloat16 *p) { return *reinterpret_cast<const uint32_t *>(p); }
+
+/* A fragment of rows [r0, r0+16) x cols [c0, c0+16) of a row-major smem tile */
+__device__ __forceinline__ void load_a(uint32_t (&a)[4], const __nv_bfloat16 *tile, int ld, int r0, int c0, int lane) {
+  const int g = lane >> 2, t = lane & 3;
+  const __nv_bfloat16 *p = tile + (r0 + g) * ld + c0 + 2 * t;
+  a[0] = lds32(p);
+  a[1] = lds32(p + 8 * ld);
+  a[2] = lds32(p + 8);
+  a[3] = lds32(p + 8 * ld + 8);
+}
+
+/* B fragment with B[k][n] = tile[n0 + n][k0 + k]: the smem rows are B's columns (K in Q K^T, ...) */
+__device__ __forceinline__ void load_b_rows_are_n(uint32_t &b0, uint32_t &b1, const __nv_bfloat16 *tile, int ld,
+                                                  int n0, int k0, int lane) {
+  const int g = lane >> 2, t = lane & 3;
+  const __nv_bfloat16 *p = tile + (n0 + g) * ld + k0 + 2 * t;
+  b0 = lds32(p);
+  b1 = lds32(p + 8);
+}
+
+/* B fragment with B[k][n] = tile[k0 + k][n0 + n]: the smem rows are B's rows (V in P V, ...). The
+ * pair of a register sits in two rows, so it is two 16-bit loads; rows 2t, 2t+1 of the 4 lanes of a
+ * group are 8 banks apart and the 8 groups read 8 neighbouring columns: no bank conflicts beyond
+ * two lanes sharing one word. */
+__device__ __forceinline__ void load_b_rows_are_k(uint32_t &b0, uint32_t &b1, const __nv_bfloat16 *tile, int ld,
+                                                  int k0, int n0, int lane) {
+  const int g = lane >> 2, t = lane & 3;
+  const unsigned short *p = reinterpret_cast<const unsigned short *>(tile) + (k0 + 2 * t) * ld + n0 + g;
+  b0 = (uint32_t)p[0] | ((uint32_t)p[ld] << 16);
+  b1 = (uint32_t)p[8 * ld] | ((uint32_t)p[9 * ld] << 16);
+}
+
+/* ---- cp.async (sm_80+): global -> shared without a register round trip --------------------------- */
+
+__device__ __forceinline__ void cp_async16(void *smem, const void *gmem) {
+  const uint32_t s = (uint32_t)__cvta_generic_to_shared(smem);
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(gmem) : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+/* Waits for every cp.async this thread issued; a __syncthreads() after it publishes all threads' copies. */
+__device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::: "memory"); }
+
+/* Starts copying `rows` contiguous rows of DH bf16 (one tile of the padded operand) into a smem tile
+ * with Row<DH>::ld elements per row; every thread of the block takes part. */
+template <int DH>
+__device__ __forceinline__ void tile_async(__nv_bfloat16 *tile, const __nv_bfloat16 *src, int rows) {
+  constexpr int chunks_per_row = DH / 8; /* 16-byte chunks */
+  for (int c = threadIdx.x; c < rows * chunks_per_row; c += kThreads) {
+    const int r = c / chunks_per_row, col = (c % chunks_per_row) * 8;
+    cp_async16(tile + r * Row<DH>::ld + col, src + (size_t)r * DH + col);
+  }
+}
+
+/* Quad reductions: the 4 lanes of a group hold one row of a C fragment. Both orders give every lane
+ * the same bits. */
+__device__ __forceinline__ float quad_max(float v) {
+  v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
+  return fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
+}
+__device__ __forceinline__ float quad_sum(float v) {
+  v += __shfl_xor_sync(0xffffffffu, v, 1);
+  return v + __shfl_xor_sync(0xffffffffu, v, 2);
+}
+
+}  // namespace flash
+
+/* ---- host entry points (bf16 mode; attention.cu checks the shapes first) ----------------------- */
+
+/* Converts rows of one of q/k/v (columns col0 + h*dh .. of rows with src_ld floats) or of dO into the
+ * padded bf16 layout above: dst[(b*H + h)*Npad + n][d], zero for n >= N or d >= dh. */
+bool flash_repack(__nv_bfloat16 *dst, const float *src, long long src_ld, int col0, int B, int N, int H, int dh,
+                  int DH);
+
+/* Forward: out [B, N, D] (fp32) and lse [B*H*N] (natural log) from the padded bf16 q, k, v. With
+ * dout (padded bf16 dO) given, writes instead dsum[(b*H + h)*N + i] = dO_i · O_i and lse, and not out. */
+bool flash_forward_padded(float *out, float *lse, float *dsum, const __nv_bfloat16 *q, const __nv_bfloat16 *k,
+                          const __nv_bfloat16 *v, const __nv_bfloat16 *dout, int B, int N, int D, int H, int DH,
+                          float scale);
+
+/* The whole bf16-mode forward: repack into backend scratch, then flash_forward_padded. */
+bool tcu_attention_forward_flash(float *out, float *lse, const float *qkv, int B, int N, int D, int H, int DH,
+                                 float scale);
+/* The whole bf16-mode backward (attention_flash_bwd.cu): d_qkv [B, N, 3D] overwritten. */
+bool tcu_attention_backward_flash(float *d_qkv, const float *d_out, const float *qkv, int B, int N, int D, int H,
+                                  int DH, float scale);
+
+#endif

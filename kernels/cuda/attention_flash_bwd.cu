@@ -1,0 +1,353 @@
+/* attention_flash_bwd.cu — bf16 mode's attention backward, FlashAttention-2 style, on the padded bf16
+ * operands of attention_flash.cuh:
+ *
+ *   1. repack q, k, v and dO into bf16 (backend scratch);
+ *   2. the forward kernel with its D epilogue: recomputes O_i and the row lse_i (fp32) and stores
+ *      D_i = dO_i · O_i and lse_i (the backend's signature has no `out`, so O is recomputed rather
+ *      than read; the same kernel on the same operands gives the forward's exact O, and the
+ *      backward then depends only on its own lse, whatever the forward stored in `probs`);
+ *   3. dQ: one block per 64 query rows (warp w owns 16), streaming K/V tiles (double-buffered,
+ *      cp.async): S = Q K^T and dP = dO V^T by mma, P = exp2(S scale log2e - lse log2e),
+ *      dS = P (dP - D_i) in fp32 registers, dS rounded to bf16 into A fragments, dQ += dS K by mma;
+ *   4. dK/dV: one block per 64 key rows (warp w owns 16 keys), streaming Q/dO tiles with their lse
+ *      and D: the same products transposed (S^T = K Q^T, dP^T = V dO^T), dV += P^T dO and
+ *      dK += dS^T Q by mma.
+ * dQ and dK/dV are separate kernels, so every output element is summed by one thread in an order
+ * fixed by the shape: no atomics, the same bits on every run. The scale of dQ and dK is applied once
+ * to the fp32 sums. Keys past N get P = 0 (their padded rows are zeros, not -inf scores); queries past
+ * N get lse = +inf and D = 0, so their P and dS are 0. */
+#include <math.h>
+
+#include "kernels/cuda/attention_flash.cuh"
+#include "kernels/cuda/cuda_internal.cuh"
+
+namespace {
+
+using namespace flash;
+
+struct BwdArgs {
+  const __nv_bfloat16 *q, *k, *v, *dout; /* padded bf16 operands */
+  const float *lse, *dsum;               /* [B*H*N], natural log and D_i */
+  float *d_qkv;                          /* [B, N, 3D], fp32 */
+  int N, Npad, D, H;
+  float scale, scale_log2;
+};
+
+/* ---- dQ ------------------------------------------------------------------------------------------ */
+
+/* Shared memory: Q and dO of the block's rows, then two stages of K and V. */
+template <int DH>
+struct DqSmem {
+  static constexpr size_t tile = (size_t)kTileRows * Row<DH>::bytes_per_row;
+  static constexpr size_t bytes = 6 * tile;
+};
+
+/* grid (Npad / kBlockRows, B*H) */
+template <int DH>
+__global__ void __launch_bounds__(kThreads) flash_bwd_dq_kernel(BwdArgs a) {
+  constexpr int ld = Row<DH>::ld, KT = kTileRows, NT = KT / 8, ND = DH / 8;
+  extern __shared__ __align__(128) unsigned char smem[];
+  __nv_bfloat16 *qs = reinterpret_cast<__nv_bfloat16 *>(smem);
+  __nv_bfloat16 *dos = qs + kBlockRows * ld;
+  /* stage s: K at stages + s * stage, V after it (pointer arithmetic: an array of pointers indexed
+   * at run time would live in local memory) */
+  __nv_bfloat16 *stages = dos + kBlockRows * ld;
+  constexpr int stage = 2 * KT * ld;
+
+  const int bh = blockIdx.y, b = bh / a.H, h = bh % a.H, dh = a.D / a.H;
+  const int q0 = blockIdx.x * kBlockRows, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int g = lane >> 2, t = lane & 3;
+  const size_t head = (size_t)bh * a.Npad * DH;
+  const int ntiles = a.Npad / KT;
+
+  tile_async<DH>(qs, a.q + head + (size_t)q0 * DH, kBlockRows);
+  tile_async<DH>(dos, a.dout + head + (size_t)q0 * DH, kBlockRows);
+  tile_async<DH>(stages, a.k + head, KT);
+  tile_async<DH>(stages + KT * ld, a.v + head, KT);
+  cp_async_commit();
+
+  /* rows g and g+8: lse in log2 units and D; rows past N contribute nothing */
+  float lse2[2], di[2];
+#pragma unroll
+  for (int r = 0; r < 2; r++) {
+    const int i = q0 + 16 * warp + g + 8 * r;
+    lse2[r] = i < a.N ? a.lse[(size_t)bh * a.N + i] * kLog2e : INFINITY;
+    di[r] = i < a.N ? a.dsum[(size_t)bh * a.N + i] : 0.0f;
+  }
+
+  float dq[ND][4];
+#pragma unroll
+  for (int n = 0; n < ND; n++) dq[n][0] = dq[n][1] = dq[n][2] = dq[n][3] = 0.0f;
+
+  for (int it = 0; it < ntiles; it++) {
+    const int buf = it & 1, k0 = it * KT;
+    cp_async_wait_all();
+    __syncthreads(); /* tile it visible; buf^1 free */
+    if (it + 1 < ntiles) {
+      __nv_bfloat16 *next = stages + (buf ^ 1) * stage;
+      tile_async<DH>(next, a.k + head + (size_t)(k0 + KT) * DH, KT);
+      tile_async<DH>(next + KT * ld, a.v + head + (size_t)(k0 + KT) * DH, KT);
+      cp_async_commit();
+    }
+    const __nv_bfloat16 *ks = stages + buf * stage, *vs = ks + KT * ld;
+
+    float s[NT][4], dp[NT][4];
+#pragma unroll
+    for (int j = 0; j < NT; j++)
+#pragma unroll
+      for (int e = 0; e < 4; e++) s[j][e] = dp[j][e] = 0.0f;
+#pragma unroll
+    for (int kk = 0; kk < DH / 16; kk++) {
+      uint32_t qa[4], da[4];
+      load_a(qa, qs, ld, 16 * warp, 16 * kk, lane);
+      load_a(da, dos, ld, 16 * warp, 16 * kk, lane);
+#pragma unroll
+      for (int j = 0; j < NT; j++) {
+        uint32_t b0, b1;
+        load_b_rows_are_n(b0, b1, ks, ld, 8 * j, 16 * kk, lane);
+        mma_bf16(s[j], qa, b0, b1);
+        load_b_rows_are_n(b0, b1, vs, ld, 8 * j, 16 * kk, lane);
+        mma_bf16(dp[j], da, b0, b1);
+      }
+    }
+    /* dS = P (dP - D_i), rounded to bf16 as the A fragments of dS K */
+    uint32_t ds[NT][2];
+#pragma unroll
+    for (int j = 0; j < NT; j++) {
+      float v4[4];
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        const int key = k0 + 8 * j + 2 * t + (e & 1), r = e >> 1;
+        const float p = key < a.N ? exp2f(s[j][e] * a.scale_log2 - lse2[r]) : 0.0f;
+        v4[e] = p * (dp[j][e] - di[r]);
+      }
+      ds[j][0] = pack_bf16(v4[0], v4[1]);
+      ds[j][1] = pack_bf16(v4[2], v4[3]);
+    }
+#pragma unroll
+    for (int kk = 0; kk < KT / 16; kk++) {
+      const uint32_t sa[4] = {ds[2 * kk][0], ds[2 * kk][1], ds[2 * kk + 1][0], ds[2 * kk + 1][1]};
+#pragma unroll
+      for (int n = 0; n < ND; n++) {
+        uint32_t b0, b1;
+        load_b_rows_are_k(b0, b1, ks, ld, 16 * kk, 8 * n, lane);
+        mma_bf16(dq[n], sa, b0, b1);
+      }
+    }
+  }
+
+  const long long ld3 = 3LL * a.D;
+#pragma unroll
+  for (int r = 0; r < 2; r++) {
+    const int i = q0 + 16 * warp + g + 8 * r;
+    if (i >= a.N) continue;
+    float *row = a.d_qkv + ((long long)b * a.N + i) * ld3 + (long long)h * dh;
+#pragma unroll
+    for (int n = 0; n < ND; n++)
+#pragma unroll
+      for (int c = 0; c < 2; c++) {
+        const int d = 8 * n + 2 * t + c;
+        if (d < dh) row[d] = dq[n][2 * r + c] * a.scale;
+      }
+  }
+}
+
+/* ---- dK, dV -------------------------------------------------------------------------------------- */
+
+/* Query rows per streamed tile: 64, or 32 at head dimension 128, where the dK and dV accumulators
+ * (64 registers each) leave no room for 64-query score tiles. */
+template <int DH>
+struct DkvGeometry {
+  static constexpr int QT = DH >= 128 ? 32 : 64;
+  static constexpr size_t key_tile = (size_t)kBlockRows * Row<DH>::bytes_per_row;
+  static constexpr size_t query_tile = (size_t)QT * Row<DH>::bytes_per_row;
+  /* K and V of the block's keys; two stages of Q and dO; two stages of lse and D (floats) */
+  static constexpr size_t bytes = 2 * key_tile + 4 * query_tile + 4 * QT * sizeof(float);
+};
+
+/* grid (Npad / kBlockRows, B*H) */
+template <int DH>
+__global__ void __launch_bounds__(kThreads) flash_bwd_dkv_kernel(BwdArgs a) {
+  using G = DkvGeometry<DH>;
+  constexpr int ld = Row<DH>::ld, QT = G::QT, NT = QT / 8, ND = DH / 8;
+  extern __shared__ __align__(128) unsigned char smem[];
+  __nv_bfloat16 *ks = reinterpret_cast<__nv_bfloat16 *>(smem);
+  __nv_bfloat16 *vs = ks + kBlockRows * ld;
+  /* stage s: Q at stages + s * stage, dO after it */
+  __nv_bfloat16 *stages = vs + kBlockRows * ld;
+  constexpr int stage = 2 * QT * ld;
+  float *lsest = reinterpret_cast<float *>(stages + 2 * stage); /* [2][QT], log2 units */
+  float *dst = lsest + 2 * QT;                                   /* [2][QT] */
+
+  const int bh = blockIdx.y, b = bh / a.H, h = bh % a.H, dh = a.D / a.H;
+  const int j0 = blockIdx.x * kBlockRows, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int g = lane >> 2, t = lane & 3;
+  const size_t head = (size_t)bh * a.Npad * DH;
+  const int ntiles = a.Npad / QT;
+  const float *lse_head = a.lse + (size_t)bh * a.N, *d_head = a.dsum + (size_t)bh * a.N;
+
+  tile_async<DH>(ks, a.k + head + (size_t)j0 * DH, kBlockRows);
+  tile_async<DH>(vs, a.v + head + (size_t)j0 * DH, kBlockRows);
+  tile_async<DH>(stages, a.q + head, QT);
+  tile_async<DH>(stages + QT * ld, a.dout + head, QT);
+  cp_async_commit();
+  for (int e = threadIdx.x; e < QT; e += kThreads) {
+    lsest[e] = e < a.N ? lse_head[e] * kLog2e : INFINITY;
+    dst[e] = e < a.N ? d_head[e] : 0.0f;
+  }
+
+  float dk[ND][4], dv[ND][4];
+#pragma unroll
+  for (int n = 0; n < ND; n++)
+#pragma unroll
+    for (int e = 0; e < 4; e++) dk[n][e] = dv[n][e] = 0.0f;
+
+  for (int it = 0; it < ntiles; it++) {
+    const int buf = it & 1, i0 = it * QT;
+    cp_async_wait_all();
+    __syncthreads(); /* tile it (and its lse, D) visible; buf^1 free */
+    if (it + 1 < ntiles) {
+      const int n0 = i0 + QT;
+      __nv_bfloat16 *next = stages + (buf ^ 1) * stage;
+      tile_async<DH>(next, a.q + head + (size_t)n0 * DH, QT);
+      tile_async<DH>(next + QT * ld, a.dout + head + (size_t)n0 * DH, QT);
+      cp_async_commit();
+      for (int e = threadIdx.x; e < QT; e += kThreads) {
+        lsest[(buf ^ 1) * QT + e] = n0 + e < a.N ? lse_head[n0 + e] * kLog2e : INFINITY;
+        dst[(buf ^ 1) * QT + e] = n0 + e < a.N ? d_head[n0 + e] : 0.0f;
+      }
+    }
+    const __nv_bfloat16 *qs = stages + buf * stage, *dos = qs + QT * ld;
+    const float *lse2 = lsest + buf * QT, *dd = dst + buf * QT;
+
+    /* rows: this warp's 16 keys; columns: the tile's QT queries */
+    float st[NT][4], dpt[NT][4];
+#pragma unroll
+    for (int j = 0; j < NT; j++)
+#pragma unroll
+      for (int e = 0; e < 4; e++) st[j][e] = dpt[j][e] = 0.0f;
+#pragma unroll
+    for (int kk = 0; kk < DH / 16; kk++) {
+      uint32_t ka[4], va[4];
+      load_a(ka, ks, ld, 16 * warp, 16 * kk, lane);
+      load_a(va, vs, ld, 16 * warp, 16 * kk, lane);
+#pragma unroll
+      for (int j = 0; j < NT; j++) {
+        uint32_t b0, b1;
+        load_b_rows_are_n(b0, b1, qs, ld, 8 * j, 16 * kk, lane);
+        mma_bf16(st[j], ka, b0, b1);
+        load_b_rows_are_n(b0, b1, dos, ld, 8 * j, 16 * kk, lane);
+        mma_bf16(dpt[j], va, b0, b1);
+      }
+    }
+    /* P^T and dS^T, rounded to bf16 as A fragments (k = query). Keys past N need no mask here:
+     * their rows are never stored. */
+    uint32_t pt[NT][2], dst_frag[NT][2];
+#pragma unroll
+    for (int j = 0; j < NT; j++) {
+      float p4[4], d4[4];
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        const int col = 8 * j + 2 * t + (e & 1);
+        p4[e] = exp2f(st[j][e] * a.scale_log2 - lse2[col]);
+        d4[e] = p4[e] * (dpt[j][e] - dd[col]);
+      }
+      pt[j][0] = pack_bf16(p4[0], p4[1]);
+      pt[j][1] = pack_bf16(p4[2], p4[3]);
+      dst_frag[j][0] = pack_bf16(d4[0], d4[1]);
+      dst_frag[j][1] = pack_bf16(d4[2], d4[3]);
+    }
+#pragma unroll
+    for (int kk = 0; kk < QT / 16; kk++) {
+      const uint32_t pa[4] = {pt[2 * kk][0], pt[2 * kk][1], pt[2 * kk + 1][0], pt[2 * kk + 1][1]};
+      const uint32_t sa[4] = {dst_frag[2 * kk][0], dst_frag[2 * kk][1], dst_frag[2 * kk + 1][0],
+                              dst_frag[2 * kk + 1][1]};
+#pragma unroll
+      for (int n = 0; n < ND; n++) {
+        uint32_t b0, b1;
+        load_b_rows_are_k(b0, b1, dos, ld, 16 * kk, 8 * n, lane);
+        mma_bf16(dv[n], pa, b0, b1);
+        load_b_rows_are_k(b0, b1, qs, ld, 16 * kk, 8 * n, lane);
+        mma_bf16(dk[n], sa, b0, b1);
+      }
+    }
+  }
+
+  const long long ld3 = 3LL * a.D;
+#pragma unroll
+  for (int r = 0; r < 2; r++) {
+    const int j = j0 + 16 * warp + g + 8 * r;
+    if (j >= a.N) continue;
+    float *row = a.d_qkv + ((long long)b * a.N + j) * ld3 + (long long)h * dh;
+#pragma unroll
+    for (int n = 0; n < ND; n++)
+#pragma unroll
+      for (int c = 0; c < 2; c++) {
+        const int d = 8 * n + 2 * t + c;
+        if (d < dh) {
+          row[a.D + d] = dk[n][2 * r + c] * a.scale;
+          row[2 * a.D + d] = dv[n][2 * r + c];
+        }
+      }
+  }
+}
+
+/* ---- launches ------------------------------------------------------------------------------------ */
+
+template <int DH>
+bool launch_bwd(const BwdArgs &a, int BH) {
+  static bool configured = false; /* more than 48 KiB of dynamic shared memory, asked for once */
+  if (!configured) {
+    if (!CUDA_OK(cudaFuncSetAttribute(flash_bwd_dq_kernel<DH>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                      (int)DqSmem<DH>::bytes)) ||
+        !CUDA_OK(cudaFuncSetAttribute(flash_bwd_dkv_kernel<DH>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                      (int)DkvGeometry<DH>::bytes)))
+      return false;
+    configured = true;
+  }
+  dim3 grid((unsigned)(a.Npad / kBlockRows), (unsigned)BH);
+  flash_bwd_dq_kernel<DH><<<grid, kThreads, DqSmem<DH>::bytes>>>(a);
+  if (!LAUNCH_OK("flash_bwd_dq_kernel")) return false;
+  flash_bwd_dkv_kernel<DH><<<grid, kThreads, DkvGeometry<DH>::bytes>>>(a);
+  return LAUNCH_OK("flash_bwd_dkv_kernel");
+}
+
+}  // namespace
+
+bool tcu_attention_backward_flash(float *d_qkv, const float *d_out, const float *qkv, int B, int N, int D, int H,
+                                  int DH, float scale) {
+  const int dh = D / H;
+  const size_t operand = (size_t)B * H * flash::padded_rows(N) * DH; /* bf16 elements of q, k, v or dO */
+  const size_t rows = (size_t)B * H * N;
+  /* q, k, v, dO in bf16, then lse and D in fp32 (the bf16 part is a multiple of 16 bytes) */
+  unsigned char *base = (unsigned char *)tcu_scratch(
+      TCU_SCRATCH_ATTENTION, 4 * operand * sizeof(__nv_bfloat16) + 2 * rows * sizeof(float));
+  if (!base) return false;
+  __nv_bfloat16 *q = (__nv_bfloat16 *)base, *k = q + operand, *v = k + operand, *dout = v + operand;
+  float *lse = (float *)(dout + operand), *dsum = lse + rows;
+  const long long ld = 3LL * D;
+  if (!flash_repack(q, qkv, ld, 0, B, N, H, dh, DH) || !flash_repack(k, qkv, ld, D, B, N, H, dh, DH) ||
+      !flash_repack(v, qkv, ld, 2 * D, B, N, H, dh, DH) || !flash_repack(dout, d_out, D, 0, B, N, H, dh, DH))
+    return false;
+  if (!flash_forward_padded(NULL, lse, dsum, q, k, v, dout, B, N, D, H, DH, scale)) return false;
+  BwdArgs a;
+  a.q = q;
+  a.k = k;
+  a.v = v;
+  a.dout = dout;
+  a.lse = lse;
+  a.dsum = dsum;
+  a.d_qkv = d_qkv;
+  a.N = N;
+  a.Npad = flash::padded_rows(N);
+  a.D = D;
+  a.H = H;
+  a.scale = scale;
+  a.scale_log2 = scale * flash::kLog2e;
+  switch (DH) {
+    case 16: return launch_bwd<16>(a, B * H);
+    case 32: return launch_bwd<32>(a, B * H);
+    case 64: return launch_bwd<64>(a, B * H);
+    default: return launch_bwd<128>(a, B * H);
+  }
+}
