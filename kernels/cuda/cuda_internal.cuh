@@ -54,7 +54,7 @@ enum tcu_scratch_slot {
   TCU_SCRATCH_COLSUM = 0,
   TCU_SCRATCH_INDEX,
   TCU_SCRATCH_COEF,
-  TCU_SCRATCH_ATTENTION, /* attention backward: D_i = rowsum(dO ∘ O) and (bf16) lse_i, 2*B*H*N floats */
+  TCU_SCRATCH_ATTENTION, /* attention: D_i = rowsum(dO ∘ O) and lse_i (2*B*H*N floats), and in bf16 mode the padded bf16 copies of q, k, v, dO */
   TCU_SCRATCH_BF16_IN,   /* bf16 copies of a Linear's input, */
   TCU_SCRATCH_BF16_W,    /* weight */
   TCU_SCRATCH_BF16_DOUT, /* and output gradient (bf16 mode only) */

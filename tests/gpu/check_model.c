@@ -178,7 +178,7 @@ static void print_timing_table(void) {
   printf(
       "\nbase workload on %s (configs/base.yaml: depth 12, dim 768, heads 12, patch 4, 10 classes, 3x16x64x64), "
       "%s;\n",
-      dev->device, bf16 ? "bf16 matmuls and attention forward (fp32 accumulation), the rest fp32" : "fp32");
+      dev->device, bf16 ? "bf16 matmuls and attention forward+backward on tensor cores (fp32 accumulation), the rest fp32" : "fp32");
   printf("ms per optimizer step = median of 5 after 2 warm-up (one microbatch, upload + AdamW + EMA included);\n");
   printf("FLOPs = 6 * params * tokens + 12 * N^2 * D per layer and clip (fwd+bwd); MFU against %.1f TFLOP/s %s\n",
          peak_tflops, bf16 ? "dense bf16" : "fp32");
