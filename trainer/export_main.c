@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "data/make_dirs.h"
 #include "data/atomic_file.h"
 #include "data/safetensors.h"
 #include "kernels/kernels.h"
@@ -23,22 +24,6 @@ static void usage(FILE *f) {
           "  --dtype    fp32 (default) or bf16 (round to nearest even)\n"
           "  --weights  ema (default when the checkpoint has EMA weights) or raw (the fp32 master weights);\n"
           "             --ema is --weights ema\n");
-}
-
-static int make_dirs(const char *path, char *err, size_t err_size) {
-  char buf[TPDIFF_PATH_MAX];
-  snprintf(buf, sizeof buf, "%s", path);
-  for (char *p = buf + 1; *p; p++) {
-    if (*p != '/') continue;
-    *p = '\0';
-    if (mkdir(buf, 0755) != 0 && errno != EEXIST) goto fail;
-    *p = '/';
-  }
-  if (mkdir(buf, 0755) != 0 && errno != EEXIST) goto fail;
-  return 0;
-fail:
-  snprintf(err, err_size, "--out: cannot create %s: %s", buf, strerror(errno));
-  return -1;
 }
 
 /* A JSON string of plain config text (config words and paths); quotes, backslashes and control bytes
@@ -173,7 +158,7 @@ int main(int argc, char **argv) {
     goto done;
   }
   char path[TPDIFF_PATH_MAX + 32];
-  if (make_dirs(out, err, sizeof err) != 0) {
+  if (make_dirs(out, "--out", err, sizeof err) != 0) {
     fprintf(stderr, "tpdiff-export: %s\n", err);
     goto done;
   }

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "data/make_dirs.h"
 #include "data/npy.h"
 #include "data/npy_read.h"
 #include "data/video_write.h"
@@ -36,22 +37,6 @@ static void usage(FILE *f) {
           "  --save-raw also write each video's raw float output [C, T, H, W] as DIR/video-NN.npy\n"
           "  --seed     renoise (and initial noise without --noise) seed; default train.seed of the stored config\n"
           "  --weights  ema (default when present) or raw; --ema is --weights ema, --class C is --labels C\n");
-}
-
-static int make_dirs(const char *path, char *err, size_t err_size) {
-  char buf[TPDIFF_PATH_MAX];
-  snprintf(buf, sizeof buf, "%s", path);
-  for (char *p = buf + 1; *p; p++) {
-    if (*p != '/') continue;
-    *p = '\0';
-    if (mkdir(buf, 0755) != 0 && errno != EEXIST) goto fail;
-    *p = '/';
-  }
-  if (mkdir(buf, 0755) != 0 && errno != EEXIST) goto fail;
-  return 0;
-fail:
-  snprintf(err, err_size, "--out: cannot create %s: %s", buf, strerror(errno));
-  return -1;
 }
 
 typedef struct {
@@ -319,7 +304,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "tpdiff-sample: the sampler failed%s%s\n", why[0] ? ": " : "", why);
     goto done;
   }
-  if (make_dirs(o.out, err, sizeof err) != 0) {
+  if (make_dirs(o.out, "--out", err, sizeof err) != 0) {
     fprintf(stderr, "tpdiff-sample: %s\n", err);
     goto done;
   }

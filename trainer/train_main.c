@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "data/make_dirs.h"
 #include "comm/comm.h"
 #include "data/atomic_file.h"
 #include "data/shard.h"
@@ -27,23 +28,6 @@ static void usage(FILE *f) {
           "A run whose train.out holds checkpoints resumes from the newest one that verifies.\n"
           "  --resume CKPT  resume from this checkpoint (it must verify)\n"
           "  --init FILE    start a new run from the weights of a checkpoint or a safetensors file (EMA when present)\n");
-}
-
-/* mkdir -p */
-static int make_dirs(const char *path, char *err, size_t err_size) {
-  char buf[TPDIFF_PATH_MAX];
-  snprintf(buf, sizeof buf, "%s", path);
-  for (char *p = buf + 1; *p; p++) {
-    if (*p != '/') continue;
-    *p = '\0';
-    if (mkdir(buf, 0755) != 0 && errno != EEXIST) goto fail;
-    *p = '/';
-  }
-  if (mkdir(buf, 0755) != 0 && errno != EEXIST) goto fail;
-  return 0;
-fail:
-  snprintf(err, err_size, "train.out: cannot create %s: %s", buf, strerror(errno));
-  return -1;
 }
 
 static int write_resolved_config(const tpdiff_config *cfg, const char *dir, char *err, size_t err_size) {
@@ -169,7 +153,7 @@ static int run(comm_world *comm, int argc, char **argv) {
       printf("# ranks: %d (%d on this node), %d microbatches each, global batch %d microbatches\n", comm->world,
              comm->local_world, cfg.train_microbatches, cfg.train_microbatches * comm->world);
     fflush(stdout);
-    failed = make_dirs(cfg.train_out, err, sizeof err) != 0 || write_resolved_config(&cfg, cfg.train_out, err, sizeof err);
+    failed = make_dirs(cfg.train_out, "train.out", err, sizeof err) != 0 || write_resolved_config(&cfg, cfg.train_out, err, sizeof err);
   }
   if (comm_agree(comm, failed, err) != 0) return 1;
 
