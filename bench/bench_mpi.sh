@@ -5,8 +5,9 @@
 # under mpirun -np 1 and -np 2, one OpenMP thread per rank, the same per-rank batch (1 microbatch of
 # 4 clips): the step time of each, their ratio, the weak-scaling efficiency t(1)/t(2), the share of
 # the -np 2 step spent in the gradient all-reduce (tpdiff-train's "# comm:" line) and the bytes
-# reduced per step. Each run is repeated REPS times, interleaved, and the fastest kept (the machine
-# is shared). Then projects, from the bytes of configs/base.yaml and configs/large.yaml and NCCL's
+# reduced per step; and two independent single-process runs at once, one per core, which separate
+# what the machine does to a step when both cores work from what the data parallelism costs. Each
+# run is repeated REPS times, interleaved, and the fastest kept (the machine is shared). Then projects, from the bytes of configs/base.yaml and configs/large.yaml and NCCL's
 # published all-reduce bus bandwidth, the all-reduce's share of a GPU step at 8 and 64 GPUs, with
 # and without overlap with the backward. Prints one table; `make bench-mpi` writes it to
 # bench/results/mpi-cpu.txt.
@@ -33,8 +34,24 @@ run() {
     END { printf "%s %s %s\n", ms, (red == "" ? 0 : red), (mb == "" ? 0 : mb * 1e6) }' "$log"
 }
 
-best1=; best2=; red2=; bytes=
+# pair REP: two independent single-process runs at once, one per core (no MPI): what the machine
+# itself does to a step when both cores work (shared cache and memory bandwidth); prints the slower
+pair() {
+  local a b
+  for core in 0 1; do
+    OMP_NUM_THREADS=1 taskset -c "$core" bin/tpdiff-train configs/demo.yaml --train.steps="$STEPS" \
+      --train.log_every="$STEPS" --train.ckpt_every=0 --train.out="$work/pair$core-$1" >"$work/pair$core-$1.log" 2>&1 &
+  done
+  wait
+  a=$(awk -v s="$STEPS" '$1 == s && NF >= 9 { print $(NF - 2) }' "$work/pair0-$1.log")
+  b=$(awk -v s="$STEPS" '$1 == s && NF >= 9 { print $(NF - 2) }' "$work/pair1-$1.log")
+  awk -v a="$a" -v b="$b" 'BEGIN { print (a > b ? a : b) }'
+}
+
+best1=; best2=; red2=; bytes=; bestp=
 for rep in $(seq "$REPS"); do
+  ms=$(pair "$rep")
+  if [ -z "$bestp" ] || awk -v a="$ms" -v b="$bestp" 'BEGIN { exit !(a < b) }'; then bestp=$ms; fi
   read -r ms _ _ < <(run 1 "$rep")
   if [ -z "$best1" ] || awk -v a="$ms" -v b="$best1" 'BEGIN { exit !(a < b) }'; then best1=$ms; fi
   read -r ms red b < <(run 2 "$rep")
@@ -65,11 +82,14 @@ cat <<HEAD
 # configs/demo.yaml (K=3 sync, 1 microbatch of 4 clips per rank per step), $STEPS steps, OMP_NUM_THREADS=1 per rank,
 # mpirun --bind-to core; fastest of $REPS interleaved runs each
 HEAD
-awk -v t1="$best1" -v t2="$best2" -v red="$red2" -v bytes="$bytes" -v params="$params_demo" -v steps="$STEPS" 'BEGIN {
+awk -v t1="$best1" -v t2="$best2" -v tp="$bestp" -v red="$red2" -v bytes="$bytes" -v params="$params_demo" -v steps="$STEPS" 'BEGIN {
   printf "  %-34s %12s\n", "run", "ms/step"
   printf "  %-34s %12.1f\n", "-np 1 (1 rank x 1 thread)", t1
   printf "  %-34s %12.1f\n", "-np 2 (2 ranks x 1 thread)", t2
+  printf "  %-34s %12.1f\n", "2 x -np 1 at once (no MPI)", tp
   printf "step time ratio -np 2 / -np 1: %.3f; weak-scaling efficiency t1/t2: %.1f%% (goal >= 90%%)\n", t2 / t1, 100 * t1 / t2
+  printf "two independent runs at once already take %.1f%% of a lone run'"'"'s speed (this machine'"'"'s shared cache and memory);\n", 100 * t1 / tp
+  printf "against them, -np 2 keeps %.1f%%: the cost of the data parallelism itself\n", 100 * tp / t2
   printf "gradient all-reduce at -np 2: %.2f ms per step after the backward = %.1f%% of the step (the exposed part, any wait for the other rank included); %.2f MB reduced per rank per step (%d parameters, fp32)\n",
     red, 100 * red / t2, bytes / 1e6, params
 }'
