@@ -80,6 +80,14 @@ void comm_grad_ready(void *ctx, float *grads, size_t count, size_t from_offset) 
     c->next_bucket--;
     if (start_bucket(c, grads, count, c->next_bucket, err, sizeof err) != 0) comm_abort(c, 1, "%s", err);
   }
+  /* Open MPI moves a message on only while some MPI call runs (no progress thread): poll the
+   * buckets in flight at every finished layer range, so they travel during the backward instead of
+   * all at its end. Completed requests become MPI_REQUEST_NULL, which the final wait accepts. */
+  if (!c->nccl && c->next_bucket < c->buckets) {
+    int done = 0;
+    MPI_Testall(c->buckets - c->next_bucket, (MPI_Request *)c->requests + c->next_bucket, &done,
+                MPI_STATUSES_IGNORE);
+  }
 }
 
 int comm_grad_reduce(void *ctx, float *grads, size_t count, double *stats, int stat_count, char *err,
