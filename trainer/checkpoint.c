@@ -96,19 +96,6 @@ static int write_tensor_group(hid_t file, const char *group, const dit_model *m,
   return rc;
 }
 
-/* The resolved config as YAML text (malloc'd). */
-static char *config_text(const tpdiff_config *cfg, size_t *len) {
-  char *text = NULL;
-  FILE *f = open_memstream(&text, len);
-  if (!f) return NULL;
-  config_write_yaml(cfg, f);
-  if (fclose(f) != 0) {
-    free(text);
-    return NULL;
-  }
-  return text;
-}
-
 /* fsync of a file or folder by path. */
 static int sync_path(const char *path) {
   int fd = open(path, O_RDONLY);
@@ -134,7 +121,7 @@ static int write_contents(hid_t f, const trainer *tr, const checkpoint_meta *met
       write_attr_i64(f, "nonfinite_in_a_row", meta->nonfinite_in_a_row))
     return -1;
   size_t len = 0;
-  char *text = config_text(&tr->cfg, &len);
+  char *text = config_yaml_text(&tr->cfg, &len);
   snprintf(what, what_size, "/config");
   if (!text) return -1;
   hsize_t cdims[1] = {len};

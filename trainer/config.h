@@ -122,6 +122,10 @@ int config_validate(const tpdiff_config *cfg, const char *origin, char *err, siz
 /* Writes the resolved config as YAML (every key, in table order). */
 void config_write_yaml(const tpdiff_config *cfg, FILE *out);
 
+/* The same YAML as a malloc'd string (its length in *len when len is not NULL); NULL when out of
+ * memory. Checkpoints and exports store it; ranks compare its hash. */
+char *config_yaml_text(const tpdiff_config *cfg, size_t *len);
+
 /* Writes the key documentation table (section.key, type, default, meaning). */
 void config_write_help(FILE *out);
 

@@ -3,6 +3,7 @@
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "trainer/config.h"
@@ -164,4 +165,18 @@ void config_write_help(FILE *out) {
     if (cfg_choices_of(k)) fprintf(out, " [one of: %s]", cfg_choices_text(cfg_choices_of(k), list, sizeof list));
     fputc('\n', out);
   }
+}
+
+char *config_yaml_text(const tpdiff_config *cfg, size_t *len) {
+  char *text = NULL;
+  size_t size = 0;
+  FILE *f = open_memstream(&text, &size);
+  if (!f) return NULL;
+  config_write_yaml(cfg, f);
+  if (fclose(f) != 0) {
+    free(text);
+    return NULL;
+  }
+  if (len) *len = size;
+  return text;
 }

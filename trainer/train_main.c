@@ -80,17 +80,6 @@ static int check_world(tpdiff_config *cfg, int world, char *err, size_t err_size
   return 0;
 }
 
-/* The resolved config as text (the hash that every rank must share); NULL when out of memory. */
-static char *config_text(const tpdiff_config *cfg) {
-  char *text = NULL;
-  size_t size = 0;
-  FILE *f = open_memstream(&text, &size);
-  if (!f) return NULL;
-  config_write_yaml(cfg, f);
-  fclose(f);
-  return text;
-}
-
 /* Everything after MPI start-up; every rank returns the same status on a refusal. */
 static int run(comm_world *comm, int argc, char **argv) {
   static tpdiff_config cfg;
@@ -121,7 +110,7 @@ static int run(comm_world *comm, int argc, char **argv) {
   if (comm_agree(comm, failed, err) != 0) return 2;
   comm_set_timeout(comm, cfg.train_comm_timeout);
   /* before anything else collective: ranks that disagree on the config would train different models */
-  char *text = config_text(&cfg);
+  char *text = config_yaml_text(&cfg, NULL);
   failed = !text;
   if (failed) snprintf(err, sizeof err, "out of memory");
   else failed = comm_check_same_text(comm, text, "the resolved config", err, sizeof err) != 0;

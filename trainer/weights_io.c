@@ -181,25 +181,11 @@ int weights_load(const char *path, dit_model *m, int ema, char *err, size_t err_
   return rc;
 }
 
-/* The resolved config as YAML text. */
-static char *config_text(const tpdiff_config *cfg) {
-  char *text = NULL;
-  size_t len = 0;
-  FILE *mem = open_memstream(&text, &len);
-  if (!mem) return NULL;
-  config_write_yaml(cfg, mem);
-  if (fclose(mem) != 0) {
-    free(text);
-    return NULL;
-  }
-  return text;
-}
-
 int weights_write_safetensors(const char *path, const dit_model *m, const float *host, const tpdiff_config *cfg,
                               int ema, long step, st_dtype dtype, char *err, size_t err_size) {
   st_tensor_out *tensors = calloc((size_t)m->num_params, sizeof *tensors);
   size_t(*shapes)[2] = calloc((size_t)m->num_params, sizeof *shapes);
-  char *yaml = config_text(cfg);
+  char *yaml = config_yaml_text(cfg, NULL);
   int rc = -1;
   if (!tensors || !shapes || !yaml) {
     snprintf(err, err_size, "%s: out of memory", path);
