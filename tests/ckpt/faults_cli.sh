@@ -12,7 +12,7 @@ BIN=${BIN:-bin/tpdiff-train}
 PY=${PY:-/usr/bin/python3}
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/tpdiff-faults.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
-check() { if [ "$2" -eq 0 ]; then echo "PASS $1"; else echo "FAIL $1: $3"; fi; }
+source tests/ckpt/ckpt_common.sh
 
 # flip NAME: flips one byte in the middle of dataset NAME's data in checkpoint FILE
 flip() {

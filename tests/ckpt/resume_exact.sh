@@ -11,13 +11,8 @@ SYNTH=${SYNTH:-bin/tpdiff-synth}
 PY=${PY:-/usr/bin/python3}
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/tpdiff-resume.XXXXXX")
 trap 'kill -9 $(jobs -p) 2>/dev/null; rm -rf "$tmp"' EXIT
-check() { if [ "$2" -eq 0 ]; then echo "PASS $1"; else echo "FAIL $1: $3"; fi; }
+source tests/ckpt/ckpt_common.sh
 
-# Waits (up to 120 s) until FILE exists; 0 when it does.
-wait_for() {
-  for _ in $(seq 1200); do [ -e "$1" ] && return 0; sleep 0.1; done
-  return 1
-}
 
 # case NAME ARGS...: straight run, then a run killed after its step-10 checkpoint and restarted.
 resume_case() {

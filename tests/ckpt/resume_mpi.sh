@@ -11,11 +11,7 @@ source tests/mpi/mpi_common.sh
 PY=${PY:-/usr/bin/python3}
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/tpdiff-resume-mpi.XXXXXX")
 trap 'pkill -9 -f "$tmp" 2>/dev/null; rm -rf "$tmp"' EXIT
-check() { if [ "$2" -eq 0 ]; then echo "PASS $1"; else echo "FAIL $1: $3"; fi; }
-wait_for() {
-  for _ in $(seq 1200); do [ -e "$1" ] && return 0; sleep 0.1; done
-  return 1
-}
+source tests/ckpt/ckpt_common.sh
 
 args=(configs/tiny.yaml --train.steps=20 --train.ckpt_every=5 --train.keep=2 --sample.count=1
   --train.clips_per_microbatch=8)
