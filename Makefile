@@ -6,6 +6,7 @@
 #   make bench-cpu    tpdiff against PyTorch, forward+backward per step
 #   make bench-loader the shard loader's clips/s and MB/s per level against training's clips/s
 #   make bench-mpi    -np 1 against -np 2 on the CPU, and the all-reduce's projected share on GPUs
+#   make bench-recompute  step time and activation memory of train.recompute none, cheap, blocks
 #   make check-gpu    the CUDA backend's ops and the whole model against the CPU on this machine's
 #                     GPU, and the base workload's timing (tests/gpu/check_gpu.sh; needs a GPU)
 #   make SAN=1 ...    AddressSanitizer + UBSan build (objects under build-san/)
@@ -105,7 +106,7 @@ endif
 # Keep objects of chained rules (tests, bench) so a rebuild is incremental.
 .SECONDARY:
 
-.PHONY: all test test-build demo bench bench-cpu bench-pyramid bench-loader bench-mpi clean setup
+.PHONY: all test test-build demo bench bench-cpu bench-pyramid bench-loader bench-mpi bench-recompute clean setup
 all: $(BINARIES) $(CUDA_LIB) $(NCCL_LIB)
 
 $(BUILD)/%.o: %.c
@@ -189,7 +190,14 @@ bench-mpi:
 	@mkdir -p bench/results
 	@bench/bench_mpi.sh | tee bench/results/mpi-cpu.txt
 
-bench: bench-cpu bench-pyramid bench-loader bench-mpi
+# train.recompute on the demo model: step time and activation arena of none, cheap and blocks.
+bench-recompute:
+	@scripts/setup.sh --if-missing
+	@$(MAKE) --no-print-directory test-build
+	@mkdir -p bench/results
+	@bench/bench_recompute.sh | tee bench/results/recompute-cpu.txt
+
+bench: bench-cpu bench-pyramid bench-loader bench-mpi bench-recompute
 
 setup:
 	scripts/setup.sh

@@ -2,7 +2,8 @@
  * at full rate, and OpenBLAS sgemm on the same threads for scale.
  *
  * usage: bench_step CONFIG [--iters=N] [--warmup=W] [--section.key=value ...]
- * prints: `tpdiff_ms_per_step M`, `forward_ms F`, `backward_ms B`, `step_gflop G`, `sgemm_gflops S` */
+ * prints: `tpdiff_ms_per_step M`, `forward_ms F`, `backward_ms B`, `step_gflop G`, `sgemm_gflops S`,
+ * `threads T`, `arena_mib A` (the activation arena, which train.recompute=... overrides change) */
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -114,6 +115,7 @@ int main(int argc, char **argv) {
   printf("step_gflop %.3f\n", step_flops(&m->shape, B) / 1e9);
   printf("sgemm_gflops %.1f\n", sgemm_gflops());
   printf("threads %d\n", k_num_threads());
+  printf("arena_mib %.1f\n", dit_acts_allocated_bytes(tr.acts) / 1048576.0);
   free(x);
   free(target);
   free(d_out);

@@ -91,13 +91,32 @@ int dit_stage_tokens(const dit_shape *s, int stage);
  * microbatch of any stage; each forward lays the current (clips, stage) out inside it. */
 typedef struct dit_acts dit_acts;
 
+/* What the arena keeps from the forward for the backward (train.recompute). Every mode computes the
+ * same function with the same ops in the same order, so the gradients are bit for bit those of
+ * DIT_RECOMPUTE_NONE; only memory and time differ.
+ *   NONE:   every block keeps all 18 [B,N,D]-sized rows per token it computed (plus attention's).
+ *   CHEAP:  the outputs of the two modulated layernorms, the attention residual x_mid and the GELU
+ *           (7 of the 18) live in one buffer set shared by all blocks and are recomputed in the
+ *           backward from what is kept: pointwise and norm ops only, no matmul and no attention.
+ *   BLOCKS: every block keeps only its input and its adaLN rows; the backward reruns each block's
+ *           forward (all of it but the last block's, whose activations are still in place) into one
+ *           shared block's buffers: about one more forward per step, for activations that no longer
+ *           grow with the depth. */
+typedef enum { DIT_RECOMPUTE_NONE = 0, DIT_RECOMPUTE_CHEAP = 1, DIT_RECOMPUTE_BLOCKS = 2 } dit_recompute;
+
+/* "none", "cheap", "blocks" (train.recompute); -1 for any other name. */
+int dit_recompute_from_name(const char *name);
+const char *dit_recompute_name(dit_recompute mode);
+
 /* max_clips[k] = the most clips a microbatch of stage k will hold. The arena is backend memory
- * (m->be), the position tables are built on the host and uploaded once. Returns NULL with err set
- * when memory runs out. */
-dit_acts *dit_acts_create(const dit_model *m, const int *max_clips, char *err, size_t err_size);
+ * (m->be), the position tables are built on the host and uploaded once. A forward-only user (the
+ * sampler) loses nothing with DIT_RECOMPUTE_BLOCKS and needs the least memory with it. Returns NULL
+ * with err set when memory runs out. */
+dit_acts *dit_acts_create(const dit_model *m, const int *max_clips, dit_recompute recompute, char *err,
+                          size_t err_size);
 void dit_acts_destroy(dit_acts *a);
 /* Bytes the arena would need for a microbatch of `clips` clips at `stage`. */
-size_t dit_acts_bytes(const dit_model *m, int clips, int stage);
+size_t dit_acts_bytes(const dit_model *m, int clips, int stage, dit_recompute recompute);
 /* Total bytes allocated. */
 size_t dit_acts_allocated_bytes(const dit_acts *a);
 

@@ -32,25 +32,42 @@ size_t dit_acts_layout(const dit_model *m, dit_acts *a, int B, int stage) {
   a->cond_act = take(a, &used, B * D);
   a->final_ada = take(a, &used, B * 2 * D);
   a->tokens = take(a, &used, BN * P);
+  /* CHEAP: the recomputed rows, one set for all blocks; h1 and h2 share a buffer because h1 is
+   * consumed (by the qkv matmul) before h2 is computed, and recomputed after h2's last use */
+  float *shared_h = NULL, *shared_x_mid = NULL, *shared_gelu = NULL;
+  if (a->recompute == DIT_RECOMPUTE_CHEAP) {
+    shared_h = take(a, &used, BN * D);
+    shared_x_mid = take(a, &used, BN * D);
+    shared_gelu = take(a, &used, BN * 4 * D);
+  }
   for (int l = 0; l < s->depth; l++) {
     dit_block_acts *b = &a->blocks[l];
     b->x_in = take(a, &used, BN * D);
     b->ada = take(a, &used, B * 6 * D);
+    if (a->recompute == DIT_RECOMPUTE_BLOCKS && l > 0) {
+      /* BLOCKS: every block but the first borrows block 0's buffers for the rest */
+      float *x_in = b->x_in, *ada = b->ada;
+      *b = a->blocks[0];
+      b->x_in = x_in;
+      b->ada = ada;
+      continue;
+    }
+    int cheap = a->recompute == DIT_RECOMPUTE_CHEAP;
     b->ln1_mean = take(a, &used, BN);
     b->ln1_rstd = take(a, &used, BN);
-    b->h1 = take(a, &used, BN * D);
+    b->h1 = cheap ? shared_h : take(a, &used, BN * D);
     b->qkv = take(a, &used, BN * 3 * D);
     /* the backend decides what attention keeps for the backward: the CPU all of softmax (B*H*N*N),
      * CUDA only the row log-sum-exp (B*H*N); the memory plan (dit_acts_bytes) follows it */
     b->probs = take(a, &used, be->attention_probs_floats(B, (int)N, (int)H));
     b->attn = take(a, &used, BN * D);
     b->proj = take(a, &used, BN * D);
-    b->x_mid = take(a, &used, BN * D);
+    b->x_mid = cheap ? shared_x_mid : take(a, &used, BN * D);
     b->ln2_mean = take(a, &used, BN);
     b->ln2_rstd = take(a, &used, BN);
-    b->h2 = take(a, &used, BN * D);
+    b->h2 = cheap ? shared_h : take(a, &used, BN * D);
     b->fc1 = take(a, &used, BN * 4 * D);
-    b->gelu = take(a, &used, BN * 4 * D);
+    b->gelu = cheap ? shared_gelu : take(a, &used, BN * 4 * D);
     b->fc2 = take(a, &used, BN * D);
   }
   a->x_final = take(a, &used, BN * D);
@@ -75,10 +92,22 @@ size_t dit_acts_layout(const dit_model *m, dit_acts *a, int B, int stage) {
   return used;
 }
 
-size_t dit_acts_bytes(const dit_model *m, int clips, int stage) {
+int dit_recompute_from_name(const char *name) {
+  if (strcmp(name, "none") == 0) return DIT_RECOMPUTE_NONE;
+  if (strcmp(name, "cheap") == 0) return DIT_RECOMPUTE_CHEAP;
+  if (strcmp(name, "blocks") == 0) return DIT_RECOMPUTE_BLOCKS;
+  return -1;
+}
+
+const char *dit_recompute_name(dit_recompute mode) {
+  return mode == DIT_RECOMPUTE_BLOCKS ? "blocks" : mode == DIT_RECOMPUTE_CHEAP ? "cheap" : "none";
+}
+
+size_t dit_acts_bytes(const dit_model *m, int clips, int stage, dit_recompute recompute) {
   dit_acts *probe = calloc(1, sizeof(dit_acts) + (size_t)m->shape.depth * sizeof(dit_block_acts));
   if (!probe) return 0;
   probe->blocks = probe->blocks_storage;
+  probe->recompute = recompute;
   size_t floats = dit_acts_layout(m, probe, clips, stage);
   free(probe);
   return floats * sizeof(float);
@@ -115,11 +144,13 @@ static void build_positions(const dit_shape *s, int stage, float *pos) {
   free(q);
 }
 
-dit_acts *dit_acts_create(const dit_model *m, const int *max_clips, char *err, size_t err_size) {
+dit_acts *dit_acts_create(const dit_model *m, const int *max_clips, dit_recompute recompute, char *err,
+                          size_t err_size) {
   const dit_shape *s = &m->shape;
   dit_acts *a = calloc(1, sizeof(dit_acts) + (size_t)s->depth * sizeof(dit_block_acts));
   if (!a) goto oom;
   a->blocks = a->blocks_storage;
+  a->recompute = recompute;
   int most_clips = 1;
   for (int k = 0; k < s->stages; k++) {
     a->max_clips[k] = max_clips[k];

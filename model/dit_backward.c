@@ -15,12 +15,21 @@ static void block_backward(dit_model *m, dit_acts *a, int l) {
   const dit_block_offsets *o = &m->blocks[l];
   dit_block_acts *b = &a->blocks[l];
   int B = a->B, N = a->N, D = s->dim, BN = B * N, stride = 6 * D;
-  const float *scale1 = b->ada + D, *gate1 = b->ada + 2 * D, *scale2 = b->ada + 4 * D, *gate2 = b->ada + 5 * D;
+  const float *shift1 = b->ada, *scale1 = b->ada + D, *gate1 = b->ada + 2 * D;
+  const float *shift2 = b->ada + 3 * D, *scale2 = b->ada + 4 * D, *gate2 = b->ada + 5 * D;
+  int cheap = a->recompute == DIT_RECOMPUTE_CHEAP;
   float *d_shift1 = a->d_ada, *d_scale1 = a->d_ada + D, *d_gate1 = a->d_ada + 2 * D;
   float *d_shift2 = a->d_ada + 3 * D, *d_scale2 = a->d_ada + 4 * D, *d_gate2 = a->d_ada + 5 * D;
   float *d_qkv = a->d_big; /* d_big is free again once the MLP branch is done */
 
   be->fill_zero(a->d_ada, sizeof(float) * (size_t)B * 6 * D);
+  if (cheap) {
+    /* refill the shared rows with this block's values, by the forward's own ops on its own inputs */
+    be->gated_residual_forward(b->x_mid, b->x_in, b->proj, gate1, stride, B, N, D);
+    be->layernorm_modulate_forward(b->h2, b->ln2_mean, b->ln2_rstd, b->x_mid, shift2, scale2, stride, B, N, D,
+                                   DIT_LN_EPS);
+    be->gelu_forward(b->gelu, b->fc1, (size_t)BN * 4 * D);
+  }
   /* MLP branch: x_out = x_mid + gate2 · fc2 */
   be->gated_residual_backward(a->d_f, d_gate2, a->d_x, b->fc2, gate2, stride, B, N, D);
   be->linear_backward(a->d_big, G(o->fc2_w), G(o->fc2_b), a->d_f, b->gelu, W(o->fc2_w), BN, 4 * D, D);
@@ -32,6 +41,9 @@ static void block_backward(dit_model *m, dit_acts *a, int l) {
   be->gated_residual_backward(a->d_f, d_gate1, a->d_x, b->proj, gate1, stride, B, N, D);
   be->linear_backward(a->d_attn, G(o->proj_w), G(o->proj_b), a->d_f, b->attn, W(o->proj_w), BN, D, D);
   be->attention_backward(d_qkv, a->d_attn, b->qkv, b->probs, a->attn_scratch, B, N, D, s->heads);
+  if (cheap) /* h1 shares its buffer with h2, whose last use (fc1's backward) is behind us */
+    be->layernorm_modulate_forward(b->h1, b->ln1_mean, b->ln1_rstd, b->x_in, shift1, scale1, stride, B, N, D,
+                                   DIT_LN_EPS);
   be->linear_backward(a->d_h, G(o->qkv_w), G(o->qkv_b), d_qkv, b->h1, W(o->qkv_w), BN, D, 3 * D);
   be->layernorm_modulate_backward(a->d_x, d_shift1, d_scale1, a->d_h, b->x_in, b->ln1_mean, b->ln1_rstd, scale1, stride,
                                 B, N, D);
@@ -58,6 +70,10 @@ void dit_backward(dit_model *m, dit_acts *a, const float *d_out) {
 
   if (m->grads_done) m->grads_done(m->grads_done_ctx, m->final_ada_w); /* final.adaLN, then final.linear */
   for (int l = s->depth - 1; l >= 0; l--) {
+    /* BLOCKS: rerun the block's forward into the shared buffers; its output is the next block's
+     * input (or x_final), whose stored value it rewrites bit for bit and which nothing reads again.
+     * The last block's activations are still there from the forward. */
+    if (a->recompute == DIT_RECOMPUTE_BLOCKS && l < s->depth - 1) dit_block_forward(m, a, l, a->blocks[l + 1].x_in);
     block_backward(m, a, l);
     if (m->grads_done) m->grads_done(m->grads_done_ctx, m->blocks[l].ada_w);
   }

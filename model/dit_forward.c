@@ -7,7 +7,7 @@
 
 #define W(off) (m->weights + (off))
 
-static void block_forward(const dit_model *m, dit_acts *a, int l, float *x_out) {
+void dit_block_forward(const dit_model *m, dit_acts *a, int l, float *x_out) {
   const dit_shape *s = &m->shape;
   const tpdiff_backend *be = m->be;
   const dit_block_offsets *o = &m->blocks[l];
@@ -65,7 +65,7 @@ const float *dit_forward(const dit_model *m, dit_acts *a, const float *x, const 
   be->add_rows_broadcast(a->blocks[0].x_in, a->pos[stage], B, N, D);
 
   for (int l = 0; l < s->depth; l++)
-    block_forward(m, a, l, l + 1 < s->depth ? a->blocks[l + 1].x_in : a->x_final);
+    dit_block_forward(m, a, l, l + 1 < s->depth ? a->blocks[l + 1].x_in : a->x_final);
 
   /* final layer */
   be->linear_forward(a->final_ada, a->cond_act, W(m->final_ada_w), W(m->final_ada_b), B, D, 2 * D);

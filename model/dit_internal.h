@@ -4,7 +4,8 @@
 
 #include "model/dit.h"
 
-/* Activations of one block kept for the backward. */
+/* Activations of one block kept for the backward. Under train.recompute some of these point into
+ * buffers shared by every block (dit.h dit_recompute); the backward refills them before use. */
 typedef struct {
   float *x_in;             /* [B,N,D] block input */
   float *ada;              /* [B,6D] shift1 scale1 gate1 shift2 scale2 gate2 */
@@ -25,6 +26,7 @@ struct dit_acts {
   float *base;              /* backend memory; every float * below points into it */
   size_t capacity_floats;
   int max_clips[8];
+  dit_recompute recompute;
   int B, stage, T, N; /* the current layout */
   int stages;
   float **pos;        /* [stages] position tables [N_k, D], backend memory, computed once */
@@ -51,7 +53,12 @@ struct dit_acts {
   dit_block_acts blocks_storage[];
 };
 
-/* Lays out the arena for B clips at stage; with a->base == NULL only counts. Returns floats used. */
+/* Lays out the arena for B clips at stage (and a->recompute); with a->base == NULL only counts.
+ * Returns floats used. */
 size_t dit_acts_layout(const dit_model *m, dit_acts *a, int B, int stage);
+
+/* Block l's forward from blocks[l].x_in into x_out (dit_forward.c); the backward reruns it under
+ * DIT_RECOMPUTE_BLOCKS. */
+void dit_block_forward(const dit_model *m, dit_acts *a, int l, float *x_out);
 
 #endif

@@ -50,7 +50,9 @@
   X(train, ema, FLOAT, "0.9999", "EMA decay of the weights kept for sampling; 0 = no EMA")                       \
   X(train, seed, INT, "0", "run seed: initialisation, data order, noise, stage draws")                           \
   X(train, device, STRING, "auto", "auto (GPU when present, else CPU), cpu or cuda")                             \
-  X(train, precision, STRING, "fp32", "fp32, or bf16 (GPU only: bf16 activations, fp32 master weights)")        \
+  X(train, precision, STRING, "fp32", "fp32, or bf16 (GPU only: bf16 matmul inputs, fp32 accumulation and master weights)") \
+  X(train, recompute, STRING, "none",                                                                           \
+    "activation memory: none keeps all; cheap recomputes norms, residual and GELU; blocks reruns each block's forward") \
   X(train, global_microbatches, INT, "0",                                                                       \
     "microbatches per step over all ranks; 0 = train.microbatches per rank, else divisible by the world size")   \
   X(train, comm_timeout, FLOAT, "300", "seconds a collective (gradient all-reduce, start-up checks) may wait; then abort") \
@@ -76,6 +78,7 @@
   X(pyramid, align, "off|microbatch|global")    \
   X(train, device, "auto|cpu|cuda")             \
   X(train, precision, "fp32|bf16")          \
+  X(train, recompute, "none|cheap|blocks")  \
   X(train, comm_dtype, "fp32|bf16")
 
 typedef struct {

@@ -275,7 +275,7 @@ int main(int argc, char **argv) {
   int stage_clips[TPDIFF_MAX_STAGES];
   for (int k = 0; k < s.stages; k++) stage_clips[k] = max_clips;
   size_t clip = (size_t)s.channels * s.frames * s.height * s.width;
-  dit_acts *acts = dit_acts_create(&m, stage_clips, err, sizeof err);
+  dit_acts *acts = dit_acts_create(&m, stage_clips, DIT_RECOMPUTE_BLOCKS, err, sizeof err);
   float *t_buffer = malloc(sizeof(float) * (size_t)max_clips);
   float *work = be->alloc(sizeof(float) * sampler_work_floats(&s, B));
   float *videos_dev = be->alloc(sizeof(float) * clip * (size_t)B);

@@ -186,7 +186,7 @@ int train_run(const tpdiff_config *cfg, const tpdiff_backend *be, const start_op
   printf("# backend: %s on %s\n", be->name, be->device);
   printf("# model: %zu parameters, activation arena %.1f MiB, %d threads\n", tr.model.num_floats,
          dit_acts_allocated_bytes(tr.acts) / 1048576.0, k_num_threads());
-  printf("# memory (%s): activations", be->name);
+  printf("# memory (%s, recompute %s): activations", be->name, cfg->train_recompute);
   for (int k = 0; k < tr.plan.stages; k++) printf(" s%d %.1f MiB", k, tr.plan.stage_acts_bytes[k] / 1048576.0);
   printf(", weights/gradients/optimizer %.1f MiB, microbatch %.1f MiB; total %.1f MiB", tr.plan.state_bytes / 1048576.0,
          tr.plan.batch_bytes / 1048576.0, tr.plan.total_bytes / 1048576.0);

@@ -7,6 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+dit_recompute trainer_recompute(const tpdiff_config *cfg) {
+  int mode = dit_recompute_from_name(cfg->train_recompute);
+  return mode < 0 ? DIT_RECOMPUTE_NONE : (dit_recompute)mode; /* the config's choices list checked the name */
+}
+
 dit_shape trainer_shape_from_config(const tpdiff_config *cfg) {
   dit_shape s = {
       .depth = cfg->model_depth,
@@ -29,18 +34,30 @@ int trainer_schedule_from_config(const tpdiff_config *cfg, pyramid_schedule *p, 
                                err_size);
 }
 
-/* The memory plan of cfg for model m (registry built, nothing large allocated yet). */
-static void plan_memory(trainer *tr, const int *max_clips, size_t batch_floats) {
-  trainer_memory_plan *p = &tr->plan;
-  const dit_model *m = &tr->model;
+/* Every stage's largest microbatch (clips) and the floats of one microbatch buffer: a stage-k
+ * microbatch of B_k clips of F/m_k frames holds B_k/m_k full clips' worth of values. */
+static size_t microbatch_sizes(const tpdiff_config *cfg, const dit_shape *shape, int *max_clips) {
+  int most_full_clips = 1;
+  for (int k = 0; k < shape->stages; k++) {
+    max_clips[k] = batch_clips_for_stage(cfg, k);
+    int full_equivalent = max_clips[k] / dit_stage_stride(shape, k);
+    if (full_equivalent < 1) full_equivalent = 1;
+    if (full_equivalent > most_full_clips) most_full_clips = full_equivalent;
+  }
+  return (size_t)shape->channels * shape->frames * shape->height * shape->width * (size_t)most_full_clips;
+}
+
+void trainer_plan(const tpdiff_config *cfg, const dit_model *m, trainer_memory_plan *p) {
+  int max_clips[TPDIFF_MAX_STAGES];
+  size_t batch_floats = microbatch_sizes(cfg, &m->shape, max_clips);
   memset(p, 0, sizeof *p);
   p->stages = m->shape.stages;
   for (int k = 0; k < p->stages; k++) {
     p->stage_clips[k] = max_clips[k];
-    p->stage_acts_bytes[k] = dit_acts_bytes(m, max_clips[k], k);
+    p->stage_acts_bytes[k] = dit_acts_bytes(m, max_clips[k], k, trainer_recompute(cfg));
     if (p->stage_acts_bytes[k] > p->arena_bytes) p->arena_bytes = p->stage_acts_bytes[k];
   }
-  size_t copies = 4 + (tr->cfg.train_ema > 0); /* weights, grads, m, v (+ ema) */
+  size_t copies = 4 + (cfg->train_ema > 0); /* weights, grads, m, v (+ ema) */
   p->state_bytes = copies * m->num_floats * sizeof(float);
   p->batch_bytes = 6 * batch_floats * sizeof(float);
   p->total_bytes = p->arena_bytes + p->state_bytes + p->batch_bytes;
@@ -69,10 +86,13 @@ static int check_memory(trainer *tr, char *err, size_t err_size) {
   snprintf(err, err_size,
            "%s: train.clips_per_microbatch: the run needs %.1f GiB of %s memory (activations %.1f GiB for %d "
            "clips of %d tokens at stage %d, weights/gradients/optimizer %.1f GiB, microbatch %.1f GiB) but %.1f GiB "
-           "are free on %s; lower train.clips_per_microbatch",
+           "are free on %s; lower train.clips_per_microbatch%s",
            tr->cfg.source, (p->total_bytes + TRAIN_MEMORY_HEADROOM_BYTES) / gib, tr->be->name,
            p->stage_acts_bytes[worst] / gib, p->stage_clips[worst], dit_stage_tokens(&tr->model.shape, worst), worst,
-           p->state_bytes / gib, p->batch_bytes / gib, p->free_bytes / gib, tr->be->device);
+           p->state_bytes / gib, p->batch_bytes / gib, p->free_bytes / gib, tr->be->device,
+           trainer_recompute(&tr->cfg) == DIT_RECOMPUTE_BLOCKS ? ""
+           : trainer_recompute(&tr->cfg) == DIT_RECOMPUTE_CHEAP ? " or set train.recompute: blocks"
+                                                                 : " or set train.recompute: cheap (or blocks)");
   return -1;
 }
 
@@ -83,22 +103,15 @@ int trainer_create(trainer *tr, const tpdiff_config *cfg, const tpdiff_backend *
   if (trainer_schedule_from_config(cfg, &tr->schedule, err, err_size) != 0) return -1;
   dit_shape shape = trainer_shape_from_config(cfg);
   if (dit_create(&tr->model, &shape, be, err, err_size) != 0) return -1;
-  int max_clips[TPDIFF_MAX_STAGES], most_full_clips = 1;
-  for (int k = 0; k < shape.stages; k++) {
-    max_clips[k] = batch_clips_for_stage(cfg, k);
-    int full_equivalent = max_clips[k] / dit_stage_stride(&shape, k);
-    if (full_equivalent < 1) full_equivalent = 1;
-    if (full_equivalent > most_full_clips) most_full_clips = full_equivalent;
-  }
-  /* a stage-k microbatch of B_k clips of F/m_k frames: B_k/m_k full clips' worth of values */
-  size_t n = (size_t)shape.channels * shape.frames * shape.height * shape.width * (size_t)most_full_clips;
-  plan_memory(tr, max_clips, n);
+  int max_clips[TPDIFF_MAX_STAGES];
+  size_t n = microbatch_sizes(cfg, &shape, max_clips);
+  trainer_plan(cfg, &tr->model, &tr->plan);
   if (check_memory(tr, err, err_size) != 0) goto fail;
   if (dit_init_dit(&tr->model, (uint64_t)cfg->train_seed) != 0) {
     snprintf(err, err_size, "initialising the weights failed: %s", be->last_error());
     goto fail;
   }
-  tr->acts = dit_acts_create(&tr->model, max_clips, err, err_size);
+  tr->acts = dit_acts_create(&tr->model, max_clips, trainer_recompute(cfg), err, err_size);
   if (!tr->acts) goto fail;
   if (adamw_create(&tr->opt, &tr->model, cfg->train_ema > 0) != 0) {
     snprintf(err, err_size, "out of %s memory for the optimizer state: %s", be->name, be->last_error());

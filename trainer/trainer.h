@@ -89,6 +89,12 @@ step_stats trainer_step(trainer *tr, int count, microbatch_fn next, void *ctx);
 
 /* The model shape and schedule the config describes (0, or -1 with err set for the schedule). */
 dit_shape trainer_shape_from_config(const tpdiff_config *cfg);
+/* The memory plan of cfg for model m: only m's registry and backend are used (a dit_create'd model,
+ * nothing else allocated), so a plan can be printed for a config that will not fit. free_bytes and
+ * device_bytes stay 0. */
+void trainer_plan(const tpdiff_config *cfg, const dit_model *m, trainer_memory_plan *p);
+/* train.recompute as the arena's mode. */
+dit_recompute trainer_recompute(const tpdiff_config *cfg);
 int trainer_schedule_from_config(const tpdiff_config *cfg, pyramid_schedule *p, char *err, size_t err_size);
 
 #endif

@@ -78,5 +78,23 @@ check "tiny run: every loss and grad norm is a number" $? "non-numeric"
 awk '$1 ~ /^[0-9]+$/ {print $1, $2, $3}' "$tmp/run1.log" >"$tmp/a"
 awk '$1 ~ /^[0-9]+$/ {print $1, $2, $3}' "$tmp/run2.log" >"$tmp/b"
 cmp -s "$tmp/a" "$tmp/b"; check "rerun from the stored config gives identical losses and grad norms" $? "runs differ"
+# train.recompute trades time for memory and nothing else: the same 10 steps (K=3, two microbatches
+# of different stages per step) give a byte-identical log.tsv from a smaller activation arena
+for mode in none cheap blocks; do
+  "$BIN" configs/tiny.yaml --train.steps=10 --pyramid.stages=3 --train.microbatches=2 --train.recompute=$mode \
+    --train.out="$tmp/rc-$mode" >"$tmp/rc-$mode.log" 2>&1
+  check "recompute $mode: tiny K=3 run exits 0" $? "$(tail -2 "$tmp/rc-$mode.log")"
+done
+rows=$(wc -l <"$tmp/rc-none/log.tsv")
+[ "$rows" -eq 11 ]; check "recompute none: log.tsv has a header and 10 steps" $? "$rows lines"
+for mode in cheap blocks; do
+  cmp -s "$tmp/rc-none/log.tsv" "$tmp/rc-$mode/log.tsv"
+  check "recompute $mode: log.tsv byte-identical to recompute none's" $? "$(diff "$tmp/rc-none/log.tsv" "$tmp/rc-$mode/log.tsv" | head -3)"
+done
+arena() { sed -n 's/.*activation arena \([0-9.]*\) MiB.*/\1/p' "$tmp/rc-$1.log"; }
+awk -v n="$(arena none)" -v c="$(arena cheap)" -v b="$(arena blocks)" 'BEGIN {exit !(n > c && c > b && b > 0)}'
+check "recompute: arena none > cheap > blocks ($(arena none) > $(arena cheap) > $(arena blocks) MiB)" $? "not decreasing"
+grep -q "recompute blocks" "$tmp/rc-blocks.log"; check "recompute: the memory line names the mode" $? "$(grep '# memory' "$tmp/rc-blocks.log")"
+refuse "an unknown recompute mode" "command line" "train.recompute" -- configs/tiny.yaml --train.recompute=all
 "$BIN" configs/tiny.yaml --train.steps=3 --model.classes=4 --train.out="$tmp/run3" >"$tmp/run3.log" 2>&1
 check "class-conditional tiny run exits 0" $? "$(tail -2 "$tmp/run3.log")"

@@ -73,7 +73,7 @@ static int forward(int argc, char **argv) {
   if (weights_load(argv[2], &m, WEIGHTS_EMA_IF_PRESENT, err, sizeof err) != 0) die(err);
   int max_clips[TPDIFF_MAX_STAGES];
   for (int k = 0; k < s.stages; k++) max_clips[k] = clips;
-  dit_acts *acts = dit_acts_create(&m, max_clips, err, sizeof err);
+  dit_acts *acts = dit_acts_create(&m, max_clips, DIT_RECOMPUTE_NONE, err, sizeof err);
   if (!acts) die(err);
 
   int T = dit_stage_frames(&s, stage);

@@ -40,10 +40,11 @@
  * A defect still shows as ~1. Steps 2 and 4 are skipped in bf16 (AdamW's sign-like first steps make
  * a bf16 trajectory diverge from the fp32 one legitimately).
  *
- *   check_model [--lib PATH] [--cpu] [--quick] [--no-timing] [--no-base] [--steps N]
+ *   check_model [--lib PATH] [--cpu] [--quick] [--plan-only] [--no-timing] [--no-base] [--steps N]
  *               [--deadline-s S] [--peak-tflops P] [--base-clips B] [--bf16]
  *     --cpu            the CPU backend plays the GPU (tests this program where there is no GPU)
  *     --quick          steps 1 and 2 only
+ *     --plan-only      only configs/large.yaml's memory plan under each train.recompute mode
  *     --no-timing      skip step 3;  --no-base: skip step 4
  *     --steps N        training steps in step 2 (default 50)
  *     --deadline-s S   wall time after which step 4 starts no further stage (default 150)
@@ -163,7 +164,7 @@ static double scalar_rel_err(double got, double want) {
 
 /* ---- timing table (measured in step 3, printed last) ---------------------------------------------- */
 
-#define MAX_ROWS 8
+#define MAX_ROWS 16
 typedef struct {
   char label[64];
   int clips, tokens_per_clip;
@@ -184,9 +185,9 @@ static void print_timing_table(void) {
          peak_tflops, bf16 ? "dense bf16" : "fp32");
   if (timing_note[0]) printf("%s", timing_note); /* one line per run not timed */
   if (n_rows == 0) return;
-  printf("  %-26s %6s %8s %10s %12s %9s %7s\n", "run", "clips", "tokens", "ms/step", "tokens/s", "TFLOP/s", "MFU");
+  printf("  %-42s %6s %8s %10s %12s %9s %7s\n", "run", "clips", "tokens", "ms/step", "tokens/s", "TFLOP/s", "MFU");
   for (int i = 0; i < n_rows; i++)
-    printf("  %-26s %6d %8d %10.1f %12.0f %9.2f %6.1f%%\n", rows[i].label, rows[i].clips,
+    printf("  %-42s %6d %8d %10.1f %12.0f %9.2f %6.1f%%\n", rows[i].label, rows[i].clips,
            rows[i].clips * rows[i].tokens_per_clip, rows[i].ms, rows[i].tokens_per_s, rows[i].tflops,
            100.0 * rows[i].mfu);
   printf("\n");
@@ -209,6 +210,7 @@ static void config_base_fields(tpdiff_config *c, const char *name) {
   snprintf(c->pyramid_align, sizeof c->pyramid_align, "microbatch");
   snprintf(c->train_device, sizeof c->train_device, "cuda");
   snprintf(c->train_precision, sizeof c->train_precision, "fp32");
+  snprintf(c->train_recompute, sizeof c->train_recompute, "none");
   c->train_microbatches = 1;
   c->train_seed = 1;
 }
@@ -247,7 +249,7 @@ typedef struct {
 } model_on;
 
 static void model_create(model_on *mo, const tpdiff_backend *be, const dit_shape *s, int clips, uint64_t seed,
-                         const char *what) {
+                         dit_recompute recompute, const char *what) {
   char err[512];
   int max_clips[PYRAMID_MAX_STAGES];
   for (int k = 0; k < s->stages; k++) max_clips[k] = clips;
@@ -261,7 +263,7 @@ static void model_create(model_on *mo, const tpdiff_backend *be, const dit_shape
     failed++;
     finish();
   }
-  mo->a = dit_acts_create(&mo->m, max_clips, err, sizeof err);
+  mo->a = dit_acts_create(&mo->m, max_clips, recompute, err, sizeof err);
   if (!mo->a) {
     printf("FAIL %s: dit_acts_create on %s: %s\n", what, be->name, err);
     failed++;
@@ -463,8 +465,8 @@ static void check_shape(const char *label, const tpdiff_config *cfg, int B, doub
     return;
   }
   model_on cpu, gpu;
-  model_create(&cpu, ref, &s, B, 20250101, label);
-  model_create(&gpu, dev, &s, B, 20250101, label);
+  model_create(&cpu, ref, &s, B, 20250101, DIT_RECOMPUTE_NONE, label);
+  model_create(&gpu, dev, &s, B, 20250101, DIT_RECOMPUTE_NONE, label);
   check_weights_identical(label, &cpu, &gpu);
   double spent_per_flop = 0.0;
   if (deadline_at > 0.0) {
@@ -491,6 +493,81 @@ static void check_shape(const char *label, const tpdiff_config *cfg, int B, doub
   }
   model_destroy(&cpu);
   model_destroy(&gpu);
+}
+
+/* ---- 1b: train.recompute on the device: the same bits from less memory ----------------------------- */
+
+/* Forward and backward of microbatches at stages 2, 0, 1, 2 (the arena switching layout between them)
+ * into one gradient buffer, under each recompute mode, on the device under test: the outputs and the
+ * gradients of CHEAP and BLOCKS must equal NONE's bit for bit (the same ops on the same inputs; the
+ * device's kernels are deterministic). */
+static void check_recompute(const char *label, const tpdiff_config *cfg, int B) {
+  dit_shape s = shape_of(cfg);
+  pyramid_schedule p;
+  char err[256];
+  if (trainer_schedule_from_config(cfg, &p, err, sizeof err) != 0) {
+    printf("FAIL %s recompute: schedule: %s\n", label, err);
+    failed++;
+    return;
+  }
+  static const int order[] = {2, 0, 1, 2};
+  const int count_mb = (int)(sizeof order / sizeof order[0]);
+  float *outs[3] = {0}, *grads[3] = {0};
+  size_t total = 0, nf = 0, arena[3] = {0};
+  for (int mode = 0; mode < 3; mode++) {
+    model_on mo;
+    model_create(&mo, dev, &s, B, 20250101, (dit_recompute)mode, label);
+    nf = mo.m.num_floats;
+    arena[mode] = dit_acts_allocated_bytes(mo.a);
+    poison(mo.a->base, mo.a->capacity_floats);
+    dev->fill_zero(mo.m.grads, nf * sizeof(float));
+    total = 0;
+    for (int i = 0; i < count_mb; i++)
+      total += (size_t)B * s.channels * dit_stage_frames(&s, order[i] % s.stages) * s.height * s.width;
+    outs[mode] = host_alloc(total * sizeof(float));
+    size_t at = 0;
+    for (int i = 0; i < count_mb; i++) {
+      int stage = order[i] % s.stages;
+      host_inputs in = make_inputs(&s, &p, stage, B, 500 + (uint64_t)i);
+      float *x_dev = dev->alloc(in.n * sizeof(float)), *dout_dev = dev->alloc(in.n * sizeof(float));
+      if (!x_dev || !dout_dev) device_fail("check_recompute: device buffers");
+      if (dev->copy_to_device(x_dev, in.x, in.n * sizeof(float)) != 0 ||
+          dev->copy_to_device(dout_dev, in.target, in.n * sizeof(float)) != 0)
+        device_fail("check_recompute: upload");
+      const float *out = dit_forward(&mo.m, mo.a, x_dev, in.t, s.classes > 0 ? in.y : NULL, stage, B);
+      if (dev->copy_to_host(outs[mode] + at, out, in.n * sizeof(float)) != 0) device_fail("check_recompute: download");
+      dit_backward(&mo.m, mo.a, dout_dev); /* the target as d_out: any fixed tensor will do */
+      device_ok("check_recompute");
+      at += in.n;
+      dev->free(x_dev);
+      dev->free(dout_dev);
+      free_inputs(&in);
+    }
+    grads[mode] = host_alloc(nf * sizeof(float));
+    if (dit_grads_to_host(&mo.m, grads[mode]) != 0) device_fail("check_recompute: gradients");
+    model_destroy(&mo);
+  }
+  for (int mode = 1; mode < 3; mode++) {
+    size_t d_out = 0, d_grad = 0, nonfinite = 0;
+    for (size_t i = 0; i < total; i++) {
+      d_out += memcmp(&outs[mode][i], &outs[0][i], sizeof(float)) != 0;
+      nonfinite += !isfinite(outs[0][i]);
+    }
+    for (size_t i = 0; i < nf; i++) {
+      d_grad += memcmp(&grads[mode][i], &grads[0][i], sizeof(float)) != 0;
+      nonfinite += !isfinite(grads[0][i]);
+    }
+    int ok = d_out == 0 && d_grad == 0 && nonfinite == 0;
+    printf("%s recompute %s vs none %s (%d microbatches, stages 2 0 1 2): outputs %zu of %zu differ, gradients %zu "
+           "of %zu differ, %zu non-finite; arena %.2f MiB vs %.2f MiB\n",
+           ok ? "PASS" : "FAIL", dit_recompute_name((dit_recompute)mode), label, count_mb, d_out, total, d_grad, nf,
+           nonfinite, arena[mode] / 1048576.0, arena[0] / 1048576.0);
+    count(ok);
+  }
+  for (int mode = 0; mode < 3; mode++) {
+    free(outs[mode]);
+    free(grads[mode]);
+  }
 }
 
 /* ---- 2: training steps, GPU against CPU ----------------------------------------------------------- */
@@ -645,21 +722,24 @@ static void print_plan(const char *label, const trainer *tr) {
 }
 
 /* Times one optimizer step at each stage of a base trainer with `stages` stages. */
-static void time_base(int stages, int clips) {
+static void time_base(int stages, int clips, dit_recompute recompute) {
   tpdiff_config cfg;
   config_base(&cfg, stages, clips);
+  snprintf(cfg.train_recompute, sizeof cfg.train_recompute, "%s", dit_recompute_name(recompute));
+  char with[32] = "";
+  if (recompute != DIT_RECOMPUTE_NONE) snprintf(with, sizeof with, ", recompute %s", dit_recompute_name(recompute));
   static trainer tr;
   char err[768];
   if (trainer_create(&tr, &cfg, dev, err, sizeof err) != 0) {
     /* a plan that does not fit is refused by trainer_create before anything large is allocated */
-    printf("SKIP timing K=%d: %s\n", stages, err);
-    snprintf(timing_note + strlen(timing_note), sizeof timing_note - strlen(timing_note), "K=%d not timed: %.300s\n",
-             stages, err);
+    printf("SKIP timing K=%d%s: %s\n", stages, with, err);
+    snprintf(timing_note + strlen(timing_note), sizeof timing_note - strlen(timing_note), "K=%d%s not timed: %.200s\n",
+             stages, with, err);
     (void)dev->last_error();
     return;
   }
   char label[64];
-  snprintf(label, sizeof label, "base K=%d", stages);
+  snprintf(label, sizeof label, "base K=%d%s", stages, with);
   print_plan(label, &tr);
   poison_trainer(&tr);
   size_t n = (size_t)clips * cfg.data_channels * cfg.data_frames * cfg.data_height * cfg.data_width;
@@ -696,10 +776,10 @@ static void time_base(int stages, int clips) {
     timing_row *row = &rows[n_rows++];
     int N = dit_stage_tokens(&tr.model.shape, k);
     if (stages == 1)
-      snprintf(row->label, sizeof row->label, "K=1 (vanilla, %d frames)", dit_stage_frames(&tr.model.shape, k));
+      snprintf(row->label, sizeof row->label, "K=1 (vanilla, %d frames)%s", dit_stage_frames(&tr.model.shape, k), with);
     else
-      snprintf(row->label, sizeof row->label, "K=%d stage %d (%d frames)", stages, k,
-               dit_stage_frames(&tr.model.shape, k));
+      snprintf(row->label, sizeof row->label, "K=%d stage %d (%d frames)%s", stages, k,
+               dit_stage_frames(&tr.model.shape, k), with);
     row->clips = clips;
     row->tokens_per_clip = N;
     row->ms = ms[2];
@@ -716,11 +796,51 @@ static void time_base(int stages, int clips) {
   trainer_destroy(&tr);
 }
 
+/* configs/large.yaml (the 64-GPU workload), built in code. */
+static void config_large(tpdiff_config *c) {
+  config_base_fields(c, "large");
+  c->model_depth = 28, c->model_dim = 1152, c->model_heads = 16, c->model_patch = 2, c->model_classes = 101;
+  c->data_channels = 4, c->data_frames = 32, c->data_height = 32, c->data_width = 32;
+  c->pyramid_stages = 3;
+  snprintf(c->pyramid_schedule, sizeof c->pyramid_schedule, "balanced");
+  c->train_clips_per_microbatch = 1;
+  c->train_ema = 0.9999;
+}
+
+/* The memory plan of configs/large.yaml on this device under each recompute mode (trainer_plan: only
+ * the weights and gradients are allocated), against an 80 GiB GPU. */
+static void plan_large(void) {
+  tpdiff_config cfg;
+  config_large(&cfg);
+  dit_shape s = shape_of(&cfg);
+  dit_model m;
+  char err[256];
+  if (dit_create(&m, &s, dev, err, sizeof err) != 0) {
+    printf("# memory plan large: not computed (%s)\n", err);
+    (void)dev->last_error();
+    return;
+  }
+  const double gib = 1073741824.0;
+  for (int mode = 0; mode < 3; mode++) {
+    snprintf(cfg.train_recompute, sizeof cfg.train_recompute, "%s", dit_recompute_name((dit_recompute)mode));
+    trainer_memory_plan p;
+    trainer_plan(&cfg, &m, &p);
+    printf("memory plan large (configs/large.yaml, %zu parameters) on %s, recompute %-6s:", m.num_floats, dev->name,
+           cfg.train_recompute);
+    for (int k = 0; k < p.stages; k++)
+      printf(" stage %d %.2f GiB (%d x %d tokens);", k, p.stage_acts_bytes[k] / gib, p.stage_clips[k],
+             dit_stage_tokens(&s, k));
+    printf(" state %.2f GiB; total %.2f GiB: %s 80 GiB\n", p.state_bytes / gib, p.total_bytes / gib,
+           p.total_bytes + ((size_t)1 << 30) <= ((size_t)80 << 30) ? "fits" : "does not fit");
+  }
+  dit_destroy(&m);
+}
+
 /* ---- main ------------------------------------------------------------------------------------------ */
 
 int main(int argc, char **argv) {
   const char *lib = NULL;
-  int use_cpu = 0, quick = 0, timing = 1, base = 1, steps = 50, base_clips = 4;
+  int use_cpu = 0, quick = 0, timing = 1, base = 1, steps = 50, base_clips = 4, plan_only = 0;
   double deadline_s = 150.0;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--lib") && i + 1 < argc)
@@ -729,6 +849,8 @@ int main(int argc, char **argv) {
       use_cpu = 1;
     else if (!strcmp(argv[i], "--quick"))
       quick = 1;
+    else if (!strcmp(argv[i], "--plan-only"))
+      plan_only = 1;
     else if (!strcmp(argv[i], "--no-timing"))
       timing = 0;
     else if (!strcmp(argv[i], "--no-base"))
@@ -745,7 +867,7 @@ int main(int argc, char **argv) {
       bf16 = 1, tol_out = 3e-2, tol_grad = 1e-1;
     else {
       fprintf(stderr,
-              "usage: %s [--lib PATH] [--cpu] [--quick] [--no-timing] [--no-base] [--steps N] [--deadline-s S] "
+              "usage: %s [--lib PATH] [--cpu] [--quick] [--plan-only] [--no-timing] [--no-base] [--steps N] [--deadline-s S] "
               "[--peak-tflops P] [--base-clips B] [--bf16]\n",
               argv[0]);
       return 2;
@@ -776,16 +898,24 @@ int main(int argc, char **argv) {
   printf("check_model: backend %s on %s (%s); CPU reference with %d threads\n", dev->name, dev->device,
          bf16 ? "bf16" : "fp32", k_num_threads());
   double t0 = now_s();
+  if (plan_only) {
+    plan_large();
+    finish();
+  }
 
   tpdiff_config tiny;
   config_tiny(&tiny);
   check_shape("tiny", &tiny, 3, 0.0);
+  check_recompute("tiny", &tiny, 3);
   printf("# tiny gradients: %.1f s\n", now_s() - t0);
   if (!bf16) check_training(steps);
   printf("# training: %.1f s\n", now_s() - t0);
   if (!quick && timing) {
-    time_base(3, base_clips);
-    time_base(1, base_clips);
+    time_base(3, base_clips, DIT_RECOMPUTE_NONE);
+    time_base(1, base_clips, DIT_RECOMPUTE_NONE);
+    time_base(3, base_clips, DIT_RECOMPUTE_CHEAP);
+    time_base(3, base_clips, DIT_RECOMPUTE_BLOCKS);
+    plan_large();
     printf("# timing: %.1f s\n", now_s() - t0);
   }
   if (!quick && base && !bf16) {

@@ -30,7 +30,7 @@ static void run(int classes) {
     return;
   }
   int B = 3, max_clips[2] = {B, B};
-  dit_acts *a = dit_acts_create(&m, max_clips, err, sizeof err);
+  dit_acts *a = dit_acts_create(&m, max_clips, DIT_RECOMPUTE_NONE, err, sizeof err);
   size_t n = (size_t)B * 3 * 4 * 8 * 8;
   float *x = malloc(n * 4), *none = malloc(n * 4), *nulls = malloc(n * 4), *labelled = malloc(n * 4), t[3] = {0.2f, 0.5f, 0.9f};
   int null_labels[3] = {classes, classes, classes}, labels[3] = {0, 1, classes > 2 ? 2 : 0};
