@@ -139,6 +139,9 @@ static int read_checked(hid_t f, const char *path, const char *name, const char 
 /* Reads tensor group `group` into host in m's registry order; refuses tensors the model lacks. */
 static int read_group(hid_t f, const char *path, const char *group, const dit_model *m, float *host, char *err,
                       size_t err_size) {
+  /* the registry's alignment gaps hold no parameter and are not stored: they come back as the zeros
+   * they must be (model/dit_params.c), not as whatever the caller's buffer held */
+  memset(host, 0, m->num_floats * sizeof(float));
   for (int i = 0; i < m->num_params; i++) {
     const dit_param *p = &m->params[i];
     char name[DIT_NAME_MAX + 16], what[DIT_NAME_MAX + 40];

@@ -119,6 +119,7 @@ static int check_weight_set(const st_file *sf, int ema, int *used_ema, char *err
 static int read_safetensors(const char *path, const dit_model *m, int ema, float *host, int *used_ema, char *err,
                             size_t err_size) {
   st_file sf;
+  memset(host, 0, m->num_floats * sizeof(float)); /* the registry's alignment gaps: zero, not stored */
   int rc = st_open(&sf, path, err, err_size);
   if (rc == 0) rc = check_weight_set(&sf, ema, used_ema, err, err_size);
   char want[64], got[64];
