@@ -13,8 +13,8 @@
 #include <stdint.h>
 
 /* 3: set_precision (bf16 on CUDA), and CUDA's attention keeps the row log-sum-exp instead of the
- * probabilities (attention_probs_floats says how much). */
-#define TPDIFF_BACKEND_ABI 3
+ * probabilities (attention_probs_floats says how much). 4: set_master_weights. */
+#define TPDIFF_BACKEND_ABI 4
 
 /* The arithmetic of the matmuls: TPDIFF_FP32 everywhere (the CPU's only mode, CUDA's default), or
  * TPDIFF_BF16: matmul inputs rounded to bf16, fp32 accumulation and output; everything else
@@ -43,6 +43,13 @@ typedef struct tpdiff_backend {
   /* Sets the precision of every later op (the trainer calls it once at start). Returns 0, or -1
    * with one line in err when this backend cannot compute in that precision. */
   int (*set_precision)(tpdiff_precision precision, char *err, size_t err_size);
+  /* Names the model's flat fp32 master weights [n] (this backend's memory): in bf16 mode a backend
+   * may keep its own bf16 copy of them for the matmuls, which it then keeps equal to bf16(weights)
+   * through every write into them by this table (copy_to_device, copy_device, fill_zero,
+   * adamw_step); nothing else may write into them (NCCL only ever writes gradients). n == 0 forgets
+   * `weights` if they are the ones named (else does nothing); a later call replaces an earlier one.
+   * 0, or -1 with last_error set when the copy cannot be allocated (the matmuls then cast per call). */
+  int (*set_master_weights)(const float *weights, size_t n);
 
   /* ops (see kernels.h for each contract) */
   void (*linear_forward)(float *out, const float *in, const float *weight, const float *bias, int M, int K, int N);

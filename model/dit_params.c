@@ -29,8 +29,10 @@ static size_t add_param(registry_builder *rb, const char *name, int rows, int co
   p->shape[0] = rows;
   p->shape[1] = cols > 0 ? cols : 0;
   p->numel = (size_t)rows * (size_t)(cols > 0 ? cols : 1);
-  /* 16-float alignment of every tensor keeps SIMD loads aligned and costs < 0.1% of memory. */
-  p->offset = (m->num_floats + 15) & ~(size_t)15;
+  /* Every tensor starts at a multiple of 128 floats (512 bytes): SIMD loads stay aligned, and a bf16
+   * copy of the flat buffer (backend.h set_master_weights) keeps each tensor 256-byte aligned, which
+   * is what cuBLASLt's plans assume of a freshly allocated operand. A few KB in all. */
+  p->offset = (m->num_floats + 127) & ~(size_t)127;
   m->num_floats = p->offset + p->numel;
   p->kind = kind;
   p->fan_in = fan_in;
@@ -100,6 +102,14 @@ int dit_create(dit_model *m, const dit_shape *s, const tpdiff_backend *be, char 
     dit_destroy(m);
     return -1;
   }
+  /* in bf16 mode the backend keeps the matmuls' bf16 copy of these weights in step with them */
+  if (be->set_master_weights(m->weights, m->num_floats) != 0) {
+    const char *why = be->last_error();
+    snprintf(err, err_size, "out of %s memory for the bf16 copy of %zu parameters%s%s", be->name, m->num_floats,
+             why[0] ? ": " : "", why);
+    dit_destroy(m);
+    return -1;
+  }
   return 0;
 }
 
@@ -107,6 +117,7 @@ void dit_destroy(dit_model *m) {
   free(m->params);
   free(m->blocks);
   if (m->be) {
+    if (m->weights) m->be->set_master_weights(m->weights, 0);
     m->be->free(m->weights);
     m->be->free(m->grads);
   }

@@ -44,6 +44,7 @@ run "pyramid schedules and renoise (MATH.md 9)" build/tests/test_pyramid_schedul
 run "pyramid training pairs, samplers (MATH.md 9)" build/tests/test_pyramid_pairs
 run "DiT label contract (ASan+UBSan)" build-san/tests/test_dit_labels
 run "train.recompute: same bits, smaller arena" build/tests/test_recompute
+run "train.recompute (ASan+UBSan)" build-san/tests/test_recompute
 run "noise alignment / linear assignment" build/tests/test_align
 run "pyramid sampler with an oracle model" build/tests/test_sampler
 run "video writer: GIF/PNG round trip (ASan+UBSan)" build-san/tests/test_video_write

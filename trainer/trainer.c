@@ -47,6 +47,11 @@ static size_t microbatch_sizes(const tpdiff_config *cfg, const dit_shape *shape,
   return (size_t)shape->channels * shape->frames * shape->height * shape->width * (size_t)most_full_clips;
 }
 
+/* bf16 mode on a GPU: the backend's bf16 copy of the weights for the matmuls (set_master_weights). */
+static size_t master_copy_bytes(const tpdiff_config *cfg, const dit_model *m) {
+  return strcmp(cfg->train_precision, "bf16") == 0 && strcmp(m->be->name, "cpu") != 0 ? m->num_floats * 2 : 0;
+}
+
 void trainer_plan(const tpdiff_config *cfg, const dit_model *m, trainer_memory_plan *p) {
   int max_clips[TPDIFF_MAX_STAGES];
   size_t batch_floats = microbatch_sizes(cfg, &m->shape, max_clips);
@@ -58,7 +63,7 @@ void trainer_plan(const tpdiff_config *cfg, const dit_model *m, trainer_memory_p
     if (p->stage_acts_bytes[k] > p->arena_bytes) p->arena_bytes = p->stage_acts_bytes[k];
   }
   size_t copies = 4 + (cfg->train_ema > 0); /* weights, grads, m, v (+ ema) */
-  p->state_bytes = copies * m->num_floats * sizeof(float);
+  p->state_bytes = copies * m->num_floats * sizeof(float) + master_copy_bytes(cfg, m);
   p->batch_bytes = 6 * batch_floats * sizeof(float);
   p->total_bytes = p->arena_bytes + p->state_bytes + p->batch_bytes;
 }
@@ -74,8 +79,8 @@ static int check_memory(trainer *tr, char *err, size_t err_size) {
     (void)tr->be->last_error(); /* unknown: allocate and let the allocator answer */
     return 0;
   }
-  /* weights and grads are already allocated: they are in the plan but no longer in free_bytes */
-  size_t already = 2 * tr->model.num_floats * sizeof(float);
+  /* weights, grads (and the bf16 copy) are already allocated: in the plan but no longer in free_bytes */
+  size_t already = 2 * tr->model.num_floats * sizeof(float) + master_copy_bytes(&tr->cfg, &tr->model);
   p->free_bytes = free_bytes + already;
   p->device_bytes = total_bytes;
   if (p->total_bytes + TRAIN_MEMORY_HEADROOM_BYTES <= p->free_bytes) return 0;

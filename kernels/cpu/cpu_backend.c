@@ -74,6 +74,12 @@ static int cpu_set_precision(tpdiff_precision precision, char *err, size_t err_s
   return -1;
 }
 
+/* fp32 only: the matmuls read the master weights themselves. */
+static int cpu_set_master_weights(const float *weights, size_t n) {
+  (void)weights, (void)n;
+  return 0;
+}
+
 static char cpu_device[64];
 
 static const tpdiff_backend cpu_table = {
@@ -90,6 +96,7 @@ static const tpdiff_backend cpu_table = {
     .memory_info = cpu_memory_info,
     .last_error = cpu_last_error,
     .set_precision = cpu_set_precision,
+    .set_master_weights = cpu_set_master_weights,
     .linear_forward = k_linear_forward,
     .linear_backward = k_linear_backward,
     .layernorm_modulate_forward = k_layernorm_modulate_forward,

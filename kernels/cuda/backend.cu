@@ -109,12 +109,15 @@ static void *be_alloc(size_t bytes) {
 }
 
 static void be_free(void *ptr) {
+  tcu_master_forget_if(ptr);
   if (ptr) CUDA_OK(cudaFree(ptr));
 }
 
 static int be_copy_to_device(void *dst, const void *src_host, size_t bytes) {
   if (bytes == 0) return 0;
-  return CUDA_OK(cudaMemcpy(dst, src_host, bytes, cudaMemcpyHostToDevice)) ? 0 : -1;
+  if (!CUDA_OK(cudaMemcpy(dst, src_host, bytes, cudaMemcpyHostToDevice))) return -1;
+  tcu_master_note_write(dst, bytes); /* every write into backend memory: the weights' bf16 copy follows */
+  return 0;
 }
 
 static int be_copy_to_host(void *dst_host, const void *src, size_t bytes) {
@@ -124,12 +127,16 @@ static int be_copy_to_host(void *dst_host, const void *src, size_t bytes) {
 
 static int be_copy_device(void *dst, const void *src, size_t bytes) {
   if (bytes == 0) return 0;
-  return CUDA_OK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToDevice)) ? 0 : -1;
+  if (!CUDA_OK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToDevice))) return -1;
+  tcu_master_note_write(dst, bytes);
+  return 0;
 }
 
 static int be_fill_zero(void *ptr, size_t bytes) {
   if (bytes == 0) return 0;
-  return CUDA_OK(cudaMemset(ptr, 0, bytes)) ? 0 : -1;
+  if (!CUDA_OK(cudaMemset(ptr, 0, bytes))) return -1;
+  tcu_master_note_write(ptr, bytes);
+  return 0;
 }
 
 /* Waits for every queued op; an asynchronous fault (illegal address, ...) surfaces here. */
@@ -241,6 +248,10 @@ static int be_set_precision(tpdiff_precision precision, char *err, size_t err_si
     return -1;
   }
   g_tcu.bf16 = precision == TPDIFF_BF16;
+  if (!tcu_master_precision_changed()) {
+    if (err && err_size) snprintf(err, err_size, "%s", be_last_error());
+    return -1;
+  }
   return 0;
 }
 
@@ -259,6 +270,7 @@ static void fill_table(void) {
   t->memory_info = be_memory_info;
   t->last_error = be_last_error;
   t->set_precision = be_set_precision;
+  t->set_master_weights = tcu_set_master_weights;
   t->linear_forward = tcu_linear_forward;
   t->linear_backward = tcu_linear_backward;
   t->layernorm_modulate_forward = tcu_layernorm_modulate_forward;

@@ -13,6 +13,7 @@
 #define TPDIFF_CUDA_INTERNAL_CUH
 
 #include <cublasLt.h>
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -124,6 +125,20 @@ __device__ __forceinline__ float tcu_tanh(float u) {
   float t = __fdiv_rn(__fsub_rn(1.0f, e), __fadd_rn(1.0f, e));
   return u < 0 ? -t : t;
 }
+
+/* ---- bf16 copy of the master weights (master_weights.cu) -----------------------------------------
+ * backend.h set_master_weights. tcu_master_precision_changed: set_precision calls it (makes or drops
+ * the copy; false with the error recorded when it cannot be allocated). note_write: after every
+ * table write into backend memory (refreshes the overlapped part of the copy, if any).
+ * forget_if: be_free of the named weights forgets them. tcu_master_bf16: the copy of p[0, n) when p
+ * lies inside the named weights and a copy exists, else NULL (AdamW writes it).
+ * tcu_master_bf16_for_matmul: the same unless TPDIFF_BF16_WEIGHTS=cast asks for per-call casts. */
+int tcu_set_master_weights(const float *weights, size_t n);
+bool tcu_master_precision_changed(void);
+void tcu_master_note_write(const void *dst, size_t bytes);
+void tcu_master_forget_if(const void *freed);
+__nv_bfloat16 *tcu_master_bf16(const float *p, size_t n);
+const __nv_bfloat16 *tcu_master_bf16_for_matmul(const float *weight, size_t n);
 
 /* ---- matmul on cuBLASLt (matmul.cu) ---------------------------------------------------------------
  * Column-major C[m,n] = alpha op(A) op(B) + beta C, fp32 in and out, fp32 compute (no TF32), with

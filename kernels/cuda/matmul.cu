@@ -8,13 +8,14 @@
  * numerical-implementation mask that excludes tensor-core kernels, so results agree with OpenBLAS
  * sgemm to fp32 rounding (~1e-6), not TF32's ~1e-3.
  *
- * bf16 mode (set_precision): a Linear layer casts its operands (input, weight, output gradient) to
- * bf16 in backend scratch buffers that grow to the largest layer and are then reused, and multiplies
- * them on tensor cores with fp32 accumulation, fp32 compute type and fp32 output (A/B CUDA_R_16BF,
- * C/D CUDA_R_32F, CUBLAS_COMPUTE_32F). The weight is cast on every call rather than cached: a cache
- * would have to follow every write into the parameters (AdamW, checkpoint loads, uploads), and the
- * cast reads N·K floats where the GEMM does 2·M·N·K FLOPs with M = tokens in the thousands. The bias
- * is then added by a separate kernel (no BIAS epilogue for mixed types), in fp32.
+ * bf16 mode (set_precision): a Linear layer multiplies bf16 operands on tensor cores with fp32
+ * accumulation, fp32 compute type and fp32 output (A/B CUDA_R_16BF, C/D CUDA_R_32F,
+ * CUBLAS_COMPUTE_32F). The weight is the bf16 copy of the master weights that AdamW writes
+ * (master_weights.cu) when the weight lies in them, else (EMA weights while sampling, a test's
+ * buffer, TPDIFF_BF16_WEIGHTS=cast) cast per call; the input and the output gradient are cast per
+ * call into backend scratch buffers that grow to the largest layer and are then reused. The bias is
+ * fused as a BIAS epilogue in fp32 (the bias type follows D, fp32) where cuBLASLt offers one, else
+ * added by a separate fp32 kernel, as in fp32 mode.
  *
  * Plans: a matmul descriptor, three layouts and the heuristic's algorithm cost a few microseconds
  * (the heuristic much more), so they are made once per shape and kept in a small open-addressing
@@ -286,6 +287,12 @@ const __nv_bfloat16 *to_bf16(tcu_scratch_slot slot, const float *in, size_t n) {
   return LAUNCH_OK("cast_bf16_kernel") ? out : NULL;
 }
 
+/* The bf16 weight of a Linear: the master weights' copy where it covers `weight`, else a cast. */
+const __nv_bfloat16 *bf16_weight(const float *weight, size_t n) {
+  const __nv_bfloat16 *w16 = tcu_master_bf16_for_matmul(weight, n);
+  return w16 ? w16 : to_bf16(TCU_SCRATCH_BF16_W, weight, n);
+}
+
 /* tcu_gemm with A and B of either type (in_bf16: __nv_bfloat16, else float); C is fp32. */
 bool gemm_impl(bool in_bf16, bool trans_a, bool trans_b, int m, int n, int k, float alpha, const void *A, int lda,
                long long stride_a, const void *B, int ldb, long long stride_b, float beta, float *C, int ldc,
@@ -322,7 +329,7 @@ bool gemm_impl(bool in_bf16, bool trans_a, bool trans_b, int m, int n, int k, fl
 
   pthread_mutex_lock(&g_plan_lock);
   bool done = false, bias_done = bias == NULL, use_fallback = false;
-  if (bias && !in_bf16) {
+  if (bias) {
     PlanKey with_bias = key;
     with_bias.has_bias = 1;
     with_bias.align_bias = alignment_of(bias, 0, 0, 1);
@@ -399,7 +406,7 @@ void tcu_linear_forward(float *out, const float *in, const float *weight, const 
   }
   /* out^T[N, M] = W (op T of the stored K x N column-major W^T) · in^T (stored K x M), + bias[N] per column */
   if (g_tcu.bf16 && M > 0 && N > 0 && K > 0) {
-    const __nv_bfloat16 *w16 = to_bf16(TCU_SCRATCH_BF16_W, weight, (size_t)N * K);
+    const __nv_bfloat16 *w16 = bf16_weight(weight, (size_t)N * K);
     const __nv_bfloat16 *in16 = w16 ? to_bf16(TCU_SCRATCH_BF16_IN, in, (size_t)M * K) : NULL;
     if (in16) gemm_impl(true, true, false, N, M, K, 1.0f, w16, K, 0, in16, K, 0, 0.0f, out, N, 0, 1, bias);
     return;
@@ -420,7 +427,7 @@ void tcu_linear_backward(float *d_in, float *d_weight, float *d_bias, const floa
     const __nv_bfloat16 *dout16 = to_bf16(TCU_SCRATCH_BF16_DOUT, d_out, (size_t)M * N);
     if (!dout16) return;
     if (d_in) {
-      const __nv_bfloat16 *w16 = to_bf16(TCU_SCRATCH_BF16_W, weight, (size_t)N * K);
+      const __nv_bfloat16 *w16 = bf16_weight(weight, (size_t)N * K);
       if (!w16 || !gemm_impl(true, false, false, K, M, N, 1.0f, w16, ldk, 0, dout16, ldn, 0, 0.0f, d_in, ldk, 0, 1, NULL))
         return;
     }

@@ -7,7 +7,7 @@
  *
  * AdamW follows the CPU operation for operation (bias corrections computed on the host in double,
  * rounded intrinsics so nvcc does not contract into FMAs, IEEE sqrt and division), so parameters
- * and moments match the CPU's bits. */
+ * and moments match the CPU's bits. In bf16 mode it also writes the weights' bf16 copy. */
 #include <math.h>
 
 #include "kernels/cuda/cuda_internal.cuh"
@@ -70,9 +70,11 @@ double finish_and_fetch(void) {
   return host;
 }
 
-__global__ void adamw_kernel(float *param, const float *grad, float *m, float *v, size_t n, float beta1,
-                             float one_minus_beta1, float beta2, float one_minus_beta2, float eps, float step_size,
-                             float decay, float bc2_sqrt) {
+/* param16: bf16 mode's copy of these master weights (master_weights.cu), written from the new fp32
+ * value in the same pass; NULL when there is none. */
+__global__ void adamw_kernel(float *param, __nv_bfloat16 *param16, const float *grad, float *m, float *v, size_t n,
+                             float beta1, float one_minus_beta1, float beta2, float one_minus_beta2, float eps,
+                             float step_size, float decay, float bc2_sqrt) {
   for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
     float g = grad[i];
     /* mi = beta1 m + (1 - beta1) g; vi = beta2 v + (1 - beta2) g g */
@@ -82,7 +84,9 @@ __global__ void adamw_kernel(float *param, const float *grad, float *m, float *v
     v[i] = vi;
     /* p = p decay - step_size mi / (sqrt(vi) / bc2_sqrt + eps) */
     float denom = __fadd_rn(__fdiv_rn(__fsqrt_rn(vi), bc2_sqrt), eps);
-    param[i] = __fsub_rn(__fmul_rn(param[i], decay), __fdiv_rn(__fmul_rn(step_size, mi), denom));
+    float p = __fsub_rn(__fmul_rn(param[i], decay), __fdiv_rn(__fmul_rn(step_size, mi), denom));
+    param[i] = p;
+    if (param16) param16[i] = __float2bfloat16_rn(p);
   }
 }
 
@@ -112,7 +116,7 @@ void tcu_adamw_step(float *param, const float *grad, float *m, float *v, size_t 
   float bc2_sqrt = (float)sqrt(1.0 - pow(beta2, step));
   volatile float lr_wd = lr * weight_decay; /* volatile: two roundings, as the CPU (no host FMA) */
   float step_size = lr / bc1, decay = 1.0f - lr_wd;
-  adamw_kernel<<<tcu_grid(n), TCU_THREADS>>>(param, grad, m, v, n, beta1, 1.0f - beta1, beta2, 1.0f - beta2, eps,
-                                             step_size, decay, bc2_sqrt);
+  adamw_kernel<<<tcu_grid(n), TCU_THREADS>>>(param, tcu_master_bf16(param, n), grad, m, v, n, beta1, 1.0f - beta1,
+                                             beta2, 1.0f - beta2, eps, step_size, decay, bc2_sqrt);
   LAUNCH_OK("adamw_kernel");
 }

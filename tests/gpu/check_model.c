@@ -8,12 +8,16 @@
  *   1. tiny shape (depth 2, dim 64, heads 4, patch 2, C3 T8 16x16, K = 3, 5 classes, 3 clips): the
  *      same random weights (dit_init_random, drawn on the host and uploaded) and the same inputs on
  *      both backends; per stage: the forward output, the loss, and every parameter gradient;
+ *   1b. train.recompute on the device: cheap and blocks give none's outputs and accumulated
+ *      gradients bit for bit over microbatches at stages 2, 0, 1, 2 (both fp32 and bf16);
  *   2. 50 training steps of the tiny shape (two microbatches of different stages per step, AdamW
  *      with weight decay, gradient clipping, EMA) from the same microbatches: per-step loss, and the
- *      final weights and EMA;
+ *      final weights and EMA; with --bf16 instead: 12 bf16 training steps with the weights' bf16
+ *      copy (master_weights.cu) against per-call casts (TPDIFF_BF16_WEIGHTS=cast), bit for bit;
  *   3. the base workload (configs/base.yaml, built in code): ms per optimizer step per pyramid stage
- *      and for K = 1, tokens/s and MFU, on the GPU only; measured before step 4 so that a slow CPU
- *      reference can never cost the table, printed last;
+ *      and for K = 1, and for K = 3 under recompute cheap and blocks, tokens/s and MFU, on the GPU
+ *      only, each with its memory plan, then configs/large.yaml's memory plan per recompute mode;
+ *      measured before step 4 so that a slow CPU reference can never cost the table, printed last;
  *   4. a base-like shape (depth 12, dim 768, heads 12, patch 4, C3 T16 64x64, K = 3, 2 clips) as in
  *      step 1. Its CPU reference is the slow part (about 16 TFLOP); stages run cheapest first, and a
  *      stage whose projected time (from a CPU sgemm probe, then from the stages already run) would
@@ -209,7 +213,8 @@ static void config_base_fields(tpdiff_config *c, const char *name) {
   snprintf(c->pyramid_schedule, sizeof c->pyramid_schedule, "sync");
   snprintf(c->pyramid_align, sizeof c->pyramid_align, "microbatch");
   snprintf(c->train_device, sizeof c->train_device, "cuda");
-  snprintf(c->train_precision, sizeof c->train_precision, "fp32");
+  /* the backend's mode (set once in main): the memory plan counts bf16's weight copy */
+  snprintf(c->train_precision, sizeof c->train_precision, "%s", bf16 ? "bf16" : "fp32");
   snprintf(c->train_recompute, sizeof c->train_recompute, "none");
   c->train_microbatches = 1;
   c->train_seed = 1;
@@ -688,6 +693,84 @@ static void check_training(int steps) {
   trainer_destroy(&tr_dev);
 }
 
+/* ---- 2 (bf16): the weights' bf16 copy against per-call casts ---------------------------------------- */
+
+/* Trains the tiny config for `steps` steps on the device; per-step loss and gradient norm into
+ * loss[] and norm[], the final weights into w (host, num_floats). 0, or -1 after a FAIL line. */
+static int train_tiny_on_device(int steps, double *loss, double *norm, float **w, size_t *nf) {
+  tpdiff_config cfg;
+  config_tiny(&cfg);
+  snprintf(cfg.train_precision, sizeof cfg.train_precision, "bf16");
+  static trainer tr;
+  char err[512];
+  if (trainer_create(&tr, &cfg, dev, err, sizeof err) != 0) {
+    printf("FAIL bf16 weights copy: trainer on %s: %s\n", dev->name, err);
+    failed++;
+    return -1;
+  }
+  poison_trainer(&tr);
+  int B = cfg.train_clips_per_microbatch, rc = 0;
+  size_t n = (size_t)B * cfg.data_channels * cfg.data_frames * cfg.data_height * cfg.data_width;
+  step_batches sb = {&tr, 0, host_alloc(n * sizeof(float)), host_alloc(n * sizeof(float)),
+                     host_alloc((size_t)B * sizeof(float)), host_alloc((size_t)B * sizeof(int))};
+  for (long step = 1; step <= steps && rc == 0; step++) {
+    sb.step = step;
+    step_stats st = trainer_step(&tr, cfg.train_microbatches, next_batch, &sb);
+    if (st.failed) {
+      printf("FAIL bf16 weights copy: step %ld: %s\n", step, st.error);
+      failed++;
+      rc = -1;
+    }
+    loss[step - 1] = st.loss;
+    norm[step - 1] = st.grad_norm;
+  }
+  device_ok("bf16 weights copy: training");
+  *nf = tr.model.num_floats;
+  *w = host_alloc(*nf * sizeof(float));
+  if (dit_weights_to_host(&tr.model, *w) != 0) device_fail("bf16 weights copy: weights download");
+  free(sb.X);
+  free(sb.eps);
+  free(sb.t);
+  free(sb.y);
+  trainer_destroy(&tr);
+  return rc;
+}
+
+/* In bf16 mode the matmuls read the bf16 copy of the master weights that AdamW writes
+ * (master_weights.cu); TPDIFF_BF16_WEIGHTS=cast makes every Linear cast its weight per call
+ * instead. Both multiply bf16(master weight), so training must give the same bits either way; a copy
+ * that went stale after any write (upload, AdamW) would show here as a different loss. */
+static void check_bf16_weights_copy(int steps) {
+  enum { MAX_STEPS = 64 };
+  if (steps > MAX_STEPS) steps = MAX_STEPS;
+  double loss[2][MAX_STEPS], norm[2][MAX_STEPS];
+  float *w[2] = {NULL, NULL};
+  size_t nf = 0;
+  const char *saved = getenv("TPDIFF_BF16_WEIGHTS");
+  unsetenv("TPDIFF_BF16_WEIGHTS");
+  int rc = train_tiny_on_device(steps, loss[0], norm[0], &w[0], &nf);
+  setenv("TPDIFF_BF16_WEIGHTS", "cast", 1);
+  if (rc == 0) rc = train_tiny_on_device(steps, loss[1], norm[1], &w[1], &nf);
+  if (saved) setenv("TPDIFF_BF16_WEIGHTS", saved, 1);
+  else unsetenv("TPDIFF_BF16_WEIGHTS");
+  if (rc == 0) {
+    int differ = 0, nonfinite = 0;
+    for (int i = 0; i < steps; i++) {
+      differ += memcmp(&loss[0][i], &loss[1][i], sizeof(double)) != 0 || memcmp(&norm[0][i], &norm[1][i], sizeof(double)) != 0;
+      nonfinite += !isfinite(loss[0][i]);
+    }
+    size_t wd = 0;
+    for (size_t i = 0; i < nf; i++) wd += memcmp(&w[0][i], &w[1][i], sizeof(float)) != 0;
+    int ok = differ == 0 && wd == 0 && nonfinite == 0;
+    printf("%s bf16 weights copy vs per-call casts: %d steps (tiny, K=3, AdamW+clip+EMA): %d steps with another loss "
+           "or gradient norm, %zu of %zu final weights differ, %d non-finite losses; loss %.5f -> %.5f\n",
+           ok ? "PASS" : "FAIL", steps, differ, wd, nf, nonfinite, loss[0][0], loss[0][steps - 1]);
+    count(ok);
+  }
+  free(w[0]);
+  free(w[1]);
+}
+
 /* ---- 3: timing of the base workload ---------------------------------------------------------------- */
 
 typedef struct {
@@ -909,6 +992,7 @@ int main(int argc, char **argv) {
   check_recompute("tiny", &tiny, 3);
   printf("# tiny gradients: %.1f s\n", now_s() - t0);
   if (!bf16) check_training(steps);
+  else check_bf16_weights_copy(steps < 12 ? steps : 12);
   printf("# training: %.1f s\n", now_s() - t0);
   if (!quick && timing) {
     time_base(3, base_clips, DIT_RECOMPUTE_NONE);
