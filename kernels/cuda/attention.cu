@@ -335,6 +335,9 @@ int bf16_simple(const char *op) {
 
 /* The smallest kernel head dimension that holds dh. */
 int padded_head_dim(int dh) { return dh <= 16 ? 16 : dh <= 32 ? 32 : dh <= 64 ? 64 : 128; }
+/* The same for the flash (tensor-core) kernels, which also come in 80: a DiT-XL head of 72 (large.yaml,
+ * 1152 / 16) then pads to 80 instead of 128, and its attention does 80/128 of the work. */
+int flash_head_dim(int dh) { return dh > 64 && dh <= 80 ? 80 : padded_head_dim(dh); }
 
 template <int DH>
 bool launch_forward(float *out, float *lse, const float *qkv, int B, int N, int D, int H, float scale) {
@@ -381,7 +384,7 @@ void tcu_attention_forward(float *out, float *probs, const float *qkv, int B, in
   if (g_tcu.bf16) {
     const int simple = bf16_simple("attention_forward");
     if (simple == 1) tcu_attention_forward_bf16(out, probs, qkv, B, N, D, H, padded_head_dim(dh), scale);
-    if (simple == 0) tcu_attention_forward_flash(out, probs, qkv, B, N, D, H, padded_head_dim(dh), scale);
+    if (simple == 0) tcu_attention_forward_flash(out, probs, qkv, B, N, D, H, flash_head_dim(dh), scale);
     return;
   }
   switch (padded_head_dim(dh)) {
@@ -403,7 +406,7 @@ void tcu_attention_backward(float *d_qkv, const float *d_out, const float *qkv, 
     const int simple = bf16_simple("attention_backward");
     if (simple == -1) return;
     if (simple == 0) {
-      tcu_attention_backward_flash(d_qkv, d_out, qkv, B, N, D, H, padded_head_dim(dh), scale);
+      tcu_attention_backward_flash(d_qkv, d_out, qkv, B, N, D, H, flash_head_dim(dh), scale);
       return;
     }
   }

@@ -210,6 +210,7 @@ bool dispatch_fwd(const FwdArgs &a, int BH, int DH) {
     case 16: return launch_fwd<16, DSUM>(a, BH);
     case 32: return launch_fwd<32, DSUM>(a, BH);
     case 64: return launch_fwd<64, DSUM>(a, BH);
+    case 80: return launch_fwd<80, DSUM>(a, BH);
     default: return launch_fwd<128, DSUM>(a, BH);
   }
 }

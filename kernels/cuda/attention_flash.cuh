@@ -5,7 +5,7 @@
  *
  * Operand layout: before any tile is read, q, k, v (and in the backward dO) are converted once to
  * bf16 in a head-major, zero-padded copy: head (b, h) owns rows [0, Npad) of DH bf16 each, Npad = N
- * rounded up to kTileRows and DH = the head dimension padded to 16/32/64/128. So every tile is a
+ * rounded up to kTileRows and DH = the head dimension padded to 16/32/64/80/128. So every tile is a
  * contiguous run of 16-byte chunks (cp.async needs 16-byte aligned sources), padded head columns
  * contribute zero products, and padded rows only need masking in the softmax.
  *

@@ -348,6 +348,7 @@ bool tcu_attention_backward_flash(float *d_qkv, const float *d_out, const float 
     case 16: return launch_bwd<16>(a, B * H);
     case 32: return launch_bwd<32>(a, B * H);
     case 64: return launch_bwd<64>(a, B * H);
+    case 80: return launch_bwd<80>(a, B * H);
     default: return launch_bwd<128>(a, B * H);
   }
 }

@@ -298,6 +298,8 @@ static void check_bf16(void) {
   check_attention(2, 77, 96, 3, 0);
   check_attention(1, 130, 128, 2, 0);
   check_attention(1, 97, 256, 2, 0); /* head dimension 128 */
+  check_attention(1, 300, 144, 2, 0); /* 72, large's: the flash kernels' DH = 80 */
+  check_attention(2, 65, 160, 2, 0);  /* 80 exactly */
   if (!quick) {
     check_attention(1, 4096, 768, 12, 1);
     check_attention(1, 4097, 128, 2, 0);
@@ -401,14 +403,15 @@ int main(int argc, char **argv) {
     check_linear(4096, 3072, 768, 1, 1, 1); /* MLP fc2 */
   }
 
-  /* Head dimensions 4, 10, 16, 32, 64, 128 (each flash kernel width, padded or full) and N that are
-   * not multiples of the CUDA tiles (64-row blocks, 32-row shared tiles). */
+  /* Head dimensions 4, 10, 16, 32, 64, 72, 128 (each flash kernel width, padded or full) and N that
+   * are not multiples of the CUDA tiles (64-row blocks, 32-row shared tiles). */
   check_attention(1, 17, 12, 3, 0);
   check_attention(2, 33, 20, 2, 0);
   check_attention(1, 1100, 64, 4, 0);
   check_attention(2, 77, 96, 3, 0);
   check_attention(1, 130, 128, 2, 0);
   check_attention(1, 97, 256, 2, 0);
+  check_attention(1, 300, 144, 2, 0);
   if (!quick) {
     check_attention(2, 1024, 768, 12, 1);
     check_attention(1, 4096, 768, 12, 1); /* base: N = 4096 tokens, 12 heads of 64 */
