@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "kernels/cuda/cuda_internal.cuh"
+#include "kernels/cuda/master_range.h"
 
 namespace {
 
@@ -83,14 +84,9 @@ bool tcu_master_precision_changed(void) {
 }
 
 void tcu_master_note_write(const void *dst, size_t bytes) {
-  if (!g_copy || bytes == 0) return;
-  const char *lo = (const char *)g_base, *hi = lo + g_count * sizeof(float);
-  const char *w_lo = (const char *)dst, *w_hi = w_lo + bytes;
-  if (w_hi <= lo || w_lo >= hi) return;
-  /* the whole floats the write touched, clipped to the buffer */
-  size_t first = (size_t)((w_lo > lo ? w_lo : lo) - lo) / sizeof(float);
-  size_t end = ((size_t)((w_hi < hi ? w_hi : hi) - lo) + sizeof(float) - 1) / sizeof(float);
-  refresh(first, end - first);
+  size_t first = 0, count = 0;
+  if (g_copy && master_range_touched((uintptr_t)g_base, g_count, (uintptr_t)dst, bytes, &first, &count))
+    refresh(first, count);
 }
 
 void tcu_master_forget_if(const void *freed) {
@@ -98,8 +94,9 @@ void tcu_master_forget_if(const void *freed) {
 }
 
 __nv_bfloat16 *tcu_master_bf16(const float *p, size_t n) {
-  if (!g_copy || p < g_base || n > g_count || (size_t)(p - g_base) > g_count - n) return NULL;
-  return g_copy + (p - g_base);
+  size_t offset = 0;
+  if (!g_copy || !master_range_inside((uintptr_t)g_base, g_count, (uintptr_t)p, n, &offset)) return NULL;
+  return g_copy + offset;
 }
 
 const __nv_bfloat16 *tcu_master_bf16_for_matmul(const float *weight, size_t n) {
