@@ -18,7 +18,7 @@ ifeq ($(.DEFAULT_GOAL),)
 endif
 
 CUDA_SRCS := $(wildcard kernels/cuda/*.cu)
-CUDA_HDRS := $(wildcard kernels/cuda/*.cuh) kernels/backend.h
+CUDA_HDRS := $(wildcard kernels/cuda/*.cuh kernels/cuda/*.h) kernels/backend.h
 CUDA_LIB := $(if $(and $(BUILD_CUDA),$(CUDA_SRCS)),$(BUILD)/lib/libtpdiff_cuda.so,)
 
 # One set of CUDA objects serves both flavours (build/ and build-san/): the sanitizers do not
