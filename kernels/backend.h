@@ -13,7 +13,8 @@
 #include <stdint.h>
 
 /* 3: set_precision (bf16 on CUDA), and CUDA's attention keeps the row log-sum-exp instead of the
- * probabilities (attention_probs_floats says how much). 4: set_master_weights. */
+ * probabilities (attention_probs_floats says how much). 4: set_master_weights, and attention_backward
+ * takes the forward's output. */
 #define TPDIFF_BACKEND_ABI 4
 
 /* The arithmetic of the matmuls: TPDIFF_FP32 everywhere (the CPU's only mode, CUDA's default), or
@@ -72,8 +73,8 @@ typedef struct tpdiff_backend {
   void (*add)(float *out, const float *a, const float *b, size_t n);
   void (*scale)(float *x, float s, size_t n);
   void (*attention_forward)(float *out, float *probs, const float *qkv, int B, int N, int D, int H);
-  void (*attention_backward)(float *d_qkv, const float *d_out, const float *qkv, const float *probs, float *scratch,
-                             int B, int N, int D, int H);
+  void (*attention_backward)(float *d_qkv, const float *d_out, const float *qkv, const float *out, const float *probs,
+                             float *scratch, int B, int N, int D, int H);
   size_t (*attention_probs_floats)(int B, int N, int H);  /* size of `probs` this backend needs */
   size_t (*attention_scratch_floats)(int N);
   void (*patchify)(float *tokens, const float *x, int B, int C, int T, int H, int W, int p);

@@ -69,9 +69,12 @@ void k_scale(float *x, float s, size_t n);
  * qkv[B, N, 3D]: columns [0,D) q, [D,2D) k, [2D,3D) v; head h owns columns h*D/H .. of each.
  * out[B, N, D] (heads concatenated); probs[B, H, N, N] saves softmax(q k^T / sqrt(D/H)). */
 void k_attention_forward(float *out, float *probs, const float *qkv, int B, int N, int D, int H);
-/* d_qkv[B, N, 3D] = gradient of out w.r.t. qkv; scratch holds N*N floats. */
-void k_attention_backward(float *d_qkv, const float *d_out, const float *qkv, const float *probs, float *scratch,
-                          int B, int N, int D, int H);
+/* d_qkv[B, N, 3D] = gradient of out w.r.t. qkv; scratch holds N*N floats. out and probs are what
+ * the forward of this qkv wrote; out may be NULL. The CPU reads probs only; a backend that keeps less
+ * than the probabilities may use out (CUDA's flash backward takes D_i = dO_i · O_i from it instead of
+ * rerunning the forward). */
+void k_attention_backward(float *d_qkv, const float *d_out, const float *qkv, const float *out, const float *probs,
+                          float *scratch, int B, int N, int D, int H);
 /* Bytes of scratch k_attention_backward needs. */
 size_t k_attention_scratch_floats(int N);
 

@@ -40,7 +40,7 @@ static void block_backward(dit_model *m, dit_acts *a, int l) {
   /* attention branch: x_mid = x_in + gate1 · proj */
   be->gated_residual_backward(a->d_f, d_gate1, a->d_x, b->proj, gate1, stride, B, N, D);
   be->linear_backward(a->d_attn, G(o->proj_w), G(o->proj_b), a->d_f, b->attn, W(o->proj_w), BN, D, D);
-  be->attention_backward(d_qkv, a->d_attn, b->qkv, b->probs, a->attn_scratch, B, N, D, s->heads);
+  be->attention_backward(d_qkv, a->d_attn, b->qkv, b->attn, b->probs, a->attn_scratch, B, N, D, s->heads);
   if (cheap) /* h1 shares its buffer with h2, whose last use (fc1's backward) is behind us */
     be->layernorm_modulate_forward(b->h1, b->ln1_mean, b->ln1_rstd, b->x_in, shift1, scale1, stride, B, N, D,
                                    DIT_LN_EPS);

@@ -45,8 +45,9 @@ void k_attention_forward(float *out, float *probs, const float *qkv, int B, int 
 
 size_t k_attention_scratch_floats(int N) { return (size_t)N * N * (size_t)k_num_threads(); }
 
-void k_attention_backward(float *d_qkv, const float *d_out, const float *qkv, const float *probs, float *scratch,
-                          int B, int N, int D, int H) {
+void k_attention_backward(float *d_qkv, const float *d_out, const float *qkv, const float *out, const float *probs,
+                          float *scratch, int B, int N, int D, int H) {
+  (void)out; /* the stored probabilities hold all the backward needs */
   int dh = D / H;
   float scale = 1.0f / sqrtf((float)dh);
 #pragma omp parallel for schedule(dynamic, 1)

@@ -6,9 +6,9 @@
  * dS_ij = P_ij (dP_ij - D_i) with D_i = rowsum(dO ∘ O)_i, dQ = scale dS K, dK = scale dS^T Q,
  * dV = P^T dO.
  *
- * The backward has no `out` argument (kernels.h), so D_i is computed from a recomputed O_i in the
- * first pass of the dQ kernel: one extra forward's worth of arithmetic, no extra memory but 2*B*H*N
- * floats of backend scratch (D, and bf16 mode's recomputed lse). dQ (one block per query tile) and dK/dV (one block per key tile)
+ * D_i comes from the forward's output (attention_backward's `out`) in the first pass of the dQ
+ * kernel, or, when the caller passes none, from O_i recomputed there: one extra forward's worth of
+ * arithmetic. Backend scratch: 2*B*H*N floats (D, and bf16 mode's recomputed lse). dQ (one block per query tile) and dK/dV (one block per key tile)
  * are separate kernels, so every output element is written by exactly one thread and summed in a
  * fixed order: no atomics, the same bits on every run.
  *
@@ -157,14 +157,15 @@ __global__ void __launch_bounds__(Geometry<DH>::threads)
   if (r == 0) lse[(long long)bh * N + i] = m + logf(l);
 }
 
-/* grid (ceil(N / kRows), B*H). Pass 1 recomputes O_i and stores D_i = dO_i · O_i; pass 2 sums
+/* grid (ceil(N / kRows), B*H). Pass 1 stores D_i = dO_i · O_i, reading O_i from the forward's
+ * output `out` when given, else recomputing it (one forward's work); pass 2 sums
  * dQ_i = scale sum_j dS_ij k_j. RECOMPUTE (bf16 mode, whose forward's lse is bf16-rounded): pass 1
  * is an online softmax that also recomputes lse_i in fp32 and stores it in lse_out, which pass 2
- * and the dK/dV kernel then use; else lse is the forward's and lse_out unused. */
+ * and the dK/dV kernel then use (out is ignored); else lse is the forward's and lse_out unused. */
 template <int DH, bool RECOMPUTE>
 __global__ void __launch_bounds__(Geometry<DH>::threads)
     flash_backward_dq_kernel(float *d_qkv, float *dsum, float *lse_out, const float *d_out, const float *qkv,
-                             const float *lse, int N, int D, int H, float scale) {
+                             const float *out, const float *lse, int N, int D, int H, float scale) {
   using G = Geometry<DH>;
   __shared__ __align__(16) float ks[kTile * DH];
   __shared__ __align__(16) float vs[kTile * DH];
@@ -185,7 +186,16 @@ __global__ void __launch_bounds__(Geometry<DH>::threads)
   /* an invalid row (past N) is computed on zeros and never stored */
   float li = RECOMPUTE ? 0.0f : valid ? lse[(long long)bh * N + i] : INFINITY;
   float m = -INFINITY, l = 0.0f; /* RECOMPUTE only */
-  for (int k0 = 0; k0 < N; k0 += kTile) {
+  /* the forward's O_i, when the caller has it: pass 1 is then a load (out is a kernel argument, so
+   * the branch is the same for every thread and the loop's __syncthreads stay uniform) */
+  const bool have_out = !RECOMPUTE && out != nullptr;
+  if (have_out) {
+#pragma unroll
+    for (int c = 0; c < G::chunks; c++)
+      acc[c] = valid ? load4(out + ((long long)b * N + i) * D + h * dh, chunk_col<DH>(r, c), dh)
+                     : make_float4(0, 0, 0, 0);
+  }
+  for (int k0 = 0; k0 < N && !have_out; k0 += kTile) {
     __syncthreads();
     load_tile<DH>(ks, clip, ld, D + h * dh, k0, N, dh);
     load_tile<DH>(vs, clip, ld, 2 * D + h * dh, k0, N, dh);
@@ -348,17 +358,17 @@ bool launch_forward(float *out, float *lse, const float *qkv, int B, int N, int 
 
 /* dsum: D_i, then (bf16 mode) the recomputed lse_i, B*H*N floats each */
 template <int DH>
-bool launch_backward(float *d_qkv, float *dsum, const float *d_out, const float *qkv, const float *lse, int B, int N,
-                     int D, int H, float scale) {
+bool launch_backward(float *d_qkv, float *dsum, const float *d_out, const float *qkv, const float *out,
+                     const float *lse, int B, int N, int D, int H, float scale) {
   dim3 grid((unsigned)tcu_ceil_div(N, kRows), (unsigned)(B * H));
   if (g_tcu.bf16) {
     float *lse32 = dsum + (size_t)B * H * N;
     flash_backward_dq_kernel<DH, true>
-        <<<grid, Geometry<DH>::threads>>>(d_qkv, dsum, lse32, d_out, qkv, lse, N, D, H, scale);
+        <<<grid, Geometry<DH>::threads>>>(d_qkv, dsum, lse32, d_out, qkv, nullptr, lse, N, D, H, scale);
     lse = lse32;
   } else {
     flash_backward_dq_kernel<DH, false>
-        <<<grid, Geometry<DH>::threads>>>(d_qkv, dsum, NULL, d_out, qkv, lse, N, D, H, scale);
+        <<<grid, Geometry<DH>::threads>>>(d_qkv, dsum, NULL, d_out, qkv, out, lse, N, D, H, scale);
   }
   if (!LAUNCH_OK("flash_backward_dq_kernel")) return false;
   flash_backward_dkv_kernel<DH><<<grid, Geometry<DH>::threads>>>(d_qkv, dsum, d_out, qkv, lse, N, D, H, scale);
@@ -395,8 +405,8 @@ void tcu_attention_forward(float *out, float *probs, const float *qkv, int B, in
   }
 }
 
-void tcu_attention_backward(float *d_qkv, const float *d_out, const float *qkv, const float *probs, float *scratch,
-                            int B, int N, int D, int H) {
+void tcu_attention_backward(float *d_qkv, const float *d_out, const float *qkv, const float *out, const float *probs,
+                            float *scratch, int B, int N, int D, int H) {
   (void)scratch;
   if (!shape_ok("attention_backward", B, N, D, H)) return;
   if (B == 0 || N == 0 || D == 0) return;
@@ -406,16 +416,17 @@ void tcu_attention_backward(float *d_qkv, const float *d_out, const float *qkv, 
     const int simple = bf16_simple("attention_backward");
     if (simple == -1) return;
     if (simple == 0) {
-      tcu_attention_backward_flash(d_qkv, d_out, qkv, B, N, D, H, flash_head_dim(dh), scale);
+      /* with the forward's output, its lse (in probs) and D_i = dO_i · O_i come for free */
+      tcu_attention_backward_flash(d_qkv, d_out, qkv, out, out ? probs : NULL, B, N, D, H, flash_head_dim(dh), scale);
       return;
     }
   }
   float *dsum = (float *)tcu_scratch(TCU_SCRATCH_ATTENTION, (size_t)2 * B * H * N * sizeof(float));
   if (!dsum) return;
   switch (padded_head_dim(dh)) {
-    case 16: launch_backward<16>(d_qkv, dsum, d_out, qkv, probs, B, N, D, H, scale); break;
-    case 32: launch_backward<32>(d_qkv, dsum, d_out, qkv, probs, B, N, D, H, scale); break;
-    case 64: launch_backward<64>(d_qkv, dsum, d_out, qkv, probs, B, N, D, H, scale); break;
-    default: launch_backward<128>(d_qkv, dsum, d_out, qkv, probs, B, N, D, H, scale); break;
+    case 16: launch_backward<16>(d_qkv, dsum, d_out, qkv, out, probs, B, N, D, H, scale); break;
+    case 32: launch_backward<32>(d_qkv, dsum, d_out, qkv, out, probs, B, N, D, H, scale); break;
+    case 64: launch_backward<64>(d_qkv, dsum, d_out, qkv, out, probs, B, N, D, H, scale); break;
+    default: launch_backward<128>(d_qkv, dsum, d_out, qkv, out, probs, B, N, D, H, scale); break;
   }
 }

@@ -151,8 +151,10 @@ bool flash_forward_padded(float *out, float *lse, float *dsum, const __nv_bfloat
 /* The whole bf16-mode forward: repack into backend scratch, then flash_forward_padded. */
 bool tcu_attention_forward_flash(float *out, float *lse, const float *qkv, int B, int N, int D, int H, int DH,
                                  float scale);
-/* The whole bf16-mode backward (attention_flash_bwd.cu): d_qkv [B, N, 3D] overwritten. */
-bool tcu_attention_backward_flash(float *d_qkv, const float *d_out, const float *qkv, int B, int N, int D, int H,
-                                  int DH, float scale);
+/* The whole bf16-mode backward (attention_flash_bwd.cu): d_qkv [B, N, 3D] overwritten. out [B, N, D]
+ * and lse [B*H*N] are the flash forward's output and row log-sum-exp of this qkv; both NULL: the
+ * backward recomputes them with the forward kernel (one forward's work more). */
+bool tcu_attention_backward_flash(float *d_qkv, const float *d_out, const float *qkv, const float *out,
+                                  const float *lse, int B, int N, int D, int H, int DH, float scale);
 
 #endif

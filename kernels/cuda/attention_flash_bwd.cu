@@ -2,10 +2,10 @@
  * operands of attention_flash.cuh:
  *
  *   1. repack q, k, v and dO into bf16 (backend scratch);
- *   2. the forward kernel with its D epilogue: recomputes O_i and the row lse_i (fp32) and stores
- *      D_i = dO_i · O_i and lse_i (the backend's signature has no `out`, so O is recomputed rather
- *      than read; the same kernel on the same operands gives the forward's exact O, and the
- *      backward then depends only on its own lse, whatever the forward stored in `probs`);
+ *   2. D_i = dO_i · O_i: from the forward's output and with the forward's lse (the model passes
+ *      both: attention_backward's `out` and `probs`), one warp per row; or, when the caller has no
+ *      `out`, the forward kernel with its D epilogue, which recomputes O_i and lse_i (the same kernel
+ *      on the same operands: the forward's exact O and lse) at the cost of one more forward;
  *   3. dQ: one block per 64 query rows (warp w owns 16), streaming K/V tiles (double-buffered,
  *      cp.async): S = Q K^T and dP = dO V^T by mma, P = exp2(S scale log2e - lse log2e),
  *      dS = P (dP - D_i) in fp32 registers, dS rounded to bf16 into A fragments, dQ += dS K by mma;
@@ -292,6 +292,28 @@ __global__ void __launch_bounds__(kThreads) flash_bwd_dkv_kernel(BwdArgs a) {
   }
 }
 
+/* ---- D_i from the forward's output ----------------------------------------------------------------- */
+
+/* D_i = dO_i · O_i from the forward's O (fp32) and the padded bf16 dO that the dQ and dK/dV kernels
+ * multiply (the operands the forward kernel's D epilogue would use). One warp per row (b, h, i),
+ * lanes over the head's columns, then the butterfly: a fixed order, the same bits every run. */
+__global__ void dsum_kernel(float *dsum, const float *out, const __nv_bfloat16 *dout, int N, int Npad, int D, int H,
+                            int DH, long long rows) {
+  const int lane = threadIdx.x % 32, dh = D / H;
+  const long long warps = (long long)gridDim.x * (blockDim.x / 32);
+  /* row is the same for the 32 lanes of a warp, so all of them reach the shuffle together */
+  for (long long row = blockIdx.x * (long long)(blockDim.x / 32) + threadIdx.x / 32; row < rows; row += warps) {
+    const long long bh = row / N, b = bh / H;
+    const int i = (int)(row % N), h = (int)(bh % H);
+    const float *o = out + (b * N + i) * D + (long long)h * dh;
+    const __nv_bfloat16 *g = dout + (bh * Npad + i) * DH;
+    float acc = 0.0f;
+    for (int d = lane; d < dh; d += 32) acc += o[d] * __bfloat162float(g[d]);
+    acc = tcu_warp_sum(acc);
+    if (lane == 0) dsum[row] = acc;
+  }
+}
+
 /* ---- launches ------------------------------------------------------------------------------------ */
 
 template <int DH>
@@ -314,28 +336,37 @@ bool launch_bwd(const BwdArgs &a, int BH) {
 
 }  // namespace
 
-bool tcu_attention_backward_flash(float *d_qkv, const float *d_out, const float *qkv, int B, int N, int D, int H,
-                                  int DH, float scale) {
+bool tcu_attention_backward_flash(float *d_qkv, const float *d_out, const float *qkv, const float *out,
+                                  const float *lse_forward, int B, int N, int D, int H, int DH, float scale) {
   const int dh = D / H;
   const size_t operand = (size_t)B * H * flash::padded_rows(N) * DH; /* bf16 elements of q, k, v or dO */
   const size_t rows = (size_t)B * H * N;
-  /* q, k, v, dO in bf16, then lse and D in fp32 (the bf16 part is a multiple of 16 bytes) */
+  const bool have_forward = out && lse_forward;
+  /* q, k, v, dO in bf16, then (without the forward's) lse, and D, in fp32 (the bf16 part is a
+   * multiple of 16 bytes) */
   unsigned char *base = (unsigned char *)tcu_scratch(
-      TCU_SCRATCH_ATTENTION, 4 * operand * sizeof(__nv_bfloat16) + 2 * rows * sizeof(float));
+      TCU_SCRATCH_ATTENTION, 4 * operand * sizeof(__nv_bfloat16) + (have_forward ? 1 : 2) * rows * sizeof(float));
   if (!base) return false;
   __nv_bfloat16 *q = (__nv_bfloat16 *)base, *k = q + operand, *v = k + operand, *dout = v + operand;
-  float *lse = (float *)(dout + operand), *dsum = lse + rows;
+  float *lse = have_forward ? NULL : (float *)(dout + operand), *dsum = (float *)(dout + operand) + (lse ? rows : 0);
   const long long ld = 3LL * D;
   if (!flash_repack(q, qkv, ld, 0, B, N, H, dh, DH) || !flash_repack(k, qkv, ld, D, B, N, H, dh, DH) ||
       !flash_repack(v, qkv, ld, 2 * D, B, N, H, dh, DH) || !flash_repack(dout, d_out, D, 0, B, N, H, dh, DH))
     return false;
-  if (!flash_forward_padded(NULL, lse, dsum, q, k, v, dout, B, N, D, H, DH, scale)) return false;
+  if (have_forward) {
+    /* the forward's lse and O: its P is recomputed exactly from the same bf16 q, k and lse */
+    dsum_kernel<<<tcu_grid(rows * 32), TCU_THREADS>>>(dsum, out, dout, N, flash::padded_rows(N), D, H, DH,
+                                                      (long long)rows);
+    if (!LAUNCH_OK("dsum_kernel")) return false;
+  } else if (!flash_forward_padded(NULL, lse, dsum, q, k, v, dout, B, N, D, H, DH, scale)) {
+    return false;
+  }
   BwdArgs a;
   a.q = q;
   a.k = k;
   a.v = v;
   a.dout = dout;
-  a.lse = lse;
+  a.lse = have_forward ? lse_forward : lse;
   a.dsum = dsum;
   a.d_qkv = d_qkv;
   a.N = N;

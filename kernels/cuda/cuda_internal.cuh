@@ -189,8 +189,8 @@ void tcu_add_rows_broadcast(float *x, const float *rows, int B, int N, int D);
 void tcu_add(float *out, const float *a, const float *b, size_t n);
 void tcu_scale(float *x, float s, size_t n);
 void tcu_attention_forward(float *out, float *probs, const float *qkv, int B, int N, int D, int H);
-void tcu_attention_backward(float *d_qkv, const float *d_out, const float *qkv, const float *probs, float *scratch,
-                            int B, int N, int D, int H);
+void tcu_attention_backward(float *d_qkv, const float *d_out, const float *qkv, const float *out, const float *probs,
+                            float *scratch, int B, int N, int D, int H);
 size_t tcu_attention_probs_floats(int B, int N, int H);
 /* bf16 mode's forward (attention_bf16.cu): same contract, head dimension padded to padded_dh. */
 bool tcu_attention_forward_bf16(float *out, float *lse, const float *qkv, int B, int N, int D, int H, int padded_dh,

@@ -474,14 +474,14 @@ void check_attention(int B, int N, int D, int H, int timed) {
   if (bf16_mode) host_round_bf16(d_out, nout); /* as q, k, v: the CPU gets the values the kernels multiply */
   float *scratch_cpu = host_alloc(k_attention_scratch_floats(N));
   t0 = now_us();
-  k_attention_backward(dqkv_cpu, d_out, qkv, probs_cpu, scratch_cpu, B, N, D, H);
+  k_attention_backward(dqkv_cpu, d_out, qkv, out_cpu, probs_cpu, scratch_cpu, B, N, D, H);
   double cpu_b = now_us() - t0;
   float *dout_dev = dev_upload("attention_backward", d_out, nout), *dqkv_dev = dev_poison("attention_backward", nqkv);
   float *scratch_dev = dev_poison("attention_backward", dev->attention_scratch_floats(N));
   /* Feed the CPU's probabilities so the backward is checked on its own; a backend that stores
-   * something else gets its own forward's output. */
+   * something else gets its own forward's output and saved state, as the model gives it. */
   if (probs_comparable) dev_set("attention_backward", probs_dev, probs_cpu, nprobs_cpu);
-  dev->attention_backward(dqkv_dev, dout_dev, qkv_dev, probs_dev, scratch_dev, B, N, D, H);
+  dev->attention_backward(dqkv_dev, dout_dev, qkv_dev, out_dev, probs_dev, scratch_dev, B, N, D, H);
   /* Backward limit 1e-4: dS = P ∘ (dP − rowsum(P ∘ dP)) subtracts two nearly equal sums of N terms
    * (the row's dot product is close to every dP), so the fp32 summation-order differences of the
    * GEMMs (~1e-7 relative to |dP|) are amplified relative to |dS|, then summed again over N in dQ
@@ -502,7 +502,7 @@ void check_attention(int B, int N, int D, int H, int timed) {
     compare("attention_backward", what, got, dqkv_cpu, nqkv, bwd_lim);
     if (flash) { /* fixed summation order, no atomics: a second run into fresh poison gives the same bits */
       float *again_dev = dev_poison("attention_backward", nqkv);
-      dev->attention_backward(again_dev, dout_dev, qkv_dev, probs_dev, scratch_dev, B, N, D, H);
+      dev->attention_backward(again_dev, dout_dev, qkv_dev, out_dev, probs_dev, scratch_dev, B, N, D, H);
       if (op_ok("attention_backward", shape)) {
         float *again = dev_download("attention_backward", again_dev, nqkv);
         compare_bits("attention_backward", what, got, again, nqkv * sizeof(float));
@@ -510,10 +510,30 @@ void check_attention(int B, int N, int D, int H, int timed) {
       }
       dev->free(again_dev);
     }
+    if (!probs_comparable) {
+      /* without the forward's output (out = NULL) the backward recomputes O_i for D_i (and the flash
+       * kernels lse too): the same function, checked at the same limit */
+      float *rerun_dev = dev_poison("attention_backward", nqkv);
+      dev->attention_backward(rerun_dev, dout_dev, qkv_dev, NULL, probs_dev, scratch_dev, B, N, D, H);
+      if (op_ok("attention_backward", shape)) {
+        float *rerun = dev_download("attention_backward", rerun_dev, nqkv);
+        snprintf(what, sizeof what, "%s d_qkv (out = NULL: O recomputed)", shape);
+        compare("attention_backward", what, rerun, dqkv_cpu, nqkv, bwd_lim);
+        free(rerun);
+      }
+      dev->free(rerun_dev);
+    }
     free(got);
-    if (timed)
+    if (timed) {
       TIME_OP("attention_backward", shape, cpu_b,
-              dev->attention_backward(dqkv_dev, dout_dev, qkv_dev, probs_dev, scratch_dev, B, N, D, H));
+              dev->attention_backward(dqkv_dev, dout_dev, qkv_dev, out_dev, probs_dev, scratch_dev, B, N, D, H));
+      if (!probs_comparable) {
+        char rerun[128];
+        snprintf(rerun, sizeof rerun, "%s out=NULL", shape);
+        TIME_OP("attention_backward", rerun, cpu_b,
+                dev->attention_backward(dqkv_dev, dout_dev, qkv_dev, NULL, probs_dev, scratch_dev, B, N, D, H));
+      }
+    }
   }
   dev->free(qkv_dev);
   dev->free(out_dev);

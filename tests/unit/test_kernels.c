@@ -224,7 +224,7 @@ static void test_attention(int B, int N, int D, int H, const char *label) {
   ref_attention(ind, want, &c);
   snprintf(name, sizeof name, "attention forward %s", label);
   report(name, rel_err_fd(out, want, nout), 1e-5, NULL);
-  k_attention_backward(grad, g, qkv, probs, scratch, B, N, D, H);
+  k_attention_backward(grad, g, qkv, out, probs, scratch, B, N, D, H);
   fd_gradient(ref_attention, &c, ind, nin, gd, nout, fd);
   snprintf(name, sizeof name, "attention backward d_q %s", label);
   /* compare q, k and v columns separately so a wrong slot cannot hide behind a right one */
