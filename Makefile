@@ -141,7 +141,7 @@ $(BUILD)/tests/mpi/%: $(BUILD)/tests/mpi/%.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS) $(MPI_LIBS)
 
-test-build: all $(TEST_BINS) $(BENCH_BINS) $(TOOL_BINS) $(EXPORT_TEST_BINS) $(MPI_TEST_BINS)
+test-build: all $(TEST_BINS) $(BENCH_BINS) $(TOOL_BINS) $(EXPORT_TEST_BINS) $(MPI_TEST_BINS) $(CHECK_GPU_BIN) $(CHECK_MODEL_BIN)
 
 # The suite: installs what is missing (scripts/setup.sh), builds the normal and the sanitizer
 # flavours, runs every test and prints the summary line.

@@ -60,6 +60,11 @@ run "video decode vs the ffmpeg command line" tests/data/decode_vs_ffmpeg.sh
 BIN=build-san/tests/test_video_decode run "video decode vs ffmpeg (ASan+UBSan)" tests/data/decode_vs_ffmpeg.sh
 run "config loading (ASan+UBSan)" build-san/tests/test_config_load configs
 run "config refusals and rules (ASan+UBSan)" build-san/tests/test_config_rules
+# make check-gpu's programs with the CPU backend playing the GPU: every case runs end to end (inputs,
+# poisoning, comparisons, the recompute and training checks), so a broken checker shows here and not
+# in a GPU session's few minutes
+run "check_kernels harness on the CPU backend" build/tests/gpu/check_kernels --cpu --quick
+run "check_model harness on the CPU backend" build/tests/gpu/check_model --cpu --quick --steps 3
 run "parity checker fails on bad dumps" "$PY" tests/ref/check_parity_selftest.py
 run "model vs PyTorch: tiny" tests/ref/parity.sh tiny
 run "model vs PyTorch: tiny, K=3 stage 1, classes" tests/ref/parity.sh tiny-pyramid
