@@ -71,7 +71,8 @@ CHECK_CPU_OBJS := $(BUILD)/kernels/backend_loader.o $(patsubst %.c,$(BUILD)/%.o,
 	$(if $(filter 1,$(CHECK_OWN_CBLAS)),$(BUILD)/tests/gpu/own_sgemm.o,)
 # check_kernels is tests/gpu/check_kernels*.c: main and harness, and the files of op cases.
 CHECK_GPU_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(wildcard tests/gpu/check_kernels*.c)) $(CHECK_CPU_OBJS)
-CHECK_MODEL_OBJS := $(BUILD)/tests/gpu/check_model.o $(CHECK_CPU_OBJS) \
+# check_model is tests/gpu/check_model*.c: main and the stage checks, training, timing.
+CHECK_MODEL_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(wildcard tests/gpu/check_model*.c)) $(CHECK_CPU_OBJS) \
 	$(patsubst %.c,$(BUILD)/%.o,$(wildcard model/*.c)) \
 	$(BUILD)/trainer/trainer.o $(BUILD)/trainer/optimizer.o $(BUILD)/trainer/batch.o
 CHECK_GPU_CFLAGS := $(if $(filter 1,$(CHECK_OWN_CBLAS)),-DTPDIFF_CHECK_OWN_CBLAS,)
@@ -99,5 +100,5 @@ check-gpu-build: $(CUDA_LIB) $(CHECK_GPU_BIN) $(CHECK_MODEL_BIN)
 check-gpu:
 	@bash tests/gpu/check_gpu.sh
 
--include $(patsubst %.c,$(BUILD)/%.d,$(wildcard tests/gpu/check_kernels*.c)) $(BUILD)/tests/gpu/check_model.d \
+-include $(patsubst %.c,$(BUILD)/%.d,$(wildcard tests/gpu/check_kernels*.c tests/gpu/check_model*.c)) \
 	$(BUILD)/kernels/backend_loader.d

@@ -110,7 +110,7 @@ build_direct() { # build_direct BUILD_DIR: no make
   $cc $relaxed_cflags $blas_inc $own_src tests/gpu/check_kernels*.c kernels/backend_loader.c kernels/cpu/*.c \
     -o "$dir/tests/gpu/check_kernels" $blas_libs -fopenmp -lm -ldl || return 1
   # check_model is worth having but not worth losing check_kernels for: its failure is reported later
-  $cc $relaxed_cflags $blas_inc $own_src tests/gpu/check_model.c kernels/backend_loader.c kernels/cpu/*.c \
+  $cc $relaxed_cflags $blas_inc $own_src tests/gpu/check_model*.c kernels/backend_loader.c kernels/cpu/*.c \
     model/*.c trainer/trainer.c trainer/optimizer.c trainer/batch.c \
     -o "$dir/tests/gpu/check_model" $blas_libs -fopenmp -lm -ldl || echo "check_model did not build"
   return 0

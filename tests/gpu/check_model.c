@@ -72,21 +72,22 @@
 #include "model/dit_internal.h"
 #include "model/pyramid.h"
 #include "trainer/trainer.h"
+#include "tests/gpu/check_model.h"
 
-static const tpdiff_backend *dev; /* the backend under test */
-static const tpdiff_backend *ref; /* the CPU backend */
-static int passed, failed;
-static double peak_tflops = -1.0; /* --peak-tflops; else 67 (fp32) or 989 (bf16) */
-static int bf16;                                 /* --bf16 */
+const tpdiff_backend *dev; /* the backend under test */
+const tpdiff_backend *ref; /* the CPU backend */
+int passed, failed;
+double peak_tflops = -1.0; /* --peak-tflops; else 67 (fp32) or 989 (bf16) */
+int bf16;                                 /* --bf16 */
 static double tol_out = 1e-4, tol_grad = 1e-4; /* forward/loss and gradient limits (--bf16 widens them) */
 
-static double now_s(void) {
+double now_s(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static void count(int ok) {
+void count(int ok) {
   if (ok)
     passed++;
   else
@@ -95,8 +96,7 @@ static void count(int ok) {
 
 /* A failure of the device itself (allocation, copy, a launch error): nothing after it can be
  * trusted, so report and stop. */
-static void finish(void);
-static void device_fail(const char *what) {
+void device_fail(const char *what) {
   const char *e = dev->last_error();
   printf("FAIL %s: %s\n", what, e && e[0] ? e : "(no error recorded)");
   printf("stopping: the backend cannot continue after this error\n");
@@ -105,7 +105,7 @@ static void device_fail(const char *what) {
 }
 
 /* Synchronizes and reads the device's error state; stops on an error. */
-static void device_ok(const char *what) {
+void device_ok(const char *what) {
   int rc = dev->synchronize();
   const char *e = dev->last_error();
   if (rc != 0 || (e && e[0])) {
@@ -116,7 +116,7 @@ static void device_ok(const char *what) {
   }
 }
 
-static void *host_alloc(size_t bytes) {
+void *host_alloc(size_t bytes) {
   void *p = malloc(bytes ? bytes : 1);
   if (!p) {
     printf("FAIL host allocation of %zu bytes\n", bytes);
@@ -127,14 +127,14 @@ static void *host_alloc(size_t bytes) {
 }
 
 /* Every float of a device buffer becomes NaN: 0 * NaN is NaN, so zero-fill then scale. */
-static void poison(float *d, size_t n) {
+void poison(float *d, size_t n) {
   if (!d || n == 0) return;
   dev->fill_zero(d, n * sizeof(float));
   dev->scale(d, NAN, n);
 }
 
 /* Normwise relative error max|got - want| / max|want|; non-finite `got` gives +Inf. */
-static double max_rel_err(const float *got, const float *want, size_t n) {
+double max_rel_err(const float *got, const float *want, size_t n) {
   double num = 0.0, den = 0.0;
   for (size_t i = 0; i < n; i++) {
     double g = got[i], w = want[i];
@@ -148,7 +148,7 @@ static double max_rel_err(const float *got, const float *want, size_t n) {
 }
 
 /* ||got - want||_2 / ||want||_2; non-finite gives +Inf. */
-static double l2_rel_err(const float *got, const float *want, size_t n) {
+double l2_rel_err(const float *got, const float *want, size_t n) {
   double num = 0.0, den = 0.0;
   for (size_t i = 0; i < n; i++) {
     double g = got[i], w = want[i];
@@ -160,53 +160,21 @@ static double l2_rel_err(const float *got, const float *want, size_t n) {
   return sqrt(num) / (den > 0.0 ? sqrt(den) : 1.0);
 }
 
-static double scalar_rel_err(double got, double want) {
+double scalar_rel_err(double got, double want) {
   if (!isfinite(got) || !isfinite(want)) return INFINITY;
   if (got == want) return 0.0;
   return fabs(got - want) / (fabs(want) > 0.0 ? fabs(want) : 1.0);
 }
 
-/* ---- timing table (measured in step 3, printed last) ---------------------------------------------- */
-
-#define MAX_ROWS 16
-typedef struct {
-  char label[64];
-  int clips, tokens_per_clip;
-  double ms, tokens_per_s, tflops, mfu;
-} timing_row;
-static timing_row rows[MAX_ROWS];
-static int n_rows;
-static char timing_note[512];
-
-static void print_timing_table(void) {
-  if (n_rows == 0 && !timing_note[0]) return;
-  printf(
-      "\nbase workload on %s (configs/base.yaml: depth 12, dim 768, heads 12, patch 4, 10 classes, 3x16x64x64), "
-      "%s;\n",
-      dev->device, bf16 ? "bf16 matmuls and attention forward+backward on tensor cores (fp32 accumulation), the rest fp32" : "fp32");
-  printf("ms per optimizer step = median of 5 after 2 warm-up (one microbatch, upload + AdamW + EMA included);\n");
-  printf("FLOPs = 6 * params * tokens + 12 * N^2 * D per layer and clip (fwd+bwd); MFU against %.1f TFLOP/s %s\n",
-         peak_tflops, bf16 ? "dense bf16" : "fp32");
-  if (timing_note[0]) printf("%s", timing_note); /* one line per run not timed */
-  if (n_rows == 0) return;
-  printf("  %-42s %6s %8s %10s %12s %9s %7s\n", "run", "clips", "tokens", "ms/step", "tokens/s", "TFLOP/s", "MFU");
-  for (int i = 0; i < n_rows; i++)
-    printf("  %-42s %6d %8d %10.1f %12.0f %9.2f %6.1f%%\n", rows[i].label, rows[i].clips,
-           rows[i].clips * rows[i].tokens_per_clip, rows[i].ms, rows[i].tokens_per_s, rows[i].tflops,
-           100.0 * rows[i].mfu);
-  printf("\n");
-}
-
-static void finish(void) {
+void finish(void) {
   print_timing_table();
   printf("%d passed, %d failed\n", passed, failed);
   fflush(stdout);
   exit(failed ? 1 : 0);
 }
-
 /* ---- configs built in code (no YAML parser in this program) ------------------------------------- */
 
-static void config_base_fields(tpdiff_config *c, const char *name) {
+void config_base_fields(tpdiff_config *c, const char *name) {
   memset(c, 0, sizeof *c);
   snprintf(c->source, sizeof c->source, "%s (check_model)", name);
   snprintf(c->diffusion_form, sizeof c->diffusion_form, "rf");
@@ -222,7 +190,7 @@ static void config_base_fields(tpdiff_config *c, const char *name) {
 
 /* configs/tiny.yaml's model as a 3-stage class-conditional run, with weight decay and warm-up so
  * that every part of the optimizer step is exercised. */
-static void config_tiny(tpdiff_config *c) {
+void config_tiny(tpdiff_config *c) {
   config_base_fields(c, "tiny");
   c->model_depth = 2, c->model_dim = 64, c->model_heads = 4, c->model_patch = 2, c->model_classes = 5;
   c->data_channels = 3, c->data_frames = 8, c->data_height = 16, c->data_width = 16;
@@ -234,7 +202,7 @@ static void config_tiny(tpdiff_config *c) {
 }
 
 /* configs/base.yaml. */
-static void config_base(tpdiff_config *c, int stages, int clips) {
+void config_base(tpdiff_config *c, int stages, int clips) {
   config_base_fields(c, "base");
   c->model_depth = 12, c->model_dim = 768, c->model_heads = 12, c->model_patch = 4, c->model_classes = 10;
   c->data_channels = 3, c->data_frames = 16, c->data_height = 64, c->data_width = 64;
@@ -244,7 +212,7 @@ static void config_base(tpdiff_config *c, int stages, int clips) {
   c->train_ema = 0.9999;
 }
 
-static dit_shape shape_of(const tpdiff_config *c) { return trainer_shape_from_config(c); }
+dit_shape shape_of(const tpdiff_config *c) { return trainer_shape_from_config(c); }
 
 /* ---- 1 and 4: forward, loss and every gradient, per stage ----------------------------------------- */
 
@@ -312,7 +280,7 @@ static void free_inputs(host_inputs *in) {
 }
 
 /* FLOPs of forward + backward of B clips at stage k (the MFU convention of the timing table). */
-static double step_flops(const dit_model *m, int stage, int B) {
+double step_flops(const dit_model *m, int stage, int B) {
   const dit_shape *s = &m->shape;
   double N = dit_stage_tokens(s, stage);
   return 6.0 * (double)m->num_floats * N * B + 12.0 * N * N * s->dim * s->depth * B;
@@ -573,350 +541,6 @@ static void check_recompute(const char *label, const tpdiff_config *cfg, int B) 
     free(outs[mode]);
     free(grads[mode]);
   }
-}
-
-/* ---- 2: training steps, GPU against CPU ----------------------------------------------------------- */
-
-/* Microbatches of a step: stage (step + micro) mod K, random data and noise from (step, micro). */
-typedef struct {
-  const trainer *tr;
-  long step;
-  float *X, *eps, *t;
-  int *y;
-} step_batches;
-
-static int next_batch(void *ctx, int micro, stage_microbatch *out, char *err, size_t err_size) {
-  (void)err, (void)err_size;
-  step_batches *sb = ctx;
-  const dit_shape *s = &sb->tr->model.shape;
-  int stage = (int)((sb->step + micro) % s->stages), B = sb->tr->cfg.train_clips_per_microbatch;
-  size_t n = (size_t)B * s->channels * dit_stage_frames(s, stage) * s->height * s->width;
-  uint64_t stream = ((uint64_t)sb->step << 8) | (uint64_t)micro;
-  k_fill_normal(sb->X, n, 4242, 2 * stream, 0);
-  k_fill_normal(sb->eps, n, 4242, 2 * stream + 1, 0);
-  k_fill_uniform(sb->t, (size_t)B, 4243, stream, 0);
-  for (int b = 0; b < B; b++) sb->t[b] = (float)pyramid_time(&sb->tr->schedule, stage, sb->t[b]);
-  for (int b = 0; b < B; b++) sb->y[b] = (int)((sb->step + b) % (s->classes + 1));
-  *out = (stage_microbatch){sb->X, sb->eps, sb->t, s->classes > 0 ? sb->y : NULL, B, stage};
-  return 0;
-}
-
-/* Poisons every device buffer of a trainer that a step must write before reading. */
-static void poison_trainer(trainer *tr) {
-  size_t n = (size_t)tr->model.shape.channels * tr->model.shape.frames * tr->model.shape.height *
-             tr->model.shape.width * (size_t)tr->cfg.train_clips_per_microbatch;
-  float *buffers[] = {tr->X, tr->eps, tr->x_t, tr->target, tr->d_out, tr->scratch};
-  for (size_t i = 0; i < sizeof buffers / sizeof buffers[0]; i++) poison(buffers[i], n);
-  poison(tr->acts->base, tr->acts->capacity_floats);
-}
-
-static void check_training(int steps) {
-  tpdiff_config cfg;
-  config_tiny(&cfg);
-  static trainer tr_cpu, tr_dev;
-  char err[512];
-  if (trainer_create(&tr_cpu, &cfg, ref, err, sizeof err) != 0) {
-    printf("FAIL training: trainer on cpu: %s\n", err);
-    failed++;
-    return;
-  }
-  if (trainer_create(&tr_dev, &cfg, dev, err, sizeof err) != 0) {
-    printf("FAIL training: trainer on %s: %s\n", dev->name, err);
-    failed++;
-    trainer_destroy(&tr_cpu);
-    return;
-  }
-  poison_trainer(&tr_dev);
-  device_ok("training: set-up");
-  int B = cfg.train_clips_per_microbatch;
-  size_t n = (size_t)B * cfg.data_channels * cfg.data_frames * cfg.data_height * cfg.data_width;
-  step_batches sb = {NULL,
-                     0,
-                     host_alloc(n * sizeof(float)),
-                     host_alloc(n * sizeof(float)),
-                     host_alloc((size_t)B * sizeof(float)),
-                     host_alloc((size_t)B * sizeof(int))};
-  double worst_loss = 0.0, worst_norm = 0.0, first_loss = 0.0, last_loss = 0.0;
-  long worst_step = 0;
-  int skipped = 0;
-  for (long step = 1; step <= steps; step++) {
-    sb.step = step;
-    sb.tr = &tr_cpu;
-    step_stats a = trainer_step(&tr_cpu, cfg.train_microbatches, next_batch, &sb);
-    sb.tr = &tr_dev;
-    step_stats b = trainer_step(&tr_dev, cfg.train_microbatches, next_batch, &sb);
-    if (a.failed || b.failed) {
-      printf("FAIL training step %ld: %s\n", step, a.failed ? a.error : b.error);
-      failed++;
-      break;
-    }
-    skipped += a.skipped + b.skipped;
-    double e = scalar_rel_err(b.loss, a.loss), en = scalar_rel_err(b.grad_norm, a.grad_norm);
-    if (!(e <= worst_loss)) worst_loss = e, worst_step = step;
-    if (!(en <= worst_norm)) worst_norm = en;
-    if (step == 1) first_loss = a.loss;
-    last_loss = a.loss;
-    if (!(e <= 1e-4)) printf("FAIL training step %ld loss err=%.3g gpu=%.9g cpu=%.9g\n", step, e, b.loss, a.loss);
-  }
-  device_ok("training steps");
-  int ok = worst_loss <= 1e-4 && skipped == 0;
-  printf(
-      "%s training %d steps (tiny, K=3, 2 microbatches/step, AdamW+clip+EMA): max per-step loss err=%.3g at step %ld "
-      "limit=1e-04; grad-norm err max %.3g; loss %.5f -> %.5f; %d skipped steps\n",
-      ok ? "PASS" : "FAIL", steps, worst_loss, worst_step, worst_norm, first_loss, last_loss, skipped);
-  count(ok);
-
-  size_t nf = tr_cpu.model.num_floats;
-  float *w_cpu = host_alloc(nf * sizeof(float)), *w_dev = host_alloc(nf * sizeof(float));
-  dit_weights_to_host(&tr_cpu.model, w_cpu);
-  if (dit_weights_to_host(&tr_dev.model, w_dev) != 0) device_fail("training: weights download");
-  double l2 = l2_rel_err(w_dev, w_cpu, nf), mx = max_rel_err(w_dev, w_cpu, nf);
-  ok = l2 <= 1e-3;
-  printf("%s training final weights: L2 err=%.3g limit=1e-03 (max-norm err %.3g, for information)\n",
-         ok ? "PASS" : "FAIL", l2, mx);
-  count(ok);
-  if (tr_cpu.opt.ema && tr_dev.opt.ema) {
-    ref->copy_to_host(w_cpu, tr_cpu.opt.ema, nf * sizeof(float));
-    if (dev->copy_to_host(w_dev, tr_dev.opt.ema, nf * sizeof(float)) != 0) device_fail("training: EMA download");
-    l2 = l2_rel_err(w_dev, w_cpu, nf), mx = max_rel_err(w_dev, w_cpu, nf);
-    ok = l2 <= 1e-3;
-    printf("%s training final EMA: L2 err=%.3g limit=1e-03 (max-norm err %.3g)\n", ok ? "PASS" : "FAIL", l2, mx);
-    count(ok);
-  }
-  free(w_cpu);
-  free(w_dev);
-  free(sb.X);
-  free(sb.eps);
-  free(sb.t);
-  free(sb.y);
-  trainer_destroy(&tr_cpu);
-  trainer_destroy(&tr_dev);
-}
-
-/* ---- 2 (bf16): the weights' bf16 copy against per-call casts ---------------------------------------- */
-
-/* Trains the tiny config for `steps` steps on the device; per-step loss and gradient norm into
- * loss[] and norm[], the final weights into w (host, num_floats). 0, or -1 after a FAIL line. */
-static int train_tiny_on_device(int steps, double *loss, double *norm, float **w, size_t *nf) {
-  tpdiff_config cfg;
-  config_tiny(&cfg);
-  snprintf(cfg.train_precision, sizeof cfg.train_precision, "bf16");
-  static trainer tr;
-  char err[512];
-  if (trainer_create(&tr, &cfg, dev, err, sizeof err) != 0) {
-    printf("FAIL bf16 weights copy: trainer on %s: %s\n", dev->name, err);
-    failed++;
-    return -1;
-  }
-  poison_trainer(&tr);
-  int B = cfg.train_clips_per_microbatch, rc = 0;
-  size_t n = (size_t)B * cfg.data_channels * cfg.data_frames * cfg.data_height * cfg.data_width;
-  step_batches sb = {&tr, 0, host_alloc(n * sizeof(float)), host_alloc(n * sizeof(float)),
-                     host_alloc((size_t)B * sizeof(float)), host_alloc((size_t)B * sizeof(int))};
-  for (long step = 1; step <= steps && rc == 0; step++) {
-    sb.step = step;
-    step_stats st = trainer_step(&tr, cfg.train_microbatches, next_batch, &sb);
-    if (st.failed) {
-      printf("FAIL bf16 weights copy: step %ld: %s\n", step, st.error);
-      failed++;
-      rc = -1;
-    }
-    loss[step - 1] = st.loss;
-    norm[step - 1] = st.grad_norm;
-  }
-  device_ok("bf16 weights copy: training");
-  *nf = tr.model.num_floats;
-  *w = host_alloc(*nf * sizeof(float));
-  if (dit_weights_to_host(&tr.model, *w) != 0) device_fail("bf16 weights copy: weights download");
-  free(sb.X);
-  free(sb.eps);
-  free(sb.t);
-  free(sb.y);
-  trainer_destroy(&tr);
-  return rc;
-}
-
-/* In bf16 mode the matmuls read the bf16 copy of the master weights that AdamW writes
- * (master_weights.cu); TPDIFF_BF16_WEIGHTS=cast makes every Linear cast its weight per call
- * instead. Both multiply bf16(master weight), so training must give the same bits either way; a copy
- * that went stale after any write (upload, AdamW) would show here as a different loss. */
-static void check_bf16_weights_copy(int steps) {
-  enum { MAX_STEPS = 64 };
-  if (steps > MAX_STEPS) steps = MAX_STEPS;
-  double loss[2][MAX_STEPS], norm[2][MAX_STEPS];
-  float *w[2] = {NULL, NULL};
-  size_t nf = 0;
-  const char *saved = getenv("TPDIFF_BF16_WEIGHTS");
-  unsetenv("TPDIFF_BF16_WEIGHTS");
-  int rc = train_tiny_on_device(steps, loss[0], norm[0], &w[0], &nf);
-  setenv("TPDIFF_BF16_WEIGHTS", "cast", 1);
-  if (rc == 0) rc = train_tiny_on_device(steps, loss[1], norm[1], &w[1], &nf);
-  if (saved) setenv("TPDIFF_BF16_WEIGHTS", saved, 1);
-  else unsetenv("TPDIFF_BF16_WEIGHTS");
-  if (rc == 0) {
-    int differ = 0, nonfinite = 0;
-    for (int i = 0; i < steps; i++) {
-      differ += memcmp(&loss[0][i], &loss[1][i], sizeof(double)) != 0 || memcmp(&norm[0][i], &norm[1][i], sizeof(double)) != 0;
-      nonfinite += !isfinite(loss[0][i]);
-    }
-    size_t wd = 0;
-    for (size_t i = 0; i < nf; i++) wd += memcmp(&w[0][i], &w[1][i], sizeof(float)) != 0;
-    int ok = differ == 0 && wd == 0 && nonfinite == 0;
-    printf("%s bf16 weights copy vs per-call casts: %d steps (tiny, K=3, AdamW+clip+EMA): %d steps with another loss "
-           "or gradient norm, %zu of %zu final weights differ, %d non-finite losses; loss %.5f -> %.5f\n",
-           ok ? "PASS" : "FAIL", steps, differ, wd, nf, nonfinite, loss[0][0], loss[0][steps - 1]);
-    count(ok);
-  }
-  free(w[0]);
-  free(w[1]);
-}
-
-/* ---- 3: timing of the base workload ---------------------------------------------------------------- */
-
-typedef struct {
-  const trainer *tr;
-  int stage;
-  float *X, *eps, *t;
-  int *y;
-} fixed_batch;
-
-static int next_fixed(void *ctx, int micro, stage_microbatch *out, char *err, size_t err_size) {
-  (void)micro, (void)err, (void)err_size;
-  fixed_batch *fb = ctx;
-  const int *y = fb->tr->model.shape.classes > 0 ? fb->y : NULL;
-  *out = (stage_microbatch){fb->X, fb->eps, fb->t, y, fb->tr->cfg.train_clips_per_microbatch, fb->stage};
-  return 0;
-}
-
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return x < y ? -1 : x > y;
-}
-
-static void print_plan(const char *label, const trainer *tr) {
-  const trainer_memory_plan *p = &tr->plan;
-  printf("memory plan %s on %s:", label, dev->name);
-  for (int k = 0; k < p->stages; k++)
-    printf(" stage %d activations %.2f GiB (%d clips x %d tokens);", k, p->stage_acts_bytes[k] / 1073741824.0,
-           p->stage_clips[k], dit_stage_tokens(&tr->model.shape, k));
-  printf(" weights/grads/AdamW/EMA %.2f GiB; microbatch %.2f GiB; total %.2f GiB of %.2f GiB free\n",
-         p->state_bytes / 1073741824.0, p->batch_bytes / 1073741824.0, p->total_bytes / 1073741824.0,
-         p->free_bytes / 1073741824.0);
-}
-
-/* Times one optimizer step at each stage of a base trainer with `stages` stages. */
-static void time_base(int stages, int clips, dit_recompute recompute) {
-  tpdiff_config cfg;
-  config_base(&cfg, stages, clips);
-  snprintf(cfg.train_recompute, sizeof cfg.train_recompute, "%s", dit_recompute_name(recompute));
-  char with[32] = "";
-  if (recompute != DIT_RECOMPUTE_NONE) snprintf(with, sizeof with, ", recompute %s", dit_recompute_name(recompute));
-  static trainer tr;
-  char err[768];
-  if (trainer_create(&tr, &cfg, dev, err, sizeof err) != 0) {
-    /* a plan that does not fit is refused by trainer_create before anything large is allocated */
-    printf("SKIP timing K=%d%s: %s\n", stages, with, err);
-    snprintf(timing_note + strlen(timing_note), sizeof timing_note - strlen(timing_note), "K=%d%s not timed: %.200s\n",
-             stages, with, err);
-    (void)dev->last_error();
-    return;
-  }
-  char label[64];
-  snprintf(label, sizeof label, "base K=%d%s", stages, with);
-  print_plan(label, &tr);
-  poison_trainer(&tr);
-  size_t n = (size_t)clips * cfg.data_channels * cfg.data_frames * cfg.data_height * cfg.data_width;
-  fixed_batch fb = {&tr,
-                    0,
-                    host_alloc(n * sizeof(float)),
-                    host_alloc(n * sizeof(float)),
-                    host_alloc((size_t)clips * sizeof(float)),
-                    host_alloc((size_t)clips * sizeof(int))};
-  for (int b = 0; b < clips; b++) fb.y[b] = b % (cfg.model_classes + 1);
-  k_fill_normal(fb.X, n, 9, 1, 0);
-  k_fill_normal(fb.eps, n, 9, 2, 0);
-  for (int k = 0; k < stages; k++) {
-    fb.stage = k;
-    k_fill_uniform(fb.t, (size_t)clips, 9, 3 + (uint64_t)k, 0);
-    for (int b = 0; b < clips; b++) fb.t[b] = (float)pyramid_time(&tr.schedule, k, fb.t[b]);
-    double ms[5];
-    int ok = 1;
-    for (int r = -2; r < 5 && ok; r++) {
-      double t0 = now_s();
-      step_stats st = trainer_step(&tr, 1, next_fixed, &fb);
-      dev->synchronize();
-      double dt = now_s() - t0;
-      if (st.failed || st.skipped) {
-        printf("FAIL timing %s stage %d: %s\n", label, k, st.failed ? st.error : "non-finite loss or gradient");
-        failed++;
-        ok = 0;
-      }
-      if (r >= 0) ms[r] = 1000.0 * dt;
-    }
-    device_ok("timing");
-    if (!ok || n_rows >= MAX_ROWS) continue;
-    qsort(ms, 5, sizeof ms[0], cmp_double);
-    timing_row *row = &rows[n_rows++];
-    int N = dit_stage_tokens(&tr.model.shape, k);
-    if (stages == 1)
-      snprintf(row->label, sizeof row->label, "K=1 (vanilla, %d frames)%s", dit_stage_frames(&tr.model.shape, k), with);
-    else
-      snprintf(row->label, sizeof row->label, "K=%d stage %d (%d frames)%s", stages, k,
-               dit_stage_frames(&tr.model.shape, k), with);
-    row->clips = clips;
-    row->tokens_per_clip = N;
-    row->ms = ms[2];
-    row->tokens_per_s = (double)clips * N / (ms[2] / 1000.0);
-    row->tflops = step_flops(&tr.model, k, clips) / (ms[2] / 1000.0) / 1e12;
-    row->mfu = row->tflops / peak_tflops;
-    printf("timing %-26s %d clips: %.1f ms/step (min %.1f, max %.1f), %.0f tokens/s, %.2f TFLOP/s, MFU %.1f%%\n",
-           row->label, clips, ms[2], ms[0], ms[4], row->tokens_per_s, row->tflops, 100.0 * row->mfu);
-  }
-  free(fb.X);
-  free(fb.eps);
-  free(fb.t);
-  free(fb.y);
-  trainer_destroy(&tr);
-}
-
-/* configs/large.yaml (the 64-GPU workload), built in code. */
-static void config_large(tpdiff_config *c) {
-  config_base_fields(c, "large");
-  c->model_depth = 28, c->model_dim = 1152, c->model_heads = 16, c->model_patch = 2, c->model_classes = 101;
-  c->data_channels = 4, c->data_frames = 32, c->data_height = 32, c->data_width = 32;
-  c->pyramid_stages = 3;
-  snprintf(c->pyramid_schedule, sizeof c->pyramid_schedule, "balanced");
-  c->train_clips_per_microbatch = 1;
-  c->train_ema = 0.9999;
-}
-
-/* The memory plan of configs/large.yaml on this device under each recompute mode (trainer_plan: only
- * the weights and gradients are allocated), against an 80 GiB GPU. */
-static void plan_large(void) {
-  tpdiff_config cfg;
-  config_large(&cfg);
-  dit_shape s = shape_of(&cfg);
-  dit_model m;
-  char err[256];
-  if (dit_create(&m, &s, dev, err, sizeof err) != 0) {
-    printf("# memory plan large: not computed (%s)\n", err);
-    (void)dev->last_error();
-    return;
-  }
-  const double gib = 1073741824.0;
-  for (int mode = 0; mode < 3; mode++) {
-    snprintf(cfg.train_recompute, sizeof cfg.train_recompute, "%s", dit_recompute_name((dit_recompute)mode));
-    trainer_memory_plan p;
-    trainer_plan(&cfg, &m, &p);
-    printf("memory plan large (configs/large.yaml, %zu parameters) on %s, recompute %-6s:", m.num_floats, dev->name,
-           cfg.train_recompute);
-    for (int k = 0; k < p.stages; k++)
-      printf(" stage %d %.2f GiB (%d x %d tokens);", k, p.stage_acts_bytes[k] / gib, p.stage_clips[k],
-             dit_stage_tokens(&s, k));
-    printf(" state %.2f GiB; total %.2f GiB: %s 80 GiB\n", p.state_bytes / gib, p.total_bytes / gib,
-           p.total_bytes + ((size_t)1 << 30) <= ((size_t)80 << 30) ? "fits" : "does not fit");
-  }
-  dit_destroy(&m);
 }
 
 /* ---- main ------------------------------------------------------------------------------------------ */
