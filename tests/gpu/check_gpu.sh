@@ -213,7 +213,7 @@ run_model() {
   head -1 "$out_dir/$name.out"
   grep -E '^(FAIL|SKIP|stopping)' "$out_dir/$name.out" | head -40
   grep -E '^PASS (training|gradients|forward|recompute|bf16 weights)' "$out_dir/$name.out"
-  grep -E '^memory plan' "$out_dir/$name.out" # activations per stage, before the timing
+  grep -E '^memory (plan|base)' "$out_dir/$name.out" # activations per stage, before the timing
   grep -E '^tpdiff cuda:' "$out_dir/$name.out" | sort | uniq -c | head -10
   run_summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$out_dir/$name.out" | tail -1)
   if [ "$run_rc" -eq 124 ] || [ "$run_rc" -eq 137 ]; then

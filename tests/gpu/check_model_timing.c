@@ -100,6 +100,11 @@ void time_base(int stages, int clips, dit_recompute recompute) {
   snprintf(label, sizeof label, "base K=%d%s", stages, with);
   print_plan(label, &tr);
   poison_trainer(&tr);
+  /* what the backend allocates for itself during the steps (scratch that grows on first use and is
+   * kept: casts, attention operands, reductions) comes out of the trainer's fixed headroom, not the
+   * plan; measured here so the headroom can be judged (buffers kept from an earlier run not counted) */
+  size_t free_before = 0, free_after = 0, total_bytes = 0;
+  int have_free = dev->synchronize() == 0 && dev->memory_info(&free_before, &total_bytes) == 0;
   size_t n = (size_t)clips * cfg.data_channels * cfg.data_frames * cfg.data_height * cfg.data_width;
   fixed_batch fb = {&tr,
                     0,
@@ -147,6 +152,11 @@ void time_base(int stages, int clips, dit_recompute recompute) {
     printf("timing %-26s %d clips: %.1f ms/step (min %.1f, max %.1f), %.0f tokens/s, %.2f TFLOP/s, MFU %.1f%%\n",
            row->label, clips, ms[2], ms[0], ms[4], row->tokens_per_s, row->tflops, 100.0 * row->mfu);
   }
+  if (have_free && dev->memory_info(&free_after, &total_bytes) == 0)
+    printf("memory %s: the backend's own buffers grew by %.1f MiB during the steps (the trainer leaves 512 MiB "
+           "beside the plan for them)\n",
+           label, ((double)free_before - (double)free_after) / 1048576.0);
+  (void)dev->last_error();
   free(fb.X);
   free(fb.eps);
   free(fb.t);
