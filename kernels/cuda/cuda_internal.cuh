@@ -126,6 +126,10 @@ __device__ __forceinline__ float tcu_tanh(float u) {
   return u < 0 ? -t : t;
 }
 
+/* out[i] = bf16(in[i]) (round to nearest even) on stream 0 (matmul.cu); false with the error
+ * recorded when the launch fails. */
+bool tcu_cast_bf16(__nv_bfloat16 *out, const float *in, size_t n);
+
 /* ---- bf16 copy of the master weights (master_weights.cu) -----------------------------------------
  * backend.h set_master_weights. tcu_master_precision_changed: set_precision calls it (makes or drops
  * the copy; false with the error recorded when it cannot be allocated). note_write: after every

@@ -26,18 +26,9 @@ const float *g_base;            /* the named master weights, or NULL */
 size_t g_count;                 /* their floats */
 __nv_bfloat16 *g_copy;          /* bf16 mode: bf16(g_base[i]) for every i, else NULL */
 
-__global__ void cast_range_kernel(__nv_bfloat16 *out, const float *in, size_t n) {
-  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
-    out[i] = __float2bfloat16_rn(in[i]);
-}
-
 /* Casts master elements [first, first + n) into the copy (stream 0, after the write that made it
- * necessary). */
-bool refresh(size_t first, size_t n) {
-  if (n == 0) return true;
-  cast_range_kernel<<<tcu_grid(n), TCU_THREADS>>>(g_copy + first, g_base + first, n);
-  return LAUNCH_OK("cast_range_kernel");
-}
+ * necessary), with the cast a per-call Linear uses: the same bits either way. */
+bool refresh(size_t first, size_t n) { return tcu_cast_bf16(g_copy + first, g_base + first, n); }
 
 void drop_copy(void) {
   if (g_copy) CUDA_OK(cudaFree(g_copy));

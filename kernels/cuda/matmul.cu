@@ -278,13 +278,21 @@ __global__ void cast_bf16_kernel(__nv_bfloat16 *out, const float *in, size_t n) 
     out[i] = __float2bfloat16_rn(in[i]);
 }
 
+}  // namespace
+
+bool tcu_cast_bf16(__nv_bfloat16 *out, const float *in, size_t n) {
+  if (n == 0) return true;
+  cast_bf16_kernel<<<tcu_grid(n), TCU_THREADS>>>(out, in, n);
+  return LAUNCH_OK("cast_bf16_kernel");
+}
+
+namespace {
+
 /* A bf16 copy of n floats in scratch `slot`; NULL (error recorded) on failure. */
 const __nv_bfloat16 *to_bf16(tcu_scratch_slot slot, const float *in, size_t n) {
   __nv_bfloat16 *out = (__nv_bfloat16 *)tcu_scratch(slot, (n > 0 ? n : 1) * sizeof(__nv_bfloat16));
   if (!out) return NULL;
-  if (n == 0) return out;
-  cast_bf16_kernel<<<tcu_grid(n), TCU_THREADS>>>(out, in, n);
-  return LAUNCH_OK("cast_bf16_kernel") ? out : NULL;
+  return tcu_cast_bf16(out, in, n) ? out : NULL;
 }
 
 /* The bf16 weight of a Linear: the master weights' copy where it covers `weight`, else a cast. */
