@@ -1,7 +1,8 @@
 /* attention_flash.cuh — what attention_flash.cu (forward) and attention_flash_bwd.cu (backward) share:
  * the tile geometry, the bf16 operand layout in backend scratch, and the warp-level building blocks
  * of bf16 mode's FlashAttention-2 kernels (mma.sync m16n8k16 with fp32 accumulators, its fragment
- * loads from shared memory, cp.async), plus the host entry points that attention.cu dispatches to.
+ * loads from shared memory by ldmatrix, cp.async), plus the host entry points that attention.cu
+ * dispatches to.
  *
  * Operand layout: before any tile is read, q, k, v (and in the backward dO) are converted once to
  * bf16 in a head-major, zero-padded copy: head (b, h) owns rows [0, Npad) of DH bf16 each, Npad = N
@@ -24,6 +25,8 @@
 #include <cuda_bf16.h>
 #include <stdint.h>
 #include <string.h>
+
+#include "kernels/cuda/flash_fragments.h"
 
 namespace flash {
 
@@ -68,9 +71,12 @@ __device__ __forceinline__ void mma_bf16(float (&c)[4], const uint32_t (&a)[4], 
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
+#ifdef TPDIFF_FLASH_SCALAR_LOADS
+/* The loads before ldmatrix (build with -DTPDIFF_FLASH_SCALAR_LOADS to compare): one 32-bit (or two
+ * 16-bit) shared load per register. The same fragments, so the same bits, at 4 to 8 times the load
+ * instructions. */
 __device__ __forceinline__ uint32_t lds32(const __nv_bfloat16 *p) { return *reinterpret_cast<const uint32_t *>(p); }
 
-/* A fragment of rows [r0, r0+16) x cols [c0, c0+16) of a row-major smem tile */
 __device__ __forceinline__ void load_a(uint32_t (&a)[4], const __nv_bfloat16 *tile, int ld, int r0, int c0, int lane) {
   const int g = lane >> 2, t = lane & 3;
   const __nv_bfloat16 *p = tile + (r0 + g) * ld + c0 + 2 * t;
@@ -80,26 +86,62 @@ __device__ __forceinline__ void load_a(uint32_t (&a)[4], const __nv_bfloat16 *ti
   a[3] = lds32(p + 8 * ld + 8);
 }
 
-/* B fragment with B[k][n] = tile[n0 + n][k0 + k]: the smem rows are B's columns (K in Q K^T, ...) */
-__device__ __forceinline__ void load_b_rows_are_n(uint32_t &b0, uint32_t &b1, const __nv_bfloat16 *tile, int ld,
-                                                  int n0, int k0, int lane) {
+__device__ __forceinline__ void load_b2_rows_are_n(uint32_t (&b)[4], const __nv_bfloat16 *tile, int ld, int n0, int k0,
+                                                   int lane) {
   const int g = lane >> 2, t = lane & 3;
-  const __nv_bfloat16 *p = tile + (n0 + g) * ld + k0 + 2 * t;
-  b0 = lds32(p);
-  b1 = lds32(p + 8);
+  for (int j = 0; j < 2; j++) {
+    const __nv_bfloat16 *p = tile + (n0 + 8 * j + g) * ld + k0 + 2 * t;
+    b[2 * j] = lds32(p);
+    b[2 * j + 1] = lds32(p + 8);
+  }
 }
 
-/* B fragment with B[k][n] = tile[k0 + k][n0 + n]: the smem rows are B's rows (V in P V, ...). The
- * pair of a register sits in two rows, so it is two 16-bit loads; rows 2t, 2t+1 of the 4 lanes of a
- * group are 8 banks apart and the 8 groups read 8 neighbouring columns: no bank conflicts beyond
- * two lanes sharing one word. */
-__device__ __forceinline__ void load_b_rows_are_k(uint32_t &b0, uint32_t &b1, const __nv_bfloat16 *tile, int ld,
-                                                  int k0, int n0, int lane) {
+__device__ __forceinline__ void load_b2_rows_are_k(uint32_t (&b)[4], const __nv_bfloat16 *tile, int ld, int k0, int n0,
+                                                   int lane) {
   const int g = lane >> 2, t = lane & 3;
-  const unsigned short *p = reinterpret_cast<const unsigned short *>(tile) + (k0 + 2 * t) * ld + n0 + g;
-  b0 = (uint32_t)p[0] | ((uint32_t)p[ld] << 16);
-  b1 = (uint32_t)p[8 * ld] | ((uint32_t)p[9 * ld] << 16);
+  for (int j = 0; j < 2; j++) {
+    const unsigned short *p = reinterpret_cast<const unsigned short *>(tile) + (k0 + 2 * t) * ld + n0 + 8 * j + g;
+    b[2 * j] = (uint32_t)p[0] | ((uint32_t)p[ld] << 16);
+    b[2 * j + 1] = (uint32_t)p[8 * ld] | ((uint32_t)p[9 * ld] << 16);
+  }
 }
+#else
+/* Fragment loads by ldmatrix.x4: one instruction loads a whole 16x16 block for the warp (four 8x8
+ * matrices, each lane naming one 16-byte row). Which lane names which row is flash_fragments.h,
+ * tested on the CPU against this header's fragment layout. With ld = DH + 8, the 8 rows of a matrix
+ * fall in 8 different groups of 4 banks: no conflicts (tested there too). */
+__device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const __nv_bfloat16 *p) {
+  const uint32_t s = (uint32_t)__cvta_generic_to_shared(p);
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(s));
+}
+__device__ __forceinline__ void ldsm_x4_trans(uint32_t (&r)[4], const __nv_bfloat16 *p) {
+  const uint32_t s = (uint32_t)__cvta_generic_to_shared(p);
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(s));
+}
+
+/* A fragment of rows [r0, r0+16) x cols [c0, c0+16) of a row-major smem tile */
+__device__ __forceinline__ void load_a(uint32_t (&a)[4], const __nv_bfloat16 *tile, int ld, int r0, int c0, int lane) {
+  ldsm_x4(a, tile + (r0 + flash_ldsm_a_row(lane)) * ld + c0 + flash_ldsm_a_col(lane));
+}
+
+/* B fragments of two n tiles, b = {b0, b1 of n0 .. n0+7, b0, b1 of n0+8 .. n0+15}, with
+ * B[k][n] = tile[n0 + n][k0 + k]: the smem rows are B's columns (K in Q K^T, ...) */
+__device__ __forceinline__ void load_b2_rows_are_n(uint32_t (&b)[4], const __nv_bfloat16 *tile, int ld, int n0, int k0,
+                                                   int lane) {
+  ldsm_x4(b, tile + (n0 + flash_ldsm_b_rows_n_row(lane)) * ld + k0 + flash_ldsm_b_rows_n_col(lane));
+}
+
+/* The same two n tiles with B[k][n] = tile[k0 + k][n0 + n]: the smem rows are B's rows (V in P V,
+ * ...), which ldmatrix's .trans turns into the column pairs the fragment holds. */
+__device__ __forceinline__ void load_b2_rows_are_k(uint32_t (&b)[4], const __nv_bfloat16 *tile, int ld, int k0, int n0,
+                                                   int lane) {
+  ldsm_x4_trans(b, tile + (k0 + flash_ldsm_b_rows_k_row(lane)) * ld + n0 + flash_ldsm_b_rows_k_col(lane));
+}
+#endif
 
 /* ---- cp.async (sm_80+): global -> shared without a register round trip --------------------------- */
 

@@ -40,11 +40,13 @@ template <int DH>
 struct DqSmem {
   static constexpr size_t tile = (size_t)kTileRows * Row<DH>::bytes_per_row;
   static constexpr size_t bytes = 6 * tile;
+  /* blocks per SM the registers are held to (__launch_bounds__); see DkvGeometry::min_blocks */
+  static constexpr int min_blocks = DH <= 64 ? 3 : 2;
 };
 
 /* grid (Npad / kBlockRows, B*H) */
 template <int DH>
-__global__ void __launch_bounds__(kThreads) flash_bwd_dq_kernel(BwdArgs a) {
+__global__ void __launch_bounds__(kThreads, DqSmem<DH>::min_blocks) flash_bwd_dq_kernel(BwdArgs a) {
   constexpr int ld = Row<DH>::ld, KT = kTileRows, NT = KT / 8, ND = DH / 8;
   extern __shared__ __align__(128) unsigned char smem[];
   __nv_bfloat16 *qs = reinterpret_cast<__nv_bfloat16 *>(smem);
@@ -102,12 +104,14 @@ __global__ void __launch_bounds__(kThreads) flash_bwd_dq_kernel(BwdArgs a) {
       load_a(qa, qs, ld, 16 * warp, 16 * kk, lane);
       load_a(da, dos, ld, 16 * warp, 16 * kk, lane);
 #pragma unroll
-      for (int j = 0; j < NT; j++) {
-        uint32_t b0, b1;
-        load_b_rows_are_n(b0, b1, ks, ld, 8 * j, 16 * kk, lane);
-        mma_bf16(s[j], qa, b0, b1);
-        load_b_rows_are_n(b0, b1, vs, ld, 8 * j, 16 * kk, lane);
-        mma_bf16(dp[j], da, b0, b1);
+      for (int j = 0; j < NT; j += 2) {
+        uint32_t b[4];
+        load_b2_rows_are_n(b, ks, ld, 8 * j, 16 * kk, lane);
+        mma_bf16(s[j], qa, b[0], b[1]);
+        mma_bf16(s[j + 1], qa, b[2], b[3]);
+        load_b2_rows_are_n(b, vs, ld, 8 * j, 16 * kk, lane);
+        mma_bf16(dp[j], da, b[0], b[1]);
+        mma_bf16(dp[j + 1], da, b[2], b[3]);
       }
     }
     /* dS = P (dP - D_i), rounded to bf16 as the A fragments of dS K */
@@ -128,10 +132,11 @@ __global__ void __launch_bounds__(kThreads) flash_bwd_dq_kernel(BwdArgs a) {
     for (int kk = 0; kk < KT / 16; kk++) {
       const uint32_t sa[4] = {ds[2 * kk][0], ds[2 * kk][1], ds[2 * kk + 1][0], ds[2 * kk + 1][1]};
 #pragma unroll
-      for (int n = 0; n < ND; n++) {
-        uint32_t b0, b1;
-        load_b_rows_are_k(b0, b1, ks, ld, 16 * kk, 8 * n, lane);
-        mma_bf16(dq[n], sa, b0, b1);
+      for (int n = 0; n < ND; n += 2) {
+        uint32_t b[4];
+        load_b2_rows_are_k(b, ks, ld, 16 * kk, 8 * n, lane);
+        mma_bf16(dq[n], sa, b[0], b[1]);
+        mma_bf16(dq[n + 1], sa, b[2], b[3]);
       }
     }
   }
@@ -163,11 +168,16 @@ struct DkvGeometry {
   static constexpr size_t query_tile = (size_t)QT * Row<DH>::bytes_per_row;
   /* K and V of the block's keys; two stages of Q and dO; two stages of lse and D (floats) */
   static constexpr size_t bytes = 2 * key_tile + 4 * query_tile + 4 * QT * sizeof(float);
+  /* Blocks per SM the register budget is held to (__launch_bounds__): at head dimension 64
+   * (configs/base.yaml's) 3, so at most 168 registers a thread, where the compiler left alone takes
+   * 200 and allows only 2 blocks while shared memory would allow 4. At 16 and 32 four blocks (128
+   * registers); at 80 and 128 two, since a tighter cap spills. */
+  static constexpr int min_blocks = DH <= 16 ? 4 : DH <= 64 ? 3 : 2;
 };
 
 /* grid (Npad / kBlockRows, B*H) */
 template <int DH>
-__global__ void __launch_bounds__(kThreads) flash_bwd_dkv_kernel(BwdArgs a) {
+__global__ void __launch_bounds__(kThreads, DkvGeometry<DH>::min_blocks) flash_bwd_dkv_kernel(BwdArgs a) {
   using G = DkvGeometry<DH>;
   constexpr int ld = Row<DH>::ld, QT = G::QT, NT = QT / 8, ND = DH / 8;
   extern __shared__ __align__(128) unsigned char smem[];
@@ -232,12 +242,14 @@ __global__ void __launch_bounds__(kThreads) flash_bwd_dkv_kernel(BwdArgs a) {
       load_a(ka, ks, ld, 16 * warp, 16 * kk, lane);
       load_a(va, vs, ld, 16 * warp, 16 * kk, lane);
 #pragma unroll
-      for (int j = 0; j < NT; j++) {
-        uint32_t b0, b1;
-        load_b_rows_are_n(b0, b1, qs, ld, 8 * j, 16 * kk, lane);
-        mma_bf16(st[j], ka, b0, b1);
-        load_b_rows_are_n(b0, b1, dos, ld, 8 * j, 16 * kk, lane);
-        mma_bf16(dpt[j], va, b0, b1);
+      for (int j = 0; j < NT; j += 2) {
+        uint32_t b[4];
+        load_b2_rows_are_n(b, qs, ld, 8 * j, 16 * kk, lane);
+        mma_bf16(st[j], ka, b[0], b[1]);
+        mma_bf16(st[j + 1], ka, b[2], b[3]);
+        load_b2_rows_are_n(b, dos, ld, 8 * j, 16 * kk, lane);
+        mma_bf16(dpt[j], va, b[0], b[1]);
+        mma_bf16(dpt[j + 1], va, b[2], b[3]);
       }
     }
     /* P^T and dS^T, rounded to bf16 as A fragments (k = query). Keys past N need no mask here:
@@ -263,12 +275,14 @@ __global__ void __launch_bounds__(kThreads) flash_bwd_dkv_kernel(BwdArgs a) {
       const uint32_t sa[4] = {dst_frag[2 * kk][0], dst_frag[2 * kk][1], dst_frag[2 * kk + 1][0],
                               dst_frag[2 * kk + 1][1]};
 #pragma unroll
-      for (int n = 0; n < ND; n++) {
-        uint32_t b0, b1;
-        load_b_rows_are_k(b0, b1, dos, ld, 16 * kk, 8 * n, lane);
-        mma_bf16(dv[n], pa, b0, b1);
-        load_b_rows_are_k(b0, b1, qs, ld, 16 * kk, 8 * n, lane);
-        mma_bf16(dk[n], sa, b0, b1);
+      for (int n = 0; n < ND; n += 2) {
+        uint32_t b[4];
+        load_b2_rows_are_k(b, dos, ld, 16 * kk, 8 * n, lane);
+        mma_bf16(dv[n], pa, b[0], b[1]);
+        mma_bf16(dv[n + 1], pa, b[2], b[3]);
+        load_b2_rows_are_k(b, qs, ld, 16 * kk, 8 * n, lane);
+        mma_bf16(dk[n], sa, b[0], b[1]);
+        mma_bf16(dk[n + 1], sa, b[2], b[3]);
       }
     }
   }
