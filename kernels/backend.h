@@ -14,8 +14,8 @@
 
 /* 3: set_precision (bf16 on CUDA), and CUDA's attention keeps the row log-sum-exp instead of the
  * probabilities (attention_probs_floats says how much). 4: set_master_weights, and attention_backward
- * takes the forward's output. */
-#define TPDIFF_BACKEND_ABI 4
+ * takes the forward's output. 5: linear_backward_gelu. */
+#define TPDIFF_BACKEND_ABI 5
 
 /* The arithmetic of the matmuls: TPDIFF_FP32 everywhere (the CPU's only mode, CUDA's default), or
  * TPDIFF_BF16: matmul inputs rounded to bf16, fp32 accumulation and output; everything else
@@ -56,6 +56,8 @@ typedef struct tpdiff_backend {
   void (*linear_forward)(float *out, const float *in, const float *weight, const float *bias, int M, int K, int N);
   void (*linear_backward)(float *d_in, float *d_weight, float *d_bias, const float *d_out, const float *in,
                           const float *weight, int M, int K, int N);
+  void (*linear_backward_gelu)(float *d_pre, float *d_weight, float *d_bias, const float *d_out, const float *in,
+                               const float *weight, const float *pre, int M, int K, int N);
   void (*layernorm_modulate_forward)(float *out, float *mean, float *rstd, const float *x, const float *shift,
                                      const float *scale, int cond_stride, int B, int N, int D, float eps);
   void (*layernorm_modulate_backward)(float *d_x_accumulate, float *d_shift, float *d_scale, const float *d_out,

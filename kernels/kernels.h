@@ -27,6 +27,13 @@ void k_linear_forward(float *out, const float *in, const float *weight, const fl
 void k_linear_backward(float *d_in, float *d_weight, float *d_bias, const float *d_out, const float *in,
                        const float *weight, int M, int K, int N);
 
+/* The backward of a Linear whose input is in = gelu(pre) (the DiT MLP's second layer), in one call:
+ * as k_linear_backward, except that it writes d_pre[M, K] = (d_out · weight) * gelu'(pre), the
+ * gradient w.r.t. the GELU's input, where k_linear_backward writes d_in. d_pre may alias neither pre
+ * nor d_out. A backend may apply gelu' in the matmul's epilogue (CUDA's bf16 mode does). */
+void k_linear_backward_gelu(float *d_pre, float *d_weight, float *d_bias, const float *d_out, const float *in,
+                            const float *weight, const float *pre, int M, int K, int N);
+
 /* ---- layernorm (no affine) fused with adaLN modulate ----------------------------------------- */
 
 /* out[b,n,:] = (x[b,n,:] - mean) * rstd * (1 + scale[b*cond_stride + :]) + shift[b*cond_stride + :].

@@ -32,8 +32,8 @@ static void block_backward(dit_model *m, dit_acts *a, int l) {
   }
   /* MLP branch: x_out = x_mid + gate2 · fc2 */
   be->gated_residual_backward(a->d_f, d_gate2, a->d_x, b->fc2, gate2, stride, B, N, D);
-  be->linear_backward(a->d_big, G(o->fc2_w), G(o->fc2_b), a->d_f, b->gelu, W(o->fc2_w), BN, 4 * D, D);
-  be->gelu_backward(a->d_big, a->d_big, b->fc1, (size_t)BN * 4 * D);
+  /* fc2's backward and the GELU's in one op: d_big = gradient w.r.t. fc1's output */
+  be->linear_backward_gelu(a->d_big, G(o->fc2_w), G(o->fc2_b), a->d_f, b->gelu, W(o->fc2_w), b->fc1, BN, 4 * D, D);
   be->linear_backward(a->d_h, G(o->fc1_w), G(o->fc1_b), a->d_big, b->h2, W(o->fc1_w), BN, D, 4 * D);
   be->layernorm_modulate_backward(a->d_x, d_shift2, d_scale2, a->d_h, b->x_mid, b->ln2_mean, b->ln2_rstd, scale2, stride,
                                 B, N, D);

@@ -99,6 +99,7 @@ static const tpdiff_backend cpu_table = {
     .set_master_weights = cpu_set_master_weights,
     .linear_forward = k_linear_forward,
     .linear_backward = k_linear_backward,
+    .linear_backward_gelu = k_linear_backward_gelu,
     .layernorm_modulate_forward = k_layernorm_modulate_forward,
     .layernorm_modulate_backward = k_layernorm_modulate_backward,
     .gelu_forward = k_gelu_forward,

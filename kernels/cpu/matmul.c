@@ -41,3 +41,10 @@ void k_linear_backward(float *d_in, float *d_weight, float *d_bias, const float 
     }
   }
 }
+
+/* The specification: the Linear's backward, then the GELU's, in place on d_pre. */
+void k_linear_backward_gelu(float *d_pre, float *d_weight, float *d_bias, const float *d_out, const float *in,
+                            const float *weight, const float *pre, int M, int K, int N) {
+  k_linear_backward(d_pre, d_weight, d_bias, d_out, in, weight, M, K, N);
+  k_gelu_backward(d_pre, d_pre, pre, (size_t)M * (size_t)K);
+}

@@ -273,6 +273,7 @@ static void fill_table(void) {
   t->set_master_weights = tcu_set_master_weights;
   t->linear_forward = tcu_linear_forward;
   t->linear_backward = tcu_linear_backward;
+  t->linear_backward_gelu = tcu_linear_backward_gelu;
   t->layernorm_modulate_forward = tcu_layernorm_modulate_forward;
   t->layernorm_modulate_backward = tcu_layernorm_modulate_backward;
   t->gelu_forward = tcu_gelu_forward;

@@ -176,6 +176,8 @@ void tcu_colsum_accumulate(const tcu_colsum_source &src, int groups, int rows, i
 void tcu_linear_forward(float *out, const float *in, const float *weight, const float *bias, int M, int K, int N);
 void tcu_linear_backward(float *d_in, float *d_weight, float *d_bias, const float *d_out, const float *in,
                          const float *weight, int M, int K, int N);
+void tcu_linear_backward_gelu(float *d_pre, float *d_weight, float *d_bias, const float *d_out, const float *in,
+                              const float *weight, const float *pre, int M, int K, int N);
 void tcu_layernorm_modulate_forward(float *out, float *mean, float *rstd, const float *x, const float *shift,
                                     const float *scale, int cond_stride, int B, int N, int D, float eps);
 void tcu_layernorm_modulate_backward(float *d_x_accumulate, float *d_shift, float *d_scale, const float *d_out,

@@ -15,7 +15,12 @@
  * buffer, TPDIFF_BF16_WEIGHTS=cast) cast per call; the input and the output gradient are cast per
  * call into backend scratch buffers that grow to the largest layer and are then reused. The bias is
  * fused as a BIAS epilogue in fp32 (the bias type follows D, fp32) where cuBLASLt offers one, else
- * added by a separate fp32 kernel, as in fp32 mode.
+ * added by a separate fp32 kernel, as in fp32 mode. The backward of the MLP's second Linear
+ * (linear_backward_gelu) applies the GELU derivative to its d_in product in cuBLASLt's DGELU
+ * epilogue, reading the GELU's fp32 input as the epilogue's auxiliary matrix: the separate GELU
+ * backward kernel's three passes over B*N*4D floats (read d_in and the GELU input, write d_pre) go.
+ * TPDIFF_DGELU=kernel keeps the separate kernel (check_model times both); fp32 mode always does, so
+ * it stays the exact twin of the CPU's.
  *
  * Plans: a matmul descriptor, three layouts and the heuristic's algorithm cost a few microseconds
  * (the heuristic much more), so they are made once per shape and kept in a small open-addressing
@@ -38,7 +43,12 @@ struct PlanKey {
   int64_t stride_a, stride_b, stride_c;
   int32_t align_a, align_b, align_c, align_bias;
   int32_t in_bf16; /* A and B are bf16 (C stays fp32) */
+  int32_t dgelu;   /* DGELU epilogue: D = (A B) * gelu'(aux), aux laid out like D with ld_aux */
+  int32_t align_aux, ld_aux;
 };
+/* Keys are hashed and compared as bytes, so they must have no padding (whose bytes a copy need not
+ * keep): 18 int32 and 3 int64 fields, 96 bytes, with the int64 at offset 40. */
+static_assert(sizeof(PlanKey) == 96, "PlanKey must have no padding");
 
 struct Plan {
   int used;
@@ -94,10 +104,10 @@ bool make_layout(cublasLtMatrixLayout_t *layout, cudaDataType_t type, uint64_t r
   return true;
 }
 
-/* Builds descriptors and asks the heuristic; `bias` is set on the descriptor because the heuristic
- * reads the bias pointer's alignment. Returns false on an API error (recorded); a missing algorithm
- * is not an error here (plan->has_algo = 0). */
-bool build_plan(Plan *p, const PlanKey &key, const float *bias) {
+/* Builds descriptors and asks the heuristic; `bias` and `aux` are set on the descriptor because the
+ * heuristic reads their alignment. Returns false on an API error (recorded); a missing algorithm is
+ * not an error here (plan->has_algo = 0). */
+bool build_plan(Plan *p, const PlanKey &key, const float *bias, const float *aux) {
   memset(p, 0, sizeof *p);
   p->key = key;
   if (!CUBLAS_OK(cublasLtMatmulDescCreate(&p->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F))) return false;
@@ -112,6 +122,19 @@ bool build_plan(Plan *p, const PlanKey &key, const float *bias) {
     const void *bias_ptr = bias;
     if (!CUBLAS_OK(
             cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias_ptr, sizeof bias_ptr)))
+      return false;
+  }
+  if (key.dgelu) {
+    uint32_t epilogue = CUBLASLT_EPILOGUE_DGELU;
+    const void *aux_ptr = aux;
+    int64_t ld_aux = key.ld_aux;
+    if (!CUBLAS_OK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof epilogue)))
+      return false;
+    if (!CUBLAS_OK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux_ptr,
+                                                  sizeof aux_ptr)))
+      return false;
+    if (!CUBLAS_OK(
+            cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &ld_aux, sizeof ld_aux)))
       return false;
   }
   /* Stored shapes: op(A) is m x k, so A is stored k x m when transposed; likewise B. */
@@ -174,7 +197,7 @@ void flush_plans(void) {
 }
 
 /* The cached plan for `key`, built on first use. NULL on an API error (recorded). Lock held. */
-Plan *find_plan(const PlanKey &key, const float *bias) {
+Plan *find_plan(const PlanKey &key, const float *bias, const float *aux = NULL) {
   uint64_t h = hash_key(key);
   for (int probe = 0; probe < kPlanSlots; probe++) {
     Plan *p = &g_plans[(h + (uint64_t)probe) & (kPlanSlots - 1)];
@@ -183,7 +206,7 @@ Plan *find_plan(const PlanKey &key, const float *bias) {
   }
   if (g_plans_used >= kPlanMaxUsed) flush_plans();
   Plan fresh;
-  if (!build_plan(&fresh, key, bias)) {
+  if (!build_plan(&fresh, key, bias, aux)) {
     destroy_plan(&fresh);
     return NULL;
   }
@@ -203,11 +226,18 @@ Plan *find_plan(const PlanKey &key, const float *bias) {
 
 /* Runs a plan; returns cuBLASLt's status without recording it (the caller decides whether a failure
  * is an error or a reason to fall back). */
-cublasStatus_t run_plan(Plan *p, float alpha, const void *A, const void *B, float beta, float *C, const float *bias) {
+cublasStatus_t run_plan(Plan *p, float alpha, const void *A, const void *B, float beta, float *C, const float *bias,
+                        const float *aux = NULL) {
   if (p->key.has_bias) {
     const void *bias_ptr = bias; /* same alignment as when planned (part of the key) */
     cublasStatus_t st =
         cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias_ptr, sizeof bias_ptr);
+    if (st != CUBLAS_STATUS_SUCCESS) return st;
+  }
+  if (p->key.dgelu) {
+    const void *aux_ptr = aux; /* likewise */
+    cublasStatus_t st =
+        cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux_ptr, sizeof aux_ptr);
     if (st != CUBLAS_STATUS_SUCCESS) return st;
   }
   return cublasLtMatmul(g_tcu.lt, p->desc, &alpha, A, p->layout_a, B, p->layout_b, &beta, C, p->layout_c, C,
@@ -301,22 +331,12 @@ const __nv_bfloat16 *bf16_weight(const float *weight, size_t n) {
   return w16 ? w16 : to_bf16(TCU_SCRATCH_BF16_W, weight, n);
 }
 
-/* tcu_gemm with A and B of either type (in_bf16: __nv_bfloat16, else float); C is fp32. */
-bool gemm_impl(bool in_bf16, bool trans_a, bool trans_b, int m, int n, int k, float alpha, const void *A, int lda,
-               long long stride_a, const void *B, int ldb, long long stride_b, float beta, float *C, int ldc,
-               long long stride_c, int batch, const float *bias) {
-  if (m < 0 || n < 0 || k < 0 || batch < 0) {
-    TCU_FAIL("gemm: negative size m=%d n=%d k=%d batch=%d", m, n, k, batch);
-    return false;
-  }
-  if (m == 0 || n == 0 || batch == 0) return true;
-  if (k == 0) {
-    scale_columns_kernel<<<columns_grid(m, (long long)n * batch), TCU_THREADS>>>(C, bias, beta, m, n, ldc, stride_c,
-                                                                                 batch);
-    return LAUNCH_OK("scale_columns_kernel");
-  }
+/* The plan key of a product (without bias or epilogue). */
+PlanKey gemm_key(bool in_bf16, bool trans_a, bool trans_b, int m, int n, int k, const void *A, int lda,
+                 long long stride_a, const void *B, int ldb, long long stride_b, const float *C, int ldc,
+                 long long stride_c, int batch) {
   PlanKey key;
-  memset(&key, 0, sizeof key);
+  memset(&key, 0, sizeof key); /* padding too: the key is hashed and compared as bytes */
   key.trans_a = trans_a;
   key.trans_b = trans_b;
   key.m = m;
@@ -334,6 +354,25 @@ bool gemm_impl(bool in_bf16, bool trans_a, bool trans_b, int m, int n, int k, fl
   key.align_a = alignment_of(A, lda, stride_a, batch, in_bytes);
   key.align_b = alignment_of(B, ldb, stride_b, batch, in_bytes);
   key.align_c = alignment_of(C, ldc, stride_c, batch);
+  return key;
+}
+
+/* tcu_gemm with A and B of either type (in_bf16: __nv_bfloat16, else float); C is fp32. */
+bool gemm_impl(bool in_bf16, bool trans_a, bool trans_b, int m, int n, int k, float alpha, const void *A, int lda,
+               long long stride_a, const void *B, int ldb, long long stride_b, float beta, float *C, int ldc,
+               long long stride_c, int batch, const float *bias) {
+  if (m < 0 || n < 0 || k < 0 || batch < 0) {
+    TCU_FAIL("gemm: negative size m=%d n=%d k=%d batch=%d", m, n, k, batch);
+    return false;
+  }
+  if (m == 0 || n == 0 || batch == 0) return true;
+  if (k == 0) {
+    scale_columns_kernel<<<columns_grid(m, (long long)n * batch), TCU_THREADS>>>(C, bias, beta, m, n, ldc, stride_c,
+                                                                                 batch);
+    return LAUNCH_OK("scale_columns_kernel");
+  }
+  const PlanKey key =
+      gemm_key(in_bf16, trans_a, trans_b, m, n, k, A, lda, stride_a, B, ldb, stride_b, C, ldc, stride_c, batch);
 
   pthread_mutex_lock(&g_plan_lock);
   bool done = false, bias_done = bias == NULL, use_fallback = false;
@@ -396,6 +435,54 @@ bool gemm_impl(bool in_bf16, bool trans_a, bool trans_b, int m, int n, int k, fl
   return true;
 }
 
+/* C[m, n] (column-major, ld ldc) = (A B) * gelu'(pre), pre laid out like C: a bf16 product (A not
+ * transposed, B not transposed) with cuBLASLt's DGELU epilogue. Returns 1 when done; 0 when cuBLASLt
+ * offers no such algorithm or refuses it at run time (remembered for the shape, with a one-line
+ * notice; the caller then runs the plain product and the GELU backward kernel, which overwrite
+ * whatever was written); -1 on an API error (recorded). */
+int gemm_bf16_dgelu(int m, int n, int k, const __nv_bfloat16 *A, int lda, const __nv_bfloat16 *B, int ldb, float *C,
+                    int ldc, const float *pre) {
+  PlanKey key = gemm_key(true, false, false, m, n, k, A, lda, 0, B, ldb, 0, C, ldc, 0, 1);
+  key.dgelu = 1;
+  key.ld_aux = ldc;
+  key.align_aux = alignment_of(pre, ldc, 0, 1);
+  pthread_mutex_lock(&g_plan_lock);
+  Plan *p = find_plan(key, NULL, pre);
+  if (!p) {
+    pthread_mutex_unlock(&g_plan_lock);
+    return -1;
+  }
+  int done = 0;
+  if (p->has_algo) {
+    cublasStatus_t st = run_plan(p, 1.0f, A, B, 0.0f, C, NULL, pre);
+    if (st == CUBLAS_STATUS_SUCCESS) {
+      done = 1;
+    } else {
+      p->has_algo = 0;
+      p->status = st;
+    }
+  }
+  if (!done && !p->noticed) {
+    p->noticed = 1;
+    fprintf(stderr,
+            "tpdiff cuda: cuBLASLt has no bf16 DGELU epilogue for m=%d n=%d k=%d ldc=%d (%s); the GELU backward "
+            "runs as its own kernel\n",
+            m, n, k, ldc, cublasLtGetStatusName(p->status));
+  }
+  pthread_mutex_unlock(&g_plan_lock);
+  return done;
+}
+
+/* Whether bf16 mode applies gelu' in the DGELU epilogue: TPDIFF_DGELU unset, empty or "epilogue";
+ * "kernel" runs the separate GELU backward kernel; anything else is an error (recorded), and the
+ * kernel runs. Read at every call, like TPDIFF_ATTN, so check_model times both in one process. */
+bool dgelu_in_epilogue(void) {
+  const char *v = getenv("TPDIFF_DGELU");
+  if (!v || !v[0] || !strcmp(v, "epilogue")) return true;
+  if (strcmp(v, "kernel") != 0) TCU_FAIL("TPDIFF_DGELU=%.40s: expected \"epilogue\" (the default) or \"kernel\"", v);
+  return false;
+}
+
 }  // namespace
 
 bool tcu_gemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *A, int lda, long long stride_a,
@@ -423,20 +510,36 @@ void tcu_linear_forward(float *out, const float *in, const float *weight, const 
            bias);
 }
 
-void tcu_linear_backward(float *d_in, float *d_weight, float *d_bias, const float *d_out, const float *in,
-                         const float *weight, int M, int K, int N) {
+namespace {
+
+/* linear_backward, and with gelu_pre given linear_backward_gelu: d_in is then d_pre, times gelu'(gelu_pre). */
+void linear_backward_impl(float *d_in, float *d_weight, float *d_bias, const float *d_out, const float *in,
+                          const float *weight, const float *gelu_pre, int M, int K, int N) {
+  const char *op = gelu_pre ? "linear_backward_gelu" : "linear_backward";
   if (M < 0 || K < 0 || N < 0) {
-    TCU_FAIL("linear_backward: negative size M=%d K=%d N=%d", M, K, N);
+    TCU_FAIL("%s: negative size M=%d K=%d N=%d", op, M, K, N);
+    return;
+  }
+  if (gelu_pre && !d_in) {
+    TCU_FAIL("%s: d_pre is NULL", op);
     return;
   }
   int ldk = K > 0 ? K : 1, ldn = N > 0 ? N : 1;
+  bool fused = false; /* gelu' applied in the d_in product's epilogue */
   if (g_tcu.bf16 && M > 0 && N > 0 && K > 0) {
     /* the same two products on bf16 copies; the bias gradient below sums the fp32 d_out */
     const __nv_bfloat16 *dout16 = to_bf16(TCU_SCRATCH_BF16_DOUT, d_out, (size_t)M * N);
     if (!dout16) return;
     if (d_in) {
       const __nv_bfloat16 *w16 = bf16_weight(weight, (size_t)N * K);
-      if (!w16 || !gemm_impl(true, false, false, K, M, N, 1.0f, w16, ldk, 0, dout16, ldn, 0, 0.0f, d_in, ldk, 0, 1, NULL))
+      if (!w16) return;
+      if (gelu_pre && dgelu_in_epilogue()) {
+        int r = gemm_bf16_dgelu(K, M, N, w16, ldk, dout16, ldn, d_in, ldk, gelu_pre);
+        if (r < 0) return;
+        fused = r == 1;
+      }
+      if (!fused &&
+          !gemm_impl(true, false, false, K, M, N, 1.0f, w16, ldk, 0, dout16, ldn, 0, 0.0f, d_in, ldk, 0, 1, NULL))
         return;
     }
     const __nv_bfloat16 *in16 = to_bf16(TCU_SCRATCH_BF16_IN, in, (size_t)M * K);
@@ -444,7 +547,7 @@ void tcu_linear_backward(float *d_in, float *d_weight, float *d_bias, const floa
                             NULL))
       return;
   } else {
-  /* d_in^T[K, M] = W^T (stored K x N) · d_out^T (stored N x M); overwritten (beta 0) */
+    /* d_in^T[K, M] = W^T (stored K x N) · d_out^T (stored N x M); overwritten (beta 0) */
     if (d_in && !tcu_gemm(false, false, K, M, N, 1.0f, weight, ldk, 0, d_out, ldn, 0, 0.0f, d_in, ldk, 0, 1, NULL))
       return;
     /* d_weight^T[K, N] += in^T (stored K x M) · d_out (op T of the stored N x M); accumulated (beta 1) */
@@ -455,4 +558,18 @@ void tcu_linear_backward(float *d_in, float *d_weight, float *d_bias, const floa
     tcu_colsum_source src = {TCU_COLSUM_ROWS, d_out, NULL, NULL, NULL};
     tcu_colsum_accumulate(src, 1, M, N, d_bias, NULL, 0);
   }
+  /* the GELU's backward as its own kernel (fp32 mode, TPDIFF_DGELU=kernel, or no epilogue algorithm) */
+  if (gelu_pre && !fused) tcu_gelu_backward(d_in, d_in, gelu_pre, (size_t)M * (size_t)K);
+}
+
+}  // namespace
+
+void tcu_linear_backward(float *d_in, float *d_weight, float *d_bias, const float *d_out, const float *in,
+                         const float *weight, int M, int K, int N) {
+  linear_backward_impl(d_in, d_weight, d_bias, d_out, in, weight, NULL, M, K, N);
+}
+
+void tcu_linear_backward_gelu(float *d_pre, float *d_weight, float *d_bias, const float *d_out, const float *in,
+                              const float *weight, const float *pre, int M, int K, int N) {
+  linear_backward_impl(d_pre, d_weight, d_bias, d_out, in, weight, pre, M, K, N);
 }

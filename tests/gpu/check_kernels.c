@@ -264,8 +264,9 @@ void dev_set(const char *op, float *d, const float *host, size_t n) {
 
 /* ---- main ---------------------------------------------------------------------------------------- */
 
-/* The bf16 rung: the ops with a bf16 path at their bf16 limits (Linear and the flash attention
- * forward and backward at 1e-2), then the earlier bf16-mode attention that TPDIFF_ATTN=simple
+/* The bf16 rung: the ops with a bf16 path at their bf16 limits (Linear, the Linear + GELU backward
+ * with gelu' in the DGELU epilogue and as its own kernel, and the flash attention forward and
+ * backward at 1e-2), then the earlier bf16-mode attention that TPDIFF_ATTN=simple
  * selects (forward 1e-2, its fp32 backward 1e-4), timed at base's shape beside the flash kernels.
  * A backend without bf16 (the CPU) must refuse it with one line. */
 static void check_bf16(void) {
@@ -292,6 +293,10 @@ static void check_bf16(void) {
     check_linear(4096, 768, 3072, 1, 1, 1);
     check_linear(4096, 3072, 768, 1, 1, 1);
   }
+  check_linear_gelu(17, 12, 20, 0); /* K not a multiple of 8: no DGELU epilogue, the kernel runs */
+  check_linear_gelu(40, 64, 24, 0);
+  if (!quick) check_linear_gelu(4096, 3072, 768, 1);
+  check_dgelu_switch();
   check_attention(1, 17, 12, 3, 0);
   check_attention(2, 33, 20, 2, 0);
   check_attention(1, 1100, 64, 4, 0);
@@ -402,6 +407,9 @@ int main(int argc, char **argv) {
     check_linear(4096, 768, 3072, 1, 1, 1); /* MLP fc1 */
     check_linear(4096, 3072, 768, 1, 1, 1); /* MLP fc2 */
   }
+  check_linear_gelu(17, 12, 20, 0);
+  check_linear_gelu(40, 64, 24, 0);
+  if (!quick) check_linear_gelu(4096, 3072, 768, 1); /* MLP fc2 with the GELU before it */
 
   /* Head dimensions 4, 10, 16, 32, 64, 72, 128 (each flash kernel width, padded or full) and N that
    * are not multiples of the CUDA tiles (64-row blocks, 32-row shared tiles). */

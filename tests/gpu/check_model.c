@@ -15,7 +15,8 @@
  *      final weights and EMA; with --bf16 instead: 12 bf16 training steps with the weights' bf16
  *      copy (master_weights.cu) against per-call casts (TPDIFF_BF16_WEIGHTS=cast), bit for bit;
  *   3. the base workload (configs/base.yaml, built in code): ms per optimizer step per pyramid stage
- *      and for K = 1 (and with --bf16 for K = 3 under recompute cheap and blocks), tokens/s and MFU,
+ *      and for K = 1 (and with --bf16 for K = 3 under recompute cheap and blocks, and with the MLP's
+ *      GELU backward as its own kernel, TPDIFF_DGELU=kernel), tokens/s and MFU,
  *      on the GPU only, each with its memory plan, then configs/large.yaml's memory plan per recompute mode;
  *      measured before step 4 so that a slow CPU reference can never cost the table, printed last;
  *   4. a base-like shape (depth 12, dim 768, heads 12, patch 4, C3 T16 64x64, K = 3, 2 clips) as in
@@ -619,13 +620,15 @@ int main(int argc, char **argv) {
   else check_bf16_weights_copy(steps < 12 ? steps : 12);
   printf("# training: %.1f s\n", now_s() - t0);
   if (!quick && timing) {
-    time_base(3, base_clips, DIT_RECOMPUTE_NONE);
-    time_base(1, base_clips, DIT_RECOMPUTE_NONE);
-    /* the recompute modes in the bf16 run only: a few seconds there, about 30 s in fp32, which the
-     * fp32 run's base-like check needs more */
+    time_base(3, base_clips, DIT_RECOMPUTE_NONE, NULL);
+    time_base(1, base_clips, DIT_RECOMPUTE_NONE, NULL);
+    /* the recompute modes and the GELU backward as its own kernel in the bf16 run only: a few
+     * seconds there, about 30 s in fp32 (where the kernel is the only way), which the fp32 run's
+     * base-like check needs more */
     if (bf16) {
-      time_base(3, base_clips, DIT_RECOMPUTE_CHEAP);
-      time_base(3, base_clips, DIT_RECOMPUTE_BLOCKS);
+      time_base(3, base_clips, DIT_RECOMPUTE_CHEAP, NULL);
+      time_base(3, base_clips, DIT_RECOMPUTE_BLOCKS, NULL);
+      time_base(3, base_clips, DIT_RECOMPUTE_NONE, "kernel");
     }
     plan_large();
     printf("# timing: %.1f s\n", now_s() - t0);

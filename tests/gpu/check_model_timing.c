@@ -79,13 +79,15 @@ static void print_plan(const char *label, const trainer *tr) {
          p->free_bytes / 1073741824.0);
 }
 
-/* Times one optimizer step at each stage of a base trainer with `stages` stages. */
-void time_base(int stages, int clips, dit_recompute recompute) {
+/* Times one optimizer step at each stage of a base trainer with `stages` stages; dgelu non-NULL sets
+ * TPDIFF_DGELU to it for these steps (bf16: where the MLP's GELU backward runs). */
+void time_base(int stages, int clips, dit_recompute recompute, const char *dgelu) {
   tpdiff_config cfg;
   config_base(&cfg, stages, clips);
   snprintf(cfg.train_recompute, sizeof cfg.train_recompute, "%s", dit_recompute_name(recompute));
-  char with[32] = "";
+  char with[48] = "";
   if (recompute != DIT_RECOMPUTE_NONE) snprintf(with, sizeof with, ", recompute %s", dit_recompute_name(recompute));
+  if (dgelu) snprintf(with + strlen(with), sizeof with - strlen(with), ", dgelu %s", dgelu);
   static trainer tr;
   char err[768];
   if (trainer_create(&tr, &cfg, dev, err, sizeof err) != 0) {
@@ -115,6 +117,7 @@ void time_base(int stages, int clips, dit_recompute recompute) {
   for (int b = 0; b < clips; b++) fb.y[b] = b % (cfg.model_classes + 1);
   k_fill_normal(fb.X, n, 9, 1, 0);
   k_fill_normal(fb.eps, n, 9, 2, 0);
+  if (dgelu) setenv("TPDIFF_DGELU", dgelu, 1);
   for (int k = 0; k < stages; k++) {
     fb.stage = k;
     k_fill_uniform(fb.t, (size_t)clips, 9, 3 + (uint64_t)k, 0);
@@ -152,6 +155,7 @@ void time_base(int stages, int clips, dit_recompute recompute) {
     printf("timing %-26s %d clips: %.1f ms/step (min %.1f, max %.1f), %.0f tokens/s, %.2f TFLOP/s, MFU %.1f%%\n",
            row->label, clips, ms[2], ms[0], ms[4], row->tokens_per_s, row->tflops, 100.0 * row->mfu);
   }
+  if (dgelu) unsetenv("TPDIFF_DGELU");
   if (have_free && dev->memory_info(&free_after, &total_bytes) == 0)
     printf("memory %s: the backend's own buffers grew by %.1f MiB during the steps (the trainer leaves 512 MiB "
            "beside the plan for them)\n",

@@ -1,0 +1,150 @@
+/* check_kernels_mlp.c — the check_kernels case of linear_backward_gelu, the backward of the DiT MLP's
+ * second Linear together with the GELU before it: against its CPU twin (k_linear_backward then
+ * k_gelu_backward) in fp32 and in bf16, and in bf16 once with gelu' in cuBLASLt's DGELU epilogue (the
+ * default) and once as the separate kernel (TPDIFF_DGELU=kernel), timed side by side at base's
+ * shape. The harness is check_kernels.c. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/backend.h"
+#include "kernels/kernels.h"
+#include "tests/gpu/check_kernels.h"
+
+/* One run of the device op into freshly set buffers; compares d_pre, d_weight, d_bias with the CPU's.
+ * Returns d_pre as downloaded (caller frees), or NULL when the op failed. */
+static float *run_and_compare(const char *shape, float *dpre_dev, float *dw_dev, float *db_dev, const float *dw0,
+                              const float *db0, const float *dout_dev, const float *in_dev, const float *w_dev,
+                              const float *pre_dev, const float *dpre_cpu, const float *dw_cpu, const float *db_cpu,
+                              int M, int K, int N, double lim) {
+  const char *op = "linear_backward_gelu";
+  const size_t nw = (size_t)N * K, npre = (size_t)M * K;
+  dev_set(op, dw_dev, dw0, nw);
+  dev_set(op, db_dev, db0, (size_t)N);
+  dev->linear_backward_gelu(dpre_dev, dw_dev, db_dev, dout_dev, in_dev, w_dev, pre_dev, M, K, N);
+  if (!op_ok(op, shape)) return NULL;
+  float *dpre = dev_download(op, dpre_dev, npre), *dw = dev_download(op, dw_dev, nw);
+  float *db = dev_download(op, db_dev, (size_t)N);
+  char what[160];
+  snprintf(what, sizeof what, "%s d_pre", shape);
+  compare(op, what, dpre, dpre_cpu, npre, lim);
+  snprintf(what, sizeof what, "%s d_weight", shape);
+  compare(op, what, dw, dw_cpu, nw, lim);
+  snprintf(what, sizeof what, "%s d_bias", shape);
+  compare(op, what, db, db_cpu, (size_t)N, 1e-5); /* summed from the fp32 d_out in both modes */
+  free(dw);
+  free(db);
+  return dpre;
+}
+
+void check_linear_gelu(int M, int K, int N, int timed) {
+  if (!selected("linear")) return;
+  const char *op = "linear_backward_gelu";
+  char shape[96];
+  snprintf(shape, sizeof shape, "M=%d K=%d N=%d%s", M, K, N, bf16_mode ? " bf16" : "");
+  /* as check_linear's limits: bf16 operands of the d_in product, fp32 everywhere else; gelu' is
+   * bounded (|gelu'| < 1.13), so it keeps the product's relative error */
+  const double lim = bf16_mode ? 1e-2 : 1e-5;
+  const size_t npre = (size_t)M * K, nw = (size_t)N * K, nout = (size_t)M * N;
+  /* pre ~ normal(0, 2): gelu's bend and both of its tails */
+  float *pre = host_random(npre, 2.0f, 0.0f), *in = host_alloc(npre);
+  k_gelu_forward(in, pre, npre);
+  float *w = host_random(nw, 1.0f / sqrtf((float)K), 0.0f), *d_out = host_random(nout, 1.0f, 0.0f);
+  float *dw0 = host_random(nw, 1.0f, 0.0f), *db0 = host_random((size_t)N, 1.0f, 0.0f);
+  float *dpre_cpu = host_alloc(npre), *dw_cpu = host_copy(dw0, nw), *db_cpu = host_copy(db0, (size_t)N);
+  double t0 = now_us();
+  k_linear_backward_gelu(dpre_cpu, dw_cpu, db_cpu, d_out, in, w, pre, M, K, N);
+  double cpu_us = now_us() - t0;
+
+  float *pre_dev = dev_upload(op, pre, npre), *in_dev = dev_upload(op, in, npre), *w_dev = dev_upload(op, w, nw);
+  float *dout_dev = dev_upload(op, d_out, nout), *dpre_dev = dev_poison(op, npre);
+  float *dw_dev = dev_upload(op, dw0, nw), *db_dev = dev_upload(op, db0, (size_t)N);
+
+  float *first = run_and_compare(shape, dpre_dev, dw_dev, db_dev, dw0, db0, dout_dev, in_dev, w_dev, pre_dev, dpre_cpu,
+                                 dw_cpu, db_cpu, M, K, N, lim);
+  if (first) {
+    /* the same bits on a second run (poisoned again, so an element the op skips shows) */
+    float *poison = host_alloc(npre);
+    for (size_t i = 0; i < npre; i++) poison[i] = NAN;
+    dev_set(op, dpre_dev, poison, npre);
+    free(poison);
+    dev->linear_backward_gelu(dpre_dev, dw_dev, db_dev, dout_dev, in_dev, w_dev, pre_dev, M, K, N);
+    if (op_ok(op, shape)) {
+      float *again = dev_download(op, dpre_dev, npre);
+      char what[160];
+      snprintf(what, sizeof what, "%s d_pre", shape);
+      compare_bits(op, what, again, first, npre * sizeof(float));
+      free(again);
+    }
+    if (timed) {
+      char label[128];
+      snprintf(label, sizeof label, "%s%s", shape, bf16_mode ? " dgelu=epilogue" : "");
+      TIME_OP(op, label, cpu_us,
+              dev->linear_backward_gelu(dpre_dev, dw_dev, db_dev, dout_dev, in_dev, w_dev, pre_dev, M, K, N));
+    }
+  }
+  if (bf16_mode) {
+    /* the separate GELU kernel: also within the limits, and timed beside the epilogue */
+    setenv("TPDIFF_DGELU", "kernel", 1);
+    char kshape[128];
+    snprintf(kshape, sizeof kshape, "%s dgelu=kernel", shape);
+    float *second = run_and_compare(kshape, dpre_dev, dw_dev, db_dev, dw0, db0, dout_dev, in_dev, w_dev, pre_dev,
+                                    dpre_cpu, dw_cpu, db_cpu, M, K, N, lim);
+    if (second && timed)
+      TIME_OP(op, kshape, cpu_us,
+              dev->linear_backward_gelu(dpre_dev, dw_dev, db_dev, dout_dev, in_dev, w_dev, pre_dev, M, K, N));
+    free(second);
+    unsetenv("TPDIFF_DGELU");
+  }
+  free(first);
+  dev->free(pre_dev);
+  dev->free(in_dev);
+  dev->free(w_dev);
+  dev->free(dout_dev);
+  dev->free(dpre_dev);
+  dev->free(dw_dev);
+  dev->free(db_dev);
+  free(pre);
+  free(in);
+  free(w);
+  free(d_out);
+  free(dw0);
+  free(db0);
+  free(dpre_cpu);
+  free(dw_cpu);
+  free(db_cpu);
+}
+
+/* bf16 mode: TPDIFF_DGELU with a value that is neither "epilogue" nor "kernel" fails the op with one
+ * line naming the variable, and the op works again once it is unset. */
+void check_dgelu_switch(void) {
+  if (!selected("linear") || !bf16_mode) return;
+  const char *op = "linear_backward_gelu";
+  const int M = 16, K = 16, N = 8;
+  float *pre = host_random((size_t)M * K, 1.0f, 0.0f), *w = host_random((size_t)N * K, 0.3f, 0.0f);
+  float *d_out = host_random((size_t)M * N, 1.0f, 0.0f);
+  float *pre_dev = dev_upload(op, pre, (size_t)M * K), *w_dev = dev_upload(op, w, (size_t)N * K);
+  float *dout_dev = dev_upload(op, d_out, (size_t)M * N), *dpre_dev = dev_poison(op, (size_t)M * K);
+  float *dw_dev = dev_poison(op, (size_t)N * K);
+  setenv("TPDIFF_DGELU", "fused", 1);
+  dev->linear_backward_gelu(dpre_dev, dw_dev, NULL, dout_dev, pre_dev, w_dev, pre_dev, M, K, N);
+  int rc = dev->synchronize();
+  const char *e = dev->last_error();
+  int ok = rc == 0 && e && strstr(e, "TPDIFF_DGELU=fused") && strstr(e, "kernel") && !strchr(e, '\n');
+  printf("%s %s TPDIFF_DGELU=fused refused: \"%s\"\n", ok ? "PASS" : "FAIL", op, e ? e : "");
+  ok ? passed++ : failed++;
+  unsetenv("TPDIFF_DGELU");
+  dev->linear_backward_gelu(dpre_dev, dw_dev, NULL, dout_dev, pre_dev, w_dev, pre_dev, M, K, N);
+  ok = op_ok(op, "TPDIFF_DGELU unset after a refused value");
+  printf("%s %s runs again with TPDIFF_DGELU unset\n", ok ? "PASS" : "FAIL", op);
+  ok ? passed++ : failed++;
+  dev->free(pre_dev);
+  dev->free(w_dev);
+  dev->free(dout_dev);
+  dev->free(dpre_dev);
+  dev->free(dw_dev);
+  free(pre);
+  free(w);
+  free(d_out);
+}
