@@ -18,6 +18,7 @@
 #include "trainer/config.h"
 #include "trainer/device.h"
 #include "trainer/train_run.h"
+#include "trainer/trainer.h"
 
 static void usage(FILE *f) {
   fprintf(f,
@@ -129,6 +130,9 @@ static int run(comm_world *comm, int argc, char **argv) {
   failed = be->set_precision(strcmp(cfg.train_precision, "bf16") == 0 ? TPDIFF_BF16 : TPDIFF_FP32, why, sizeof why) != 0;
   if (failed) snprintf(err, sizeof err, "%s: %s", cfg.source, why);
   if (comm_agree(comm, failed, err) != 0) return 2;
+  /* a plan past the device's memory is refused before anything is written, too (every rank checks
+   * its own device) */
+  if (comm_agree(comm, trainer_check_fits(&cfg, be, err, sizeof err) != 0, err) != 0) return 1;
 
   /* rank 0 alone logs and writes; the others keep stderr for their errors */
   if (comm->rank != 0 && !freopen("/dev/null", "w", stdout)) {

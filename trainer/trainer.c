@@ -72,15 +72,18 @@ void trainer_plan(const tpdiff_config *cfg, const dit_model *m, trainer_memory_p
  * scratch, the CUDA context's growth) and for other users of the device. */
 #define TRAIN_MEMORY_HEADROOM_BYTES ((size_t)512 << 20)
 
-static int check_memory(trainer *tr, char *err, size_t err_size) {
-  trainer_memory_plan *p = &tr->plan;
+/* Whether plan p of cfg for the dit_create'd model m fits the backend's free memory (p->free_bytes and
+ * p->device_bytes are filled in); 0, or -1 with one line in err. */
+static int check_memory(const tpdiff_config *cfg, const dit_model *m, trainer_memory_plan *p, char *err,
+                        size_t err_size) {
+  const tpdiff_backend *be = m->be;
   size_t free_bytes = 0, total_bytes = 0;
-  if (tr->be->memory_info(&free_bytes, &total_bytes) != 0) {
-    (void)tr->be->last_error(); /* unknown: allocate and let the allocator answer */
+  if (be->memory_info(&free_bytes, &total_bytes) != 0) {
+    (void)be->last_error(); /* unknown: allocate and let the allocator answer */
     return 0;
   }
   /* weights, grads (and the bf16 copy) are already allocated: in the plan but no longer in free_bytes */
-  size_t already = 2 * tr->model.num_floats * sizeof(float) + master_copy_bytes(&tr->cfg, &tr->model);
+  size_t already = 2 * m->num_floats * sizeof(float) + master_copy_bytes(cfg, m);
   p->free_bytes = free_bytes + already;
   p->device_bytes = total_bytes;
   if (p->total_bytes + TRAIN_MEMORY_HEADROOM_BYTES <= p->free_bytes) return 0;
@@ -92,13 +95,24 @@ static int check_memory(trainer *tr, char *err, size_t err_size) {
            "%s: train.clips_per_microbatch: the run needs %.1f GiB of %s memory (activations %.1f GiB for %d "
            "clips of %d tokens at stage %d, weights/gradients/optimizer %.1f GiB, microbatch %.1f GiB) but %.1f GiB "
            "are free on %s; lower train.clips_per_microbatch%s",
-           tr->cfg.source, (p->total_bytes + TRAIN_MEMORY_HEADROOM_BYTES) / gib, tr->be->name,
-           p->stage_acts_bytes[worst] / gib, p->stage_clips[worst], dit_stage_tokens(&tr->model.shape, worst), worst,
-           p->state_bytes / gib, p->batch_bytes / gib, p->free_bytes / gib, tr->be->device,
-           trainer_recompute(&tr->cfg) == DIT_RECOMPUTE_BLOCKS ? ""
-           : trainer_recompute(&tr->cfg) == DIT_RECOMPUTE_CHEAP ? " or set train.recompute: blocks"
-                                                                 : " or set train.recompute: cheap (or blocks)");
+           cfg->source, (p->total_bytes + TRAIN_MEMORY_HEADROOM_BYTES) / gib, be->name, p->stage_acts_bytes[worst] / gib,
+           p->stage_clips[worst], dit_stage_tokens(&m->shape, worst), worst, p->state_bytes / gib,
+           p->batch_bytes / gib, p->free_bytes / gib, be->device,
+           trainer_recompute(cfg) == DIT_RECOMPUTE_BLOCKS  ? ""
+           : trainer_recompute(cfg) == DIT_RECOMPUTE_CHEAP ? " or set train.recompute: blocks"
+                                                            : " or set train.recompute: cheap (or blocks)");
   return -1;
+}
+
+int trainer_check_fits(const tpdiff_config *cfg, const tpdiff_backend *be, char *err, size_t err_size) {
+  dit_model m;
+  dit_shape shape = trainer_shape_from_config(cfg);
+  if (dit_create(&m, &shape, be, err, err_size) != 0) return -1;
+  trainer_memory_plan p;
+  trainer_plan(cfg, &m, &p);
+  int rc = check_memory(cfg, &m, &p, err, err_size);
+  dit_destroy(&m);
+  return rc;
 }
 
 int trainer_create(trainer *tr, const tpdiff_config *cfg, const tpdiff_backend *be, char *err, size_t err_size) {
@@ -111,7 +125,7 @@ int trainer_create(trainer *tr, const tpdiff_config *cfg, const tpdiff_backend *
   int max_clips[TPDIFF_MAX_STAGES];
   size_t n = microbatch_sizes(cfg, &shape, max_clips);
   trainer_plan(cfg, &tr->model, &tr->plan);
-  if (check_memory(tr, err, err_size) != 0) goto fail;
+  if (check_memory(cfg, &tr->model, &tr->plan, err, err_size) != 0) goto fail;
   if (dit_init_dit(&tr->model, (uint64_t)cfg->train_seed) != 0) {
     snprintf(err, err_size, "initialising the weights failed: %s", be->last_error());
     goto fail;

@@ -79,6 +79,10 @@ typedef struct {
  * allocating the arena, a plan larger than the backend's free memory. 0 or -1 with one line in err. */
 int trainer_create(trainer *tr, const tpdiff_config *cfg, const tpdiff_backend *be, char *err, size_t err_size);
 void trainer_destroy(trainer *tr);
+/* trainer_create's memory refusal alone, so that a caller can refuse before it writes anything: the
+ * model's weights and gradients are allocated on be for the check and freed again. 0, or -1 with the
+ * same one line as trainer_create's. */
+int trainer_check_fits(const tpdiff_config *cfg, const tpdiff_backend *be, char *err, size_t err_size);
 
 /* One optimizer step over `count` microbatches from next() (host memory, uploaded here). Each
  * microbatch's loss is the mean over its clips; the step's gradient is the mean over microbatches

@@ -97,17 +97,20 @@ check "recompute: arena none > cheap > blocks ($(arena none) > $(arena cheap) > 
 grep -q "recompute blocks" "$tmp/rc-blocks.log"; check "recompute: the memory line names the mode" $? "$(grep '# memory' "$tmp/rc-blocks.log")"
 refuse "an unknown recompute mode" "command line" "train.recompute" -- configs/tiny.yaml --train.recompute=all
 # a plan larger than the device's memory (host RAM on the CPU) is refused before anything large is
-# allocated, with one line that names the key and, short of blocks, the recompute modes
+# allocated and before anything is written, with one line that names the key and, short of blocks,
+# the recompute modes
 for mode in none blocks; do
   "$BIN" configs/tiny.yaml --train.clips_per_microbatch=200000 --data.synth_clips=400000 --train.recompute=$mode \
     --train.out="$tmp/huge-$mode" >/dev/null 2>"$tmp/huge-$mode.err"
   rc=$?
   lines=$(wc -l <"$tmp/huge-$mode.err")
   ok=0
-  [ "$rc" -ne 0 ] && [ "$lines" -eq 1 ] && grep -q "train.clips_per_microbatch: the run needs .* GiB" "$tmp/huge-$mode.err" || ok=1
+  [ "$rc" -eq 1 ] && [ "$lines" -eq 1 ] && grep -q "train.clips_per_microbatch: the run needs .* GiB" "$tmp/huge-$mode.err" || ok=1
+  [ ! -e "$tmp/huge-$mode" ] || ok=1 # not even train.out/config.yaml
   if [ "$mode" = none ]; then grep -q "train.recompute: cheap" "$tmp/huge-$mode.err" || ok=1
   else ! grep -q "train.recompute" "$tmp/huge-$mode.err" || ok=1; fi
-  check "recompute $mode: a plan past the memory is refused in one line (exit $rc)" $ok "$(head -c 400 "$tmp/huge-$mode.err")"
+  check "recompute $mode: a plan past the memory is refused in one line (exit $rc), nothing written" $ok \
+    "$(head -c 400 "$tmp/huge-$mode.err"; ls "$tmp/huge-$mode" 2>/dev/null)"
 done
 "$BIN" configs/tiny.yaml --train.steps=3 --model.classes=4 --train.out="$tmp/run3" >"$tmp/run3.log" 2>&1
 check "class-conditional tiny run exits 0" $? "$(tail -2 "$tmp/run3.log")"
