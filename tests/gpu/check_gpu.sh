@@ -26,7 +26,8 @@
 # (a newer gcc may warn about code this gcc accepts) and, where OpenBLAS is missing, with a plain C
 # sgemm compiled into the checker as the CPU reference; and without make if that fails too. To test
 # those paths: CHECK_GPU_FORCE_FALLBACK=1 skips the normal build, CHECK_GPU_FORCE_DIRECT=1 also the
-# relaxed make build, CHECK_GPU_OWN_CBLAS=1 forces the own sgemm.
+# relaxed make build, CHECK_GPU_OWN_CBLAS=1 forces the own sgemm. Where the bf16 flash attention fails,
+# it is rebuilt with the fragment loads it had before ldmatrix and checked again, to tell the two apart.
 set -u -o pipefail
 cd "$(dirname "$0")/../.."
 
@@ -89,14 +90,15 @@ EOF
 }
 relaxed_cflags="-std=c11 -O3 -g -march=native -fopenmp -Wall -D_POSIX_C_SOURCE=200809L -I."
 
-build_direct() { # build_direct BUILD_DIR: no make
+build_cuda_direct() { # build_cuda_direct BUILD_DIR [NVCC_FLAGS...]: the CUDA library, nvcc alone
   local dir=$1 f pids=() failed=0
+  shift
   [ -n "$nvcc" ] || { echo "nvcc not found"; return 1; }
   local cuda_home=${nvcc%/bin/nvcc}
-  mkdir -p "$dir/cuda" "$dir/lib" "$dir/tests/gpu"
+  mkdir -p "$dir/cuda" "$dir/lib"
   for f in kernels/cuda/*.cu; do
     "$nvcc" -O3 -std=c++17 -lineinfo -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
-      -gencode arch=compute_90,code=compute_90 -I. -Xcompiler -fPIC,-fvisibility=hidden,-ffp-contract=off \
+      -gencode arch=compute_90,code=compute_90 -I. -Xcompiler -fPIC,-fvisibility=hidden,-ffp-contract=off "$@" \
       -c "$f" -o "$dir/cuda/$(basename "$f" .cu).o" &
     pids+=($!)
   done
@@ -104,7 +106,13 @@ build_direct() { # build_direct BUILD_DIR: no make
   [ "$failed" = 0 ] || return 1
   "$nvcc" -shared -cudart static -Xlinker --exclude-libs=ALL \
     -Xlinker -rpath="$cuda_home/lib64:$cuda_home/lib:$cuda_home/targets/x86_64-linux/lib" \
-    "$dir"/cuda/*.o -o "$dir/lib/libtpdiff_cuda.so" -lcublasLt || return 1
+    "$dir"/cuda/*.o -o "$dir/lib/libtpdiff_cuda.so" -lcublasLt
+}
+
+build_direct() { # build_direct BUILD_DIR: no make
+  local dir=$1
+  build_cuda_direct "$dir" || return 1
+  mkdir -p "$dir/tests/gpu"
   local own_src=""
   [ "$own_cblas" = 1 ] && own_src=tests/gpu/own_sgemm.c
   $cc $relaxed_cflags $blas_inc $own_src tests/gpu/check_kernels*.c kernels/backend_loader.c kernels/cpu/*.c \
@@ -181,6 +189,26 @@ grep -E '^(FAIL|stopping)' "$out_dir/check_kernels.out" | head -40
 # the backend's own notices (a cuBLASLt fallback, ...): correct results, but worth knowing
 grep -E '^tpdiff cuda:' "$out_dir/check_kernels.out" | sort | uniq -c | head -10
 sed -n '/^slowest ops/,/^$/p' "$out_dir/check_kernels.out"
+# The bf16 flash attention failing: the same kernels with the scalar fragment loads they had before
+# ldmatrix (-DTPDIFF_FLASH_SCALAR_LOADS; the same bits where both are right) tell the loads apart from
+# the rest. Built beside the normal build by nvcc alone and checked on attention alone, about a minute.
+if grep -E '^FAIL attention_' "$out_dir/check_kernels.out" | grep 'bf16-mode' | grep -qv ' simple'; then
+  scalar_dir=build/gpucheck-scalar
+  say "check_gpu: the bf16 flash attention failed; checking it again with the scalar fragment loads in $scalar_dir/"
+  section "build: the CUDA library with the flash attention's scalar fragment loads"
+  if build_cuda_direct "$scalar_dir" -DTPDIFF_FLASH_SCALAR_LOADS >>"$log" 2>&1; then
+    section "check_kernels --only attention with the scalar fragment loads"
+    timeout -k 10 120 "$checker" --lib "$scalar_dir/lib/libtpdiff_cuda.so" --only attention --no-timing \
+      >"$out_dir/check_scalar.out" 2>&1
+    cat "$out_dir/check_scalar.out" >>"$log"
+    say "check_gpu: with the scalar fragment loads: $(grep -E '^FAIL attention_' "$out_dir/check_scalar.out" |
+      grep 'bf16-mode' | grep -cv ' simple') bf16 flash attention failures ($(grep -E '^[0-9]+ passed' \
+      "$out_dir/check_scalar.out" | tail -1)); 0 means the ldmatrix loads are at fault"
+    rm -f "$out_dir/check_scalar.out"
+  else
+    say "check_gpu: the scalar-load build failed (see $log)"
+  fi
+fi
 summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$out_dir/check_kernels.out" | tail -1)
 if [ -z "$summary" ]; then
   summary="no summary line (checker exit status $rc: crashed?)"
