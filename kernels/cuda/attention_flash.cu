@@ -104,13 +104,7 @@ __global__ void __launch_bounds__(kThreads) flash_fwd_kernel(FwdArgs a) {
     for (int kk = 0; kk < DH / 16; kk++) {
       uint32_t qa[4];
       load_a(qa, qs, ld, 16 * warp, 16 * kk, lane);
-#pragma unroll
-      for (int j = 0; j < NT; j += 2) {
-        uint32_t b[4];
-        load_b2_rows_are_n(b, ks, ld, 8 * j, 16 * kk, lane);
-        mma_bf16(s[j], qa, b[0], b[1]);
-        mma_bf16(s[j + 1], qa, b[2], b[3]);
-      }
+      mma_rows_are_n<NT>(s, qa, ks, ld, 16 * kk, lane);
     }
 
     /* scale into log2 units, mask keys past N, row max over the tile */
@@ -152,13 +146,7 @@ __global__ void __launch_bounds__(kThreads) flash_fwd_kernel(FwdArgs a) {
 #pragma unroll
     for (int kk = 0; kk < KT / 16; kk++) {
       const uint32_t pa[4] = {p[2 * kk][0], p[2 * kk][1], p[2 * kk + 1][0], p[2 * kk + 1][1]};
-#pragma unroll
-      for (int n = 0; n < ND; n += 2) {
-        uint32_t b[4];
-        load_b2_rows_are_k(b, vs, ld, 16 * kk, 8 * n, lane);
-        mma_bf16(o[n], pa, b[0], b[1]);
-        mma_bf16(o[n + 1], pa, b[2], b[3]);
-      }
+      mma_rows_are_k<ND>(o, pa, vs, ld, 16 * kk, lane);
     }
   }
 

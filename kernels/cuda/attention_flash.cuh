@@ -143,6 +143,34 @@ __device__ __forceinline__ void load_b2_rows_are_k(uint32_t (&b)[4], const __nv_
 }
 #endif
 
+/* c[j] += a B_j over NT tiles of 8 columns n (NT even): B[k][n] = tile[8 j + n][k0 + k], the smem rows
+ * being B's columns (K in Q K^T, Q in K Q^T, ...). */
+template <int NT>
+__device__ __forceinline__ void mma_rows_are_n(float (&c)[NT][4], const uint32_t (&a)[4], const __nv_bfloat16 *tile,
+                                               int ld, int k0, int lane) {
+#pragma unroll
+  for (int j = 0; j < NT; j += 2) {
+    uint32_t b[4];
+    load_b2_rows_are_n(b, tile, ld, 8 * j, k0, lane);
+    mma_bf16(c[j], a, b[0], b[1]);
+    mma_bf16(c[j + 1], a, b[2], b[3]);
+  }
+}
+
+/* c[n] += a B_n over ND tiles of 8 columns n (ND even): B[k][n] = tile[k0 + k][8 n + ...], the smem rows
+ * being B's rows (V in P V, K in dS K, ...). */
+template <int ND>
+__device__ __forceinline__ void mma_rows_are_k(float (&c)[ND][4], const uint32_t (&a)[4], const __nv_bfloat16 *tile,
+                                               int ld, int k0, int lane) {
+#pragma unroll
+  for (int n = 0; n < ND; n += 2) {
+    uint32_t b[4];
+    load_b2_rows_are_k(b, tile, ld, k0, 8 * n, lane);
+    mma_bf16(c[n], a, b[0], b[1]);
+    mma_bf16(c[n + 1], a, b[2], b[3]);
+  }
+}
+
 /* ---- cp.async (sm_80+): global -> shared without a register round trip --------------------------- */
 
 __device__ __forceinline__ void cp_async16(void *smem, const void *gmem) {

@@ -103,16 +103,8 @@ __global__ void __launch_bounds__(kThreads, DqSmem<DH>::min_blocks) flash_bwd_dq
       uint32_t qa[4], da[4];
       load_a(qa, qs, ld, 16 * warp, 16 * kk, lane);
       load_a(da, dos, ld, 16 * warp, 16 * kk, lane);
-#pragma unroll
-      for (int j = 0; j < NT; j += 2) {
-        uint32_t b[4];
-        load_b2_rows_are_n(b, ks, ld, 8 * j, 16 * kk, lane);
-        mma_bf16(s[j], qa, b[0], b[1]);
-        mma_bf16(s[j + 1], qa, b[2], b[3]);
-        load_b2_rows_are_n(b, vs, ld, 8 * j, 16 * kk, lane);
-        mma_bf16(dp[j], da, b[0], b[1]);
-        mma_bf16(dp[j + 1], da, b[2], b[3]);
-      }
+      mma_rows_are_n<NT>(s, qa, ks, ld, 16 * kk, lane);
+      mma_rows_are_n<NT>(dp, da, vs, ld, 16 * kk, lane);
     }
     /* dS = P (dP - D_i), rounded to bf16 as the A fragments of dS K */
     uint32_t ds[NT][2];
@@ -131,13 +123,7 @@ __global__ void __launch_bounds__(kThreads, DqSmem<DH>::min_blocks) flash_bwd_dq
 #pragma unroll
     for (int kk = 0; kk < KT / 16; kk++) {
       const uint32_t sa[4] = {ds[2 * kk][0], ds[2 * kk][1], ds[2 * kk + 1][0], ds[2 * kk + 1][1]};
-#pragma unroll
-      for (int n = 0; n < ND; n += 2) {
-        uint32_t b[4];
-        load_b2_rows_are_k(b, ks, ld, 16 * kk, 8 * n, lane);
-        mma_bf16(dq[n], sa, b[0], b[1]);
-        mma_bf16(dq[n + 1], sa, b[2], b[3]);
-      }
+      mma_rows_are_k<ND>(dq, sa, ks, ld, 16 * kk, lane);
     }
   }
 
@@ -241,16 +227,8 @@ __global__ void __launch_bounds__(kThreads, DkvGeometry<DH>::min_blocks) flash_b
       uint32_t ka[4], va[4];
       load_a(ka, ks, ld, 16 * warp, 16 * kk, lane);
       load_a(va, vs, ld, 16 * warp, 16 * kk, lane);
-#pragma unroll
-      for (int j = 0; j < NT; j += 2) {
-        uint32_t b[4];
-        load_b2_rows_are_n(b, qs, ld, 8 * j, 16 * kk, lane);
-        mma_bf16(st[j], ka, b[0], b[1]);
-        mma_bf16(st[j + 1], ka, b[2], b[3]);
-        load_b2_rows_are_n(b, dos, ld, 8 * j, 16 * kk, lane);
-        mma_bf16(dpt[j], va, b[0], b[1]);
-        mma_bf16(dpt[j + 1], va, b[2], b[3]);
-      }
+      mma_rows_are_n<NT>(st, ka, qs, ld, 16 * kk, lane);
+      mma_rows_are_n<NT>(dpt, va, dos, ld, 16 * kk, lane);
     }
     /* P^T and dS^T, rounded to bf16 as A fragments (k = query). Keys past N need no mask here:
      * their rows are never stored. */
@@ -274,16 +252,8 @@ __global__ void __launch_bounds__(kThreads, DkvGeometry<DH>::min_blocks) flash_b
       const uint32_t pa[4] = {pt[2 * kk][0], pt[2 * kk][1], pt[2 * kk + 1][0], pt[2 * kk + 1][1]};
       const uint32_t sa[4] = {dst_frag[2 * kk][0], dst_frag[2 * kk][1], dst_frag[2 * kk + 1][0],
                               dst_frag[2 * kk + 1][1]};
-#pragma unroll
-      for (int n = 0; n < ND; n += 2) {
-        uint32_t b[4];
-        load_b2_rows_are_k(b, dos, ld, 16 * kk, 8 * n, lane);
-        mma_bf16(dv[n], pa, b[0], b[1]);
-        mma_bf16(dv[n + 1], pa, b[2], b[3]);
-        load_b2_rows_are_k(b, qs, ld, 16 * kk, 8 * n, lane);
-        mma_bf16(dk[n], sa, b[0], b[1]);
-        mma_bf16(dk[n + 1], sa, b[2], b[3]);
-      }
+      mma_rows_are_k<ND>(dv, pa, dos, ld, 16 * kk, lane);
+      mma_rows_are_k<ND>(dk, sa, qs, ld, 16 * kk, lane);
     }
   }
 
