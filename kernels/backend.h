@@ -14,13 +14,22 @@
 
 /* 3: set_precision (bf16 on CUDA), and CUDA's attention keeps the row log-sum-exp instead of the
  * probabilities (attention_probs_floats says how much). 4: set_master_weights, and attention_backward
- * takes the forward's output. 5: linear_backward_gelu. */
-#define TPDIFF_BACKEND_ABI 5
+ * takes the forward's output. 5: linear_backward_gelu. 6: scratch_bytes. */
+#define TPDIFF_BACKEND_ABI 6
 
 /* The arithmetic of the matmuls: TPDIFF_FP32 everywhere (the CPU's only mode, CUDA's default), or
  * TPDIFF_BF16: matmul inputs rounded to bf16, fp32 accumulation and output; everything else
  * (activations as stored, norms, softmax statistics, reductions, AdamW, master weights) stays fp32. */
 typedef enum { TPDIFF_FP32 = 0, TPDIFF_BF16 = 1 } tpdiff_precision;
+
+/* The largest operands of a microbatch's ops, for scratch_bytes. */
+typedef struct tpdiff_scratch_shape {
+  int clips, tokens; /* the microbatch: `clips` clips of `tokens` tokens each */
+  int dim, heads;    /* attention over `dim` channels in `heads` heads */
+  size_t linear_in, linear_out, linear_weight; /* floats of the largest Linear input, output and weight */
+  size_t sum_columns; /* the most columns one column-sum reduction produces (groups x width: bias and
+                         adaLN gradients) */
+} tpdiff_scratch_shape;
 
 typedef struct tpdiff_backend {
   int abi; /* TPDIFF_BACKEND_ABI */
@@ -51,6 +60,10 @@ typedef struct tpdiff_backend {
    * `weights` if they are the ones named (else does nothing); a later call replaces an earlier one.
    * 0, or -1 with last_error set when the copy cannot be allocated (the matmuls then cast per call). */
   int (*set_master_weights)(const float *weights, size_t n);
+  /* Bytes of the backend's own buffers (per-call bf16 casts, attention operands, reduction partials:
+   * allocated on first use and kept) that the ops need at most, in the current precision, for the
+   * work `s` describes. A memory plan adds it. 0 for a backend that uses the caller's buffers only. */
+  size_t (*scratch_bytes)(const struct tpdiff_scratch_shape *s);
 
   /* ops (see kernels.h for each contract) */
   void (*linear_forward)(float *out, const float *in, const float *weight, const float *bias, int M, int K, int N);

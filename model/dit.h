@@ -119,6 +119,9 @@ void dit_acts_destroy(dit_acts *a);
 size_t dit_acts_bytes(const dit_model *m, int clips, int stage, dit_recompute recompute);
 /* Total bytes allocated. */
 size_t dit_acts_allocated_bytes(const dit_acts *a);
+/* Bytes of the backend's own buffers (backend.h scratch_bytes) the forward and backward of a
+ * microbatch of `clips` clips at `stage` need, in the backend's current precision. */
+size_t dit_scratch_bytes(const dit_model *m, int clips, int stage);
 
 /* Forward: x [B, C, T_k, H, W] at stage k in BACKEND memory. t [B] in [0, 1] and y [B] labels in
  * HOST memory (t only feeds the sin-cos table, built from host positions; labels are embedding

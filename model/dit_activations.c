@@ -115,6 +115,29 @@ size_t dit_acts_bytes(const dit_model *m, int clips, int stage, dit_recompute re
 
 size_t dit_acts_allocated_bytes(const dit_acts *a) { return a->capacity_floats * sizeof(float); }
 
+static size_t max_size(size_t a, size_t b) { return a > b ? a : b; }
+
+size_t dit_scratch_bytes(const dit_model *m, int clips, int stage) {
+  const dit_shape *s = &m->shape;
+  const size_t B = (size_t)clips, D = (size_t)s->dim, P = (size_t)s->channels * s->patch * s->patch;
+  const int N = dit_stage_tokens(s, stage);
+  const size_t BN = B * (size_t)N, F = DIT_TIME_FREQ_DIM;
+  tpdiff_scratch_shape sh;
+  memset(&sh, 0, sizeof sh);
+  sh.clips = clips;
+  sh.tokens = N;
+  sh.dim = s->dim;
+  sh.heads = s->heads;
+  /* the token Linears: x_embed P -> D, qkv D -> 3D, proj D -> D, fc1 D -> 4D, fc2 4D -> D, final D -> P;
+   * the per-clip ones: time MLP F -> D -> D, adaLN D -> 6D (blocks) and D -> 2D (final) */
+  sh.linear_in = max_size(max_size(BN * 4 * D, BN * P), B * max_size(D, F));
+  sh.linear_out = max_size(max_size(BN * 4 * D, BN * P), B * 6 * D);
+  sh.linear_weight = max_size(max_size(6 * D * D, P * D), F * D);
+  /* column sums: the layernorm and gated-residual gradients (clips x D), the biases (6D at most) */
+  sh.sum_columns = max_size(B * D, 6 * D);
+  return m->be->scratch_bytes(&sh);
+}
+
 /* Position table of stage k: spatial 2-D sin-cos (row, col halves) + temporal 1-D sin-cos at the
  * frame's full-rate time m·j + (m-1)/2 (the centre of the frames a coarse frame averages). */
 static void build_positions(const dit_shape *s, int stage, float *pos) {

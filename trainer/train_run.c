@@ -188,8 +188,10 @@ int train_run(const tpdiff_config *cfg, const tpdiff_backend *be, const start_op
          dit_acts_allocated_bytes(tr.acts) / 1048576.0, k_num_threads());
   printf("# memory (%s, recompute %s): activations", be->name, cfg->train_recompute);
   for (int k = 0; k < tr.plan.stages; k++) printf(" s%d %.1f MiB", k, tr.plan.stage_acts_bytes[k] / 1048576.0);
-  printf(", weights/gradients/optimizer %.1f MiB, microbatch %.1f MiB; total %.1f MiB", tr.plan.state_bytes / 1048576.0,
-         tr.plan.batch_bytes / 1048576.0, tr.plan.total_bytes / 1048576.0);
+  printf(", weights/gradients/optimizer %.1f MiB, microbatch %.1f MiB", tr.plan.state_bytes / 1048576.0,
+         tr.plan.batch_bytes / 1048576.0);
+  if (tr.plan.scratch_bytes) printf(", backend buffers %.1f MiB", tr.plan.scratch_bytes / 1048576.0);
+  printf("; total %.1f MiB", tr.plan.total_bytes / 1048576.0);
   if (tr.plan.free_bytes) printf(" of %.1f MiB free", tr.plan.free_bytes / 1048576.0);
   printf("\n");
   printf("# pyramid: %d stage%s (%s), schedule %s, align %s:", K, K > 1 ? "s" : "", cfg->diffusion_form,

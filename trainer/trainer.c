@@ -61,15 +61,17 @@ void trainer_plan(const tpdiff_config *cfg, const dit_model *m, trainer_memory_p
     p->stage_clips[k] = max_clips[k];
     p->stage_acts_bytes[k] = dit_acts_bytes(m, max_clips[k], k, trainer_recompute(cfg));
     if (p->stage_acts_bytes[k] > p->arena_bytes) p->arena_bytes = p->stage_acts_bytes[k];
+    size_t scratch = dit_scratch_bytes(m, max_clips[k], k);
+    if (scratch > p->scratch_bytes) p->scratch_bytes = scratch;
   }
   size_t copies = 4 + (cfg->train_ema > 0); /* weights, grads, m, v (+ ema) */
   p->state_bytes = copies * m->num_floats * sizeof(float) + master_copy_bytes(cfg, m);
   p->batch_bytes = 6 * batch_floats * sizeof(float);
-  p->total_bytes = p->arena_bytes + p->state_bytes + p->batch_bytes;
+  p->total_bytes = p->arena_bytes + p->state_bytes + p->batch_bytes + p->scratch_bytes;
 }
 
-/* Headroom left beside the plan for what the backend allocates itself (cuBLASLt workspace, kernel
- * scratch, the CUDA context's growth) and for other users of the device. */
+/* Headroom left beside the plan for what the backend allocates beyond its planned scratch (the CUDA
+ * context's growth, kernels loaded on first use, library internals) and for other users of the device. */
 #define TRAIN_MEMORY_HEADROOM_BYTES ((size_t)512 << 20)
 
 /* Whether plan p of cfg for the dit_create'd model m fits the backend's free memory (p->free_bytes and
@@ -93,11 +95,11 @@ static int check_memory(const tpdiff_config *cfg, const dit_model *m, trainer_me
   const double gib = 1024.0 * 1024.0 * 1024.0;
   snprintf(err, err_size,
            "%s: train.clips_per_microbatch: the run needs %.1f GiB of %s memory (activations %.1f GiB for %d "
-           "clips of %d tokens at stage %d, weights/gradients/optimizer %.1f GiB, microbatch %.1f GiB) but %.1f GiB "
-           "are free on %s; lower train.clips_per_microbatch%s",
+           "clips of %d tokens at stage %d, weights/gradients/optimizer %.1f GiB, microbatch %.1f GiB, backend "
+           "buffers %.1f GiB) but %.1f GiB are free on %s; lower train.clips_per_microbatch%s",
            cfg->source, (p->total_bytes + TRAIN_MEMORY_HEADROOM_BYTES) / gib, be->name, p->stage_acts_bytes[worst] / gib,
            p->stage_clips[worst], dit_stage_tokens(&m->shape, worst), worst, p->state_bytes / gib,
-           p->batch_bytes / gib, p->free_bytes / gib, be->device,
+           p->batch_bytes / gib, p->scratch_bytes / gib, p->free_bytes / gib, be->device,
            trainer_recompute(cfg) == DIT_RECOMPUTE_BLOCKS  ? ""
            : trainer_recompute(cfg) == DIT_RECOMPUTE_CHEAP ? " or set train.recompute: blocks"
                                                             : " or set train.recompute: cheap (or blocks)");

@@ -80,6 +80,12 @@ static int cpu_set_master_weights(const float *weights, size_t n) {
   return 0;
 }
 
+/* Every CPU op works in the caller's buffers (attention's N x N scratch is the model's arena). */
+static size_t cpu_scratch_bytes(const tpdiff_scratch_shape *s) {
+  (void)s;
+  return 0;
+}
+
 static char cpu_device[64];
 
 static const tpdiff_backend cpu_table = {
@@ -97,6 +103,7 @@ static const tpdiff_backend cpu_table = {
     .last_error = cpu_last_error,
     .set_precision = cpu_set_precision,
     .set_master_weights = cpu_set_master_weights,
+    .scratch_bytes = cpu_scratch_bytes,
     .linear_forward = k_linear_forward,
     .linear_backward = k_linear_backward,
     .linear_backward_gelu = k_linear_backward_gelu,

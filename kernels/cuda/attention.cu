@@ -380,6 +380,21 @@ bool launch_backward(float *d_qkv, float *dsum, const float *d_out, const float 
 /* The row log-sum-exp of every (clip, head, query). */
 size_t tcu_attention_probs_floats(int B, int N, int H) { return (size_t)B * (size_t)H * (size_t)N; }
 
+/* TCU_SCRATCH_ATTENTION at most, for the precision set now: fp32 (and bf16's simple pair) keeps D_i
+ * and lse_i there; the bf16 flash kernels their padded bf16 operands, the backward four of them
+ * (q, k, v, dO) and D_i (and lse_i when the caller passes no forward output). */
+size_t tcu_attention_scratch_need(int B, int N, int D, int H) {
+  if (B <= 0 || N <= 0 || D <= 0 || H <= 0) return 0;
+  const size_t rows = (size_t)B * (size_t)H * (size_t)N;
+  size_t need = 2 * rows * sizeof(float);
+  if (g_tcu.bf16) {
+    const size_t operand = (size_t)B * H * flash::padded_rows(N) * flash_head_dim(D / H);
+    const size_t flash = 4 * operand * sizeof(__nv_bfloat16) + 2 * rows * sizeof(float);
+    if (flash > need) need = flash;
+  }
+  return need;
+}
+
 /* The backward keeps D_i in backend scratch (its size depends on B and H, which this does not get). */
 size_t tcu_attention_scratch_floats(int N) {
   (void)N;

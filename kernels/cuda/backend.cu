@@ -66,12 +66,17 @@ static const char *be_last_error(void) {
 static void *g_scratch[TCU_SCRATCH_SLOTS];
 static size_t g_scratch_bytes[TCU_SCRATCH_SLOTS];
 
+/* What a slot allocates for a request of `bytes`: a quarter more, so that a slowly growing request
+ * does not reallocate every call, in whole 256-byte units. */
+size_t tcu_scratch_alloc_size(size_t bytes) {
+  if (bytes == 0) return 0;
+  return (bytes + bytes / 4 + 255) & ~(size_t)255;
+}
+
 void *tcu_scratch(tcu_scratch_slot slot, size_t bytes) {
   if (bytes <= g_scratch_bytes[slot]) return g_scratch[slot];
-  /* Grow by at least a quarter so a slowly growing request does not reallocate every call. Wait
-   * for the device first: an earlier op's kernel may still be reading the old buffer. */
-  size_t want = bytes + bytes / 4;
-  want = (want + 255) & ~(size_t)255;
+  /* Wait for the device first: an earlier op's kernel may still be reading the old buffer. */
+  size_t want = tcu_scratch_alloc_size(bytes);
   if (g_scratch[slot]) {
     CUDA_OK(cudaDeviceSynchronize());
     CUDA_OK(cudaFree(g_scratch[slot]));
@@ -88,6 +93,25 @@ void *tcu_scratch(tcu_scratch_slot slot, size_t bytes) {
   g_scratch[slot] = p;
   g_scratch_bytes[slot] = want;
   return p;
+}
+
+/* backend.h scratch_bytes: every slot at the largest request the work makes of it, with the growth
+ * rule's margin. The Linear casts exist in bf16 mode only; the weight's only where the master weights'
+ * bf16 copy does not cover it (the EMA weights a sample during training runs with, ...). */
+static size_t be_scratch_bytes(const tpdiff_scratch_shape *s) {
+  size_t need[TCU_SCRATCH_SLOTS] = {0};
+  need[TCU_SCRATCH_COLSUM] = tcu_colsum_scratch_bound(s->sum_columns);
+  need[TCU_SCRATCH_INDEX] = (size_t)(s->clips > 0 ? s->clips : 0) * sizeof(int);
+  need[TCU_SCRATCH_COEF] = (size_t)(s->clips > 0 ? s->clips : 0) * 3 * sizeof(float);
+  need[TCU_SCRATCH_ATTENTION] = tcu_attention_scratch_need(s->clips, s->tokens, s->dim, s->heads);
+  if (g_tcu.bf16) {
+    need[TCU_SCRATCH_BF16_IN] = s->linear_in * sizeof(__nv_bfloat16);
+    need[TCU_SCRATCH_BF16_DOUT] = s->linear_out * sizeof(__nv_bfloat16);
+    need[TCU_SCRATCH_BF16_W] = s->linear_weight * sizeof(__nv_bfloat16);
+  }
+  size_t total = 0;
+  for (int i = 0; i < TCU_SCRATCH_SLOTS; i++) total += tcu_scratch_alloc_size(need[i]);
+  return total;
 }
 
 /* ---- memory ---------------------------------------------------------------------------------- */
@@ -271,6 +295,7 @@ static void fill_table(void) {
   t->last_error = be_last_error;
   t->set_precision = be_set_precision;
   t->set_master_weights = tcu_set_master_weights;
+  t->scratch_bytes = be_scratch_bytes;
   t->linear_forward = tcu_linear_forward;
   t->linear_backward = tcu_linear_backward;
   t->linear_backward_gelu = tcu_linear_backward_gelu;

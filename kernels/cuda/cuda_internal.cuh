@@ -62,6 +62,11 @@ enum tcu_scratch_slot {
   TCU_SCRATCH_SLOTS
 };
 void *tcu_scratch(tcu_scratch_slot slot, size_t bytes);
+/* What a slot allocates for a request of `bytes` (its growth rule). */
+size_t tcu_scratch_alloc_size(size_t bytes);
+/* The largest request each op makes of its slot, for the plan (backend.h scratch_bytes). */
+size_t tcu_attention_scratch_need(int B, int N, int D, int H);
+size_t tcu_colsum_scratch_bound(size_t columns);
 
 /* ---- launch helpers -------------------------------------------------------------------------- */
 

@@ -240,7 +240,7 @@ run_model() {
   echo
   head -1 "$out_dir/$name.out"
   grep -E '^(FAIL|SKIP|stopping)' "$out_dir/$name.out" | head -40
-  grep -E '^PASS (training|gradients|forward|recompute|bf16 weights)' "$out_dir/$name.out"
+  grep -E '^PASS (training|gradients|forward|recompute|bf16 weights|memory)' "$out_dir/$name.out"
   grep -E '^memory (plan|base)' "$out_dir/$name.out" # activations per stage, before the timing
   grep -E '^tpdiff cuda:' "$out_dir/$name.out" | sort | uniq -c | head -10
   run_summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$out_dir/$name.out" | tail -1)
