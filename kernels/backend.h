@@ -62,7 +62,8 @@ typedef struct tpdiff_backend {
   int (*set_master_weights)(const float *weights, size_t n);
   /* Bytes of the backend's own buffers (per-call bf16 casts, attention operands, reduction partials:
    * allocated on first use and kept) that the ops need at most, in the current precision, for the
-   * work `s` describes. A memory plan adds it. 0 for a backend that uses the caller's buffers only. */
+   * work `s` describes. A memory plan adds it. 0 for a backend that uses the caller's buffers only.
+   * s == NULL: the bytes those buffers hold now (what the plan must not fall short of). */
   size_t (*scratch_bytes)(const struct tpdiff_scratch_shape *s);
 
   /* ops (see kernels.h for each contract) */

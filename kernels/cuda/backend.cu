@@ -96,9 +96,14 @@ void *tcu_scratch(tcu_scratch_slot slot, size_t bytes) {
 }
 
 /* backend.h scratch_bytes: every slot at the largest request the work makes of it, with the growth
- * rule's margin. The Linear casts exist in bf16 mode only; the weight's only where the master weights'
+ * rule's margin (NULL: what the slots hold now). The Linear casts exist in bf16 mode only; the weight's only where the master weights'
  * bf16 copy does not cover it (the EMA weights a sample during training runs with, ...). */
 static size_t be_scratch_bytes(const tpdiff_scratch_shape *s) {
+  if (!s) {
+    size_t held = 0;
+    for (int i = 0; i < TCU_SCRATCH_SLOTS; i++) held += g_scratch_bytes[i];
+    return held;
+  }
   size_t need[TCU_SCRATCH_SLOTS] = {0};
   need[TCU_SCRATCH_COLSUM] = tcu_colsum_scratch_bound(s->sum_columns);
   need[TCU_SCRATCH_INDEX] = (size_t)(s->clips > 0 ? s->clips : 0) * sizeof(int);

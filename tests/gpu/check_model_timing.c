@@ -164,13 +164,15 @@ void time_base(int stages, int clips, dit_recompute recompute, const char *dgelu
       /* host RAM: other processes move it; nothing to compare */
       printf("memory %s: free host memory fell by %.1f MiB during the steps\n", label, grew);
     } else {
-      /* the plan holds every buffer the backend grows (backend.h scratch_bytes); of the 512 MiB the
-       * trainer keeps beside the plan for what it cannot plan (kernels loaded on first use, the
-       * allocator's rounding, library internals), 64 MiB are allowed here */
-      int ok = grew <= planned + 64.0;
-      printf("%s memory %s: the backend's own buffers grew by %.1f MiB during the steps, planned %.1f MiB (+64 "
-             "allowed)\n",
-             ok ? "PASS" : "FAIL", label, grew, planned);
+      /* the plan must hold every buffer the backend grows (backend.h scratch_bytes: NULL asks what
+       * they hold now; this is the largest shape check_model runs, so earlier runs' buffers count
+       * too). The free memory also falls by what the plan cannot know (kernels loaded on first use,
+       * library internals), for which the trainer keeps 512 MiB beside the plan: printed, not tested. */
+      const double held = dev->scratch_bytes(NULL) / 1048576.0;
+      int ok = held <= planned;
+      printf("%s memory %s: the backend's own buffers hold %.1f MiB after the steps, planned %.1f MiB; free memory "
+             "fell by %.1f MiB\n",
+             ok ? "PASS" : "FAIL", label, held, planned, grew);
       ok ? passed++ : failed++;
     }
   }
