@@ -7,6 +7,8 @@
 #   make bench-loader the shard loader's clips/s and MB/s per level against training's clips/s
 #   make bench-mpi    -np 1 against -np 2 on the CPU, and the all-reduce's projected share on GPUs
 #   make bench-recompute  step time and activation memory of train.recompute none, cheap, blocks
+#   make bench-pyramid    training time per clip and sampling latency, K=3 against K=1 (demo, CPU);
+#                         bench-pyramid-gpu: the same for configs/base.yaml in bf16 on this machine's GPU
 #   make check-gpu    the CUDA backend's ops and the whole model against the CPU on this machine's
 #                     GPU, and the base workload's timing (tests/gpu/check_gpu.sh; needs a GPU)
 #   make SAN=1 ...    AddressSanitizer + UBSan build (objects under build-san/)
@@ -106,7 +108,8 @@ endif
 # Keep objects of chained rules (tests, bench) so a rebuild is incremental.
 .SECONDARY:
 
-.PHONY: all test test-build demo bench bench-cpu bench-pyramid bench-loader bench-mpi bench-recompute clean setup
+.PHONY: all test test-build demo bench bench-cpu bench-pyramid bench-pyramid-gpu bench-loader bench-mpi bench-recompute \
+	clean setup
 all: $(BINARIES) $(CUDA_LIB) $(NCCL_LIB)
 
 $(BUILD)/%.o: %.c
@@ -166,7 +169,14 @@ bench-pyramid:
 	@scripts/setup.sh --if-missing
 	@$(MAKE) --no-print-directory test-build
 	@mkdir -p bench/results $(dir $(LOADER_DATA))
-	OMP_NUM_THREADS=$${THREADS:-2} $(BUILD)/bench/bench_pyramid configs/demo.yaml | tee bench/results/pyramid-cpu.txt
+	OMP_NUM_THREADS=$${THREADS:-2} $(BUILD)/bench/bench_pyramid configs/demo.yaml --train.device=cpu | \
+	  tee bench/results/pyramid-cpu.txt
+
+# The same on this machine's GPU for configs/base.yaml in bf16 (make check-gpu runs it too).
+bench-pyramid-gpu: all $(BUILD)/bench/bench_pyramid
+	@mkdir -p bench/results
+	$(BUILD)/bench/bench_pyramid configs/base.yaml --train.device=cuda --train.precision=bf16 | \
+	  tee bench/results/pyramid-gpu.txt
 
 # Shard loader throughput per level (one reader thread) on 2048 synthetic demo-shape clips, next to
 # raw read() speed and to the clips/s a 20-step demo training run consumes (TRAIN_CLIPS_S=... skips

@@ -6,7 +6,9 @@
  * usage: bench_pyramid CONFIG [--reps=R] [--sample-steps=n] [--section.key=value ...]
  * Each stage is timed on its own (R optimizer steps of one microbatch at that stage, after one
  * warm-up step) and combined with the stage probabilities 1/K, so the random stage draw adds no
- * noise to the comparison. */
+ * noise to the comparison. It runs where train.device and train.precision say (the CPU by default
+ * in configs/demo.yaml; --train.device=cuda --train.precision=bf16 on a GPU), every timing ended by
+ * a synchronize. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,7 +19,10 @@
 #include "trainer/batch.h"
 #include "trainer/clip_source.h"
 #include "trainer/config.h"
+#include "trainer/device.h"
 #include "trainer/trainer.h"
+
+static const tpdiff_backend *be; /* train.device's, in train.precision */
 
 static double now_s(void) {
   struct timespec ts;
@@ -47,7 +52,7 @@ static void time_stages(const tpdiff_config *cfg, int reps, double *seconds, int
   char err[512];
   clip_source src;
   batch_builder bb;
-  if (trainer_create(&tr, cfg, tpdiff_cpu_backend(), err, sizeof err) != 0 || clip_source_open(&src, cfg, err, sizeof err) != 0 ||
+  if (trainer_create(&tr, cfg, be, err, sizeof err) != 0 || clip_source_open(&src, cfg, err, sizeof err) != 0 ||
       batch_builder_create(&bb, cfg, &tr.schedule, src, 0, 1, err, sizeof err) != 0)
     die(err);
   for (int k = 0; k < cfg->pyramid_stages; k++) {
@@ -58,7 +63,8 @@ static void time_stages(const tpdiff_config *cfg, int reps, double *seconds, int
     for (int r = 0; r < reps; r++) {
       f.step = 2 + r;
       double t0 = now_s();
-      trainer_step(&tr, 1, next_fixed, &f);
+      st = trainer_step(&tr, 1, next_fixed, &f);
+      if (st.failed || be->synchronize() != 0) die(st.failed ? st.error : be->last_error());
       double dt = now_s() - t0;
       best = dt < best ? dt : best;
     }
@@ -73,27 +79,28 @@ static void time_stages(const tpdiff_config *cfg, int reps, double *seconds, int
 static double time_sampling(const tpdiff_config *cfg, int steps_per_stage, int videos) {
   static trainer tr;
   char err[512];
-  if (trainer_create(&tr, cfg, tpdiff_cpu_backend(), err, sizeof err) != 0) die(err);
+  if (trainer_create(&tr, cfg, be, err, sizeof err) != 0) die(err);
   if (dit_init_random(&tr.model, 3) != 0) die("out of memory initialising the weights");
-  /* the CPU backend's memory is host memory: the sampler's buffers are plain allocations */
   const dit_shape *s = &tr.model.shape;
   int max_clips = batch_clips_for_stage(cfg, s->stages - 1);
-  float *tbuf = malloc(sizeof(float) * (size_t)max_clips);
-  float *work = malloc(sizeof(float) * sampler_work_floats(s, videos));
-  float *out = malloc(sizeof(float) * (size_t)videos * s->channels * s->frames * s->height * s->width);
+  float *tbuf = malloc(sizeof(float) * (size_t)max_clips); /* host: dit_forward's t */
+  float *work = be->alloc(sizeof(float) * sampler_work_floats(s, videos));
+  float *out = be->alloc(sizeof(float) * (size_t)videos * s->channels * s->frames * s->height * s->width);
+  if (!tbuf || !work || !out) die("out of memory for the sampler's buffers");
   dit_sampler_ctx ctx = {&tr.model, tr.acts, max_clips, tbuf};
   sampler_options opt = {steps_per_stage, 1.0, 1, 0};
   double best = 1e30;
   for (int r = 0; r < 2; r++) {
     double t0 = now_s();
-    if (sample_videos(tr.be, &tr.schedule, s, dit_sampler_model, &ctx, &opt, NULL, NULL, 0, videos, out, work) != 0)
+    if (sample_videos(tr.be, &tr.schedule, s, dit_sampler_model, &ctx, &opt, NULL, NULL, 0, videos, out, work) != 0 ||
+        be->synchronize() != 0)
       die("sampling failed");
     double dt = now_s() - t0;
     best = dt < best ? dt : best;
   }
   free(tbuf);
-  free(work);
-  free(out);
+  be->free(work);
+  be->free(out);
   trainer_destroy(&tr);
   return best;
 }
@@ -130,6 +137,12 @@ int main(int argc, char **argv) {
   bal3 = sync3;
   snprintf(bal3.pyramid_schedule, sizeof bal3.pyramid_schedule, "balanced");
   if (config_validate(&k1, "K=1", err, sizeof err) || config_validate(&sync3, "K=3", err, sizeof err)) die(err);
+  char notice[512] = "";
+  be = device_open(base.train_device, notice, sizeof notice, err, sizeof err);
+  if (!be) die(err);
+  if (notice[0]) fprintf(stderr, "bench_pyramid: %s\n", notice);
+  if (be->set_precision(strcmp(base.train_precision, "bf16") == 0 ? TPDIFF_BF16 : TPDIFF_FP32, err, sizeof err) != 0)
+    die(err);
 
   double x = attention_share(&base);
   double t1[4], ts[4], tb[4];
@@ -150,8 +163,12 @@ int main(int argc, char **argv) {
     num += cb[k] * ck[k];
     den += cb[k];
   }
-  printf("# bench-pyramid: %s, %d threads, attention share of FLOPs x = %.3f, best of %d reps\n", argv[1],
-         k_num_threads(), x, reps);
+  if (strcmp(be->name, "cpu") == 0)
+    printf("# bench-pyramid: %s, cpu, %d threads, attention share of FLOPs x = %.3f, best of %d reps\n", argv[1],
+           k_num_threads(), x, reps);
+  else
+    printf("# bench-pyramid: %s, %s on %s, %s, attention share of FLOPs x = %.3f, best of %d reps\n", argv[1], be->name,
+           be->device, base.train_precision, x, reps);
   printf("# (a) training time per clip (one optimizer step of one microbatch per stage, stages equally likely)\n");
   printf("%-22s %12s %12s %12s %14s\n", "variant", "ms/step", "clips/step", "ms/clip", "ratio vs K=1");
   printf("%-22s %12.1f %12d %12.2f %14s\n", "K=1", 1e3 * t1[0], c1[0], 1e3 * per_clip_1, "1");

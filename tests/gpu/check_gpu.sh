@@ -16,10 +16,15 @@
 # The full log goes to ${OUT:-bench/results}/check_gpu.log. Exit status: 0 every check passed,
 # 1 a check failed, 2 the build failed, 3 no GPU backend could be loaded (no GPU/driver), 124 a
 # checker ran past its time limit. Takes about 5 minutes on one H100, build included: the whole
-# script keeps within CHECK_GPU_BUDGET_S (default 300 s, counted from its start) by giving the fp32
+# script keeps within CHECK_GPU_BUDGET_S (default 360 s, counted from its start) by giving the fp32
 # check_model what is left less the bf16 run's CHECK_MODEL_BF16_TIMEOUT_S (default 90 s; at least
-# 60 s each) and letting it skip, with a SKIP line, base-shape stages whose CPU reference would not
-# finish in time.
+# 60 s each) and less CHECK_GPU_PYRAMID_TIMEOUT_S (default 60 s) for the pyramid benchmark, and
+# letting it skip, with a SKIP line, base-shape stages whose CPU reference would not finish in time.
+#
+# Last, where the trainer's libraries are installed, bench_pyramid measures what the pyramid saves
+# on this GPU (configs/base.yaml in bf16: training time per clip and sampling latency, K = 3 against
+# K = 1; make bench-pyramid-gpu) into ${OUT:-bench/results}/pyramid-gpu.txt; a benchmark, not a
+# check: it never changes the exit status.
 #
 # Robust to a bare GPU machine: it builds only the CUDA library and the checker (not the trainer,
 # whose libyaml/HDF5 may be missing there); if that build fails it retries once without -Werror
@@ -221,9 +226,10 @@ rm -f "$out_dir/check_kernels.out"
 # check_model starts no base-shape stage that would end past its deadline, 30 s before the kill.
 # The bf16 run (--bf16 --no-base: tiny forward/gradients at bf16 limits, then the base timing)
 # should need about 40 s on an H100.
-budget_s=${CHECK_GPU_BUDGET_S:-300}
+budget_s=${CHECK_GPU_BUDGET_S:-360}
 bf16_limit_s=${CHECK_MODEL_BF16_TIMEOUT_S:-90}
-model_limit_s=${CHECK_MODEL_TIMEOUT_S:-$((budget_s - (SECONDS - start) - bf16_limit_s))}
+pyramid_limit_s=${CHECK_GPU_PYRAMID_TIMEOUT_S:-60}
+model_limit_s=${CHECK_MODEL_TIMEOUT_S:-$((budget_s - (SECONDS - start) - bf16_limit_s - pyramid_limit_s))}
 [ "$model_limit_s" -ge 60 ] || model_limit_s=60
 model_rc=0 model_s=0 model_summary="" bf16_rc=0 bf16_s=0 bf16_summary=""
 # run_model NAME LIMIT_S ARGS...: runs check_model into $out_dir/NAME.out, prints its short report
@@ -266,10 +272,30 @@ else
   bf16_rc=$run_rc bf16_s=$run_s bf16_summary=$run_summary
 fi
 
-say "check_gpu: build ${build_s}s, check_kernels ${kernels_s}s, check_model ${model_s}s + bf16 ${bf16_s}s, full log $log"
+# ---- benchmark: the pyramid's savings on this GPU (needs the trainer's libraries: libyaml, HDF5,
+# libav; skipped where they are missing or the normal build was not used) ----------------------------
+pyramid_s=0 pyramid_summary="not run"
+if [ "$build_dir" = build ] && [ -z "${CHECK_GPU_LIB:-}" ]; then
+  section "build: bench_pyramid"
+  if make -j"$jobs" build/bench/bench_pyramid >>"$log" 2>&1; then
+    section "bench_pyramid configs/base.yaml --train.device=cuda --train.precision=bf16 (limit ${pyramid_limit_s}s)"
+    t0=$SECONDS
+    timeout -k 10 "$pyramid_limit_s" build/bench/bench_pyramid configs/base.yaml --train.device=cuda \
+      --train.precision=bf16 >"$out_dir/pyramid-gpu.txt" 2>&1
+    pyramid_rc=$? pyramid_s=$((SECONDS - t0))
+    cat "$out_dir/pyramid-gpu.txt" >>"$log"
+    if [ "$pyramid_rc" -eq 0 ]; then pyramid_summary="$out_dir/pyramid-gpu.txt"
+    else pyramid_summary="exit status $pyramid_rc: $(tail -1 "$out_dir/pyramid-gpu.txt")"; fi
+  else
+    pyramid_summary="bench_pyramid did not build here (the trainer's libraries?); see $log"
+  fi
+fi
+
+say "check_gpu: build ${build_s}s, check_kernels ${kernels_s}s, check_model ${model_s}s + bf16 ${bf16_s}s, bench_pyramid ${pyramid_s}s, full log $log"
 say "check_kernels: $summary"
 say "check_model: $model_summary"
 say "check_model --bf16: $bf16_summary"
+say "bench_pyramid (base, bf16): $pyramid_summary"
 # the base workload's timing tables, fp32 then bf16, last (measured even when a later check was
 # skipped or failed)
 for name in check_model check_model_bf16; do
@@ -278,6 +304,8 @@ for name in check_model check_model_bf16; do
     rm -f "$out_dir/$name.out"
   fi
 done
+# and what the pyramid saves on this GPU
+[ "$pyramid_summary" = "$out_dir/pyramid-gpu.txt" ] && cat "$out_dir/pyramid-gpu.txt"
 for r in "$model_rc" "$bf16_rc"; do
   if [ "$r" -eq 124 ] || [ "$r" -eq 137 ]; then exit 124; fi
 done
