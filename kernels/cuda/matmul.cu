@@ -533,7 +533,8 @@ void linear_backward_impl(float *d_in, float *d_weight, float *d_bias, const flo
     if (d_in) {
       const __nv_bfloat16 *w16 = bf16_weight(weight, (size_t)N * K);
       if (!w16) return;
-      if (gelu_pre && dgelu_in_epilogue()) {
+      /* the epilogue's auxiliary matrix needs a leading dimension divisible by 8 (cublasLt.h) */
+      if (gelu_pre && ldk % 8 == 0 && dgelu_in_epilogue()) {
         int r = gemm_bf16_dgelu(K, M, N, w16, ldk, dout16, ldn, d_in, ldk, gelu_pre);
         if (r < 0) return;
         fused = r == 1;
