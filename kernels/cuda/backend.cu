@@ -96,8 +96,9 @@ void *tcu_scratch(tcu_scratch_slot slot, size_t bytes) {
 }
 
 /* backend.h scratch_bytes: every slot at the largest request the work makes of it, with the growth
- * rule's margin (NULL: what the slots hold now). The Linear casts exist in bf16 mode only; the weight's only where the master weights'
- * bf16 copy does not cover it (the EMA weights a sample during training runs with, ...). */
+ * rule's margin (NULL: what the slots hold now). The Linear casts exist in bf16 mode only, the
+ * weight's only where the master weights' bf16 copy does not cover it (the EMA weights a sample
+ * during training runs with, ...): planned anyway. */
 static size_t be_scratch_bytes(const tpdiff_scratch_shape *s) {
   if (!s) {
     size_t held = 0;

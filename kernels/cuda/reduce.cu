@@ -64,23 +64,10 @@ __global__ void colsum_finish_kernel(const float *partials, int groups, int chun
   if (dst1) dst1[(long long)g * dst_stride + d] += s1;
 }
 
-/* Row chunks of a column sum: enough (groups x width x chunks) threads to fill the GPU, at least
- * kMinChunkRows rows each. */
-long long colsum_chunks(int groups, int rows, int width) {
-  long long columns = (long long)groups * width;
-  long long chunks = tcu_ceil_div(kTargetThreads, columns);
-  long long max_chunks = tcu_ceil_div(rows, kMinChunkRows);
-  if (chunks > max_chunks) chunks = max_chunks;
-  if (chunks > 65535) chunks = 65535;
-  if (chunks < 1) chunks = 1;
-  int chunk_rows = (int)tcu_ceil_div(rows, chunks);
-  return tcu_ceil_div(rows, chunk_rows);
-}
-
 }  // namespace
 
 size_t tcu_colsum_scratch_bound(size_t columns) {
-  /* chunks <= kTargetThreads / columns + 1, two planes at most (layernorm) */
+  /* below: chunks <= kTargetThreads / columns + 1, and two planes at most (layernorm) */
   return 2 * ((size_t)kTargetThreads + columns) * sizeof(float);
 }
 
@@ -96,8 +83,14 @@ void tcu_colsum_accumulate(const tcu_colsum_source &src, int groups, int rows, i
     TCU_FAIL("token sum: layernorm needs two destinations");
     return;
   }
-  const long long chunks = colsum_chunks(groups, rows, width);
-  const int chunk_rows = (int)tcu_ceil_div(rows, chunks);
+  long long columns = (long long)groups * width;
+  long long chunks = tcu_ceil_div(kTargetThreads, columns);
+  long long max_chunks = tcu_ceil_div(rows, kMinChunkRows);
+  if (chunks > max_chunks) chunks = max_chunks;
+  if (chunks > 65535) chunks = 65535;
+  if (chunks < 1) chunks = 1;
+  int chunk_rows = (int)tcu_ceil_div(rows, chunks);
+  chunks = tcu_ceil_div(rows, chunk_rows);
 
   size_t count = (size_t)(two ? 2 : 1) * (size_t)groups * (size_t)chunks * (size_t)width;
   float *partials = (float *)tcu_scratch(TCU_SCRATCH_COLSUM, count * sizeof(float));
