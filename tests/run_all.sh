@@ -78,6 +78,8 @@ run "tpdiff-train command line" tests/cli/train_cli.sh
 run "tpdiff-train on HDF5 shards" tests/cli/train_shards.sh
 BIN=build-san/bin/tpdiff-train run "tpdiff-train on HDF5 shards (ASan+UBSan)" tests/cli/train_shards.sh
 BIN=build-san/bin/tpdiff-train run "tpdiff-train command line (ASan+UBSan)" tests/cli/train_cli.sh
+run "train.device without a GPU, bad CUDA libraries" tests/cli/device_cli.sh
+BIN=build-san/bin/tpdiff-train run "train.device, bad CUDA libraries (ASan+UBSan)" tests/cli/device_cli.sh
 run "checkpoints: round trip, damaged files, full disk" build/tests/test_checkpoint
 run "checkpoints (ASan+UBSan)" build-san/tests/test_checkpoint
 run "resume after kill -9 / SIGTERM is bit-identical" tests/ckpt/resume_exact.sh
