@@ -138,7 +138,7 @@ int main(int argc, char **argv) {
   snprintf(bal3.pyramid_schedule, sizeof bal3.pyramid_schedule, "balanced");
   if (config_validate(&k1, "K=1", err, sizeof err) || config_validate(&sync3, "K=3", err, sizeof err)) die(err);
   char notice[512] = "";
-  be = device_open(base.train_device, notice, sizeof notice, err, sizeof err);
+  be = device_open("train.device", base.train_device, notice, sizeof notice, err, sizeof err);
   if (!be) die(err);
   if (notice[0]) fprintf(stderr, "bench_pyramid: %s\n", notice);
   if (be->set_precision(strcmp(base.train_precision, "bf16") == 0 ? TPDIFF_BF16 : TPDIFF_FP32, err, sizeof err) != 0)

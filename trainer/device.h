@@ -9,7 +9,9 @@
 
 /* Returns the backend for `device` (cpu, cuda or auto). cuda that cannot load: NULL with one line in
  * err. auto that cannot load CUDA: the CPU backend, with one line in notice saying why (notice is
- * "" otherwise). */
-const tpdiff_backend *device_open(const char *device, char *notice, size_t notice_size, char *err, size_t err_size);
+ * "" otherwise). `option` names where the choice came from in those lines ("train.device",
+ * "--device"). */
+const tpdiff_backend *device_open(const char *option, const char *device, char *notice, size_t notice_size, char *err,
+                                  size_t err_size);
 
 #endif

@@ -245,7 +245,7 @@ int main(int argc, char **argv) {
   }
   for (int b = 0; b < B && labels; b++) labels[b] = b % s.classes;
   if (!early && o.labels && parse_labels(o.labels, s.classes, B, labels) != 0) early = 2;
-  const tpdiff_backend *be = early ? NULL : device_open(o.device, notice, sizeof notice, err, sizeof err);
+  const tpdiff_backend *be = early ? NULL : device_open("--device", o.device, notice, sizeof notice, err, sizeof err);
   if (!early && !be) {
     fprintf(stderr, "tpdiff-sample: %s\n", err);
     early = 2;

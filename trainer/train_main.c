@@ -122,7 +122,7 @@ static int run(comm_world *comm, int argc, char **argv) {
   /* before anything is written: a device that cannot be used is a refusal like a bad key */
   if (strcmp(cfg.train_device, "cpu") != 0) comm_pick_gpu(comm);
   char notice[1024];
-  const tpdiff_backend *be = device_open(cfg.train_device, notice, sizeof notice, err, sizeof err);
+  const tpdiff_backend *be = device_open("train.device", cfg.train_device, notice, sizeof notice, err, sizeof err);
   if (comm_agree(comm, !be, err) != 0) return 2;
   if (notice[0] && comm->rank == 0) fprintf(stderr, "tpdiff-train: %s\n", notice);
   /* train.device: auto may have fallen back to the CPU, which refuses bf16 with one line */

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# device_cli.sh — train.device on a machine without a GPU, as a user meets it: the binaries have no
-# CUDA link dependency; `cuda` is refused with one line, exit code 2 and nothing written; `auto`
-# trains on the CPU after a one-line notice; and every way the CUDA backend library can be wrong
+# device_cli.sh — train.device (and tpdiff-sample's --device) on a machine without a GPU, as a user
+# meets it: the binaries have no CUDA link dependency; `cuda` is refused with one line, exit code 2
+# and nothing written; `auto` runs on the CPU after a one-line notice; and every way the CUDA backend library can be wrong
 # (missing, not a library, no entry point, no GPU behind it, another backend ABI, a table with holes)
 # is one line naming the library, never a crash. The bad libraries are built here from a few lines of
 # C, as bad input files are written by the other tests.
@@ -57,6 +57,23 @@ ok=0
   grep -q "^# backend: cpu" "$tmp/auto.log" && [ -f "$out/config.yaml" ] || ok=1
 check "train.device=auto without a GPU: one notice line, then the run on the CPU (exit $rc)" $ok \
   "$(head -c 400 "$tmp/auto.err")"
+# tpdiff-sample's --device, on the checkpoint of that run
+SAMPLE=$bin_dir/tpdiff-sample
+ckpt=$(ls "$out"/ckpt-*.h5 2>/dev/null | tail -1)
+"$SAMPLE" "$ckpt" --out "$tmp/s-cuda" --device cuda >/dev/null 2>"$tmp/s-cuda.err"
+rc=$?
+ok=0
+[ "$rc" -eq 2 ] && [ "$(wc -l <"$tmp/s-cuda.err")" -eq 1 ] && grep -q "^tpdiff-sample: --device=cuda: CUDA backend: " "$tmp/s-cuda.err" &&
+  [ ! -e "$tmp/s-cuda" ] || ok=1
+check "tpdiff-sample --device cuda without a GPU: refused in one line (exit $rc), nothing written" $ok \
+  "${ckpt:-no checkpoint}: $(head -c 400 "$tmp/s-cuda.err")"
+"$SAMPLE" "$ckpt" --out "$tmp/s-auto" --device auto --steps 2 --count 1 >/dev/null 2>"$tmp/s-auto.err"
+rc=$?
+ok=0
+[ "$rc" -eq 0 ] && [ "$(wc -l <"$tmp/s-auto.err")" -eq 1 ] && grep -q "^tpdiff-sample: --device=auto: .*; running on the CPU$" "$tmp/s-auto.err" &&
+  [ -f "$tmp/s-auto/video-00.gif" ] || ok=1
+check "tpdiff-sample --device auto without a GPU: one notice line, then the videos (exit $rc)" $ok \
+  "$(head -c 400 "$tmp/s-auto.err")"
 
 # ---- a wrong library: each failure is one line that names it ---------------------------------------
 refused "TPDIFF_CUDA_LIB names no file" "TPDIFF_CUDA_LIB=$tmp/none.so does not exist" TPDIFF_CUDA_LIB="$tmp/none.so"
