@@ -33,6 +33,28 @@ struct BwdArgs {
   float scale, scale_log2;
 };
 
+/* Stores this warp's 16 rows of a head's gradient, acc * mul, into d_qkv [B, N, 3D] at column block
+ * `col` (0: dQ, D: dK, 2D: dV): head rows r0 + g and r0 + g + 8 of clip b, head h. Rows past N and
+ * padded head columns are not stored. */
+template <int ND>
+__device__ __forceinline__ void store_rows(const float (&acc)[ND][4], float mul, const BwdArgs &a, int b, int h,
+                                           int r0, int col, int lane) {
+  const int g = lane >> 2, t = lane & 3, dh = a.D / a.H;
+#pragma unroll
+  for (int r = 0; r < 2; r++) {
+    const int i = r0 + g + 8 * r;
+    if (i >= a.N) continue;
+    float *row = a.d_qkv + ((long long)b * a.N + i) * (3LL * a.D) + col + (long long)h * dh;
+#pragma unroll
+    for (int n = 0; n < ND; n++)
+#pragma unroll
+      for (int c = 0; c < 2; c++) {
+        const int d = 8 * n + 2 * t + c;
+        if (d < dh) row[d] = acc[n][2 * r + c] * mul;
+      }
+  }
+}
+
 /* ---- dQ ------------------------------------------------------------------------------------------ */
 
 /* Shared memory: Q and dO of the block's rows, then two stages of K and V. */
@@ -56,7 +78,7 @@ __global__ void __launch_bounds__(kThreads, DqSmem<DH>::min_blocks) flash_bwd_dq
   __nv_bfloat16 *stages = dos + kBlockRows * ld;
   constexpr int stage = 2 * KT * ld;
 
-  const int bh = blockIdx.y, b = bh / a.H, h = bh % a.H, dh = a.D / a.H;
+  const int bh = blockIdx.y, b = bh / a.H, h = bh % a.H;
   const int q0 = blockIdx.x * kBlockRows, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int g = lane >> 2, t = lane & 3;
   const size_t head = (size_t)bh * a.Npad * DH;
@@ -127,20 +149,7 @@ __global__ void __launch_bounds__(kThreads, DqSmem<DH>::min_blocks) flash_bwd_dq
     }
   }
 
-  const long long ld3 = 3LL * a.D;
-#pragma unroll
-  for (int r = 0; r < 2; r++) {
-    const int i = q0 + 16 * warp + g + 8 * r;
-    if (i >= a.N) continue;
-    float *row = a.d_qkv + ((long long)b * a.N + i) * ld3 + (long long)h * dh;
-#pragma unroll
-    for (int n = 0; n < ND; n++)
-#pragma unroll
-      for (int c = 0; c < 2; c++) {
-        const int d = 8 * n + 2 * t + c;
-        if (d < dh) row[d] = dq[n][2 * r + c] * a.scale;
-      }
-  }
+  store_rows<ND>(dq, a.scale, a, b, h, q0 + 16 * warp, 0, lane);
 }
 
 /* ---- dK, dV -------------------------------------------------------------------------------------- */
@@ -175,9 +184,9 @@ __global__ void __launch_bounds__(kThreads, DkvGeometry<DH>::min_blocks) flash_b
   float *lsest = reinterpret_cast<float *>(stages + 2 * stage); /* [2][QT], log2 units */
   float *dst = lsest + 2 * QT;                                   /* [2][QT] */
 
-  const int bh = blockIdx.y, b = bh / a.H, h = bh % a.H, dh = a.D / a.H;
+  const int bh = blockIdx.y, b = bh / a.H, h = bh % a.H;
   const int j0 = blockIdx.x * kBlockRows, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int g = lane >> 2, t = lane & 3;
+  const int t = lane & 3;
   const size_t head = (size_t)bh * a.Npad * DH;
   const int ntiles = a.Npad / QT;
   const float *lse_head = a.lse + (size_t)bh * a.N, *d_head = a.dsum + (size_t)bh * a.N;
@@ -257,23 +266,9 @@ __global__ void __launch_bounds__(kThreads, DkvGeometry<DH>::min_blocks) flash_b
     }
   }
 
-  const long long ld3 = 3LL * a.D;
-#pragma unroll
-  for (int r = 0; r < 2; r++) {
-    const int j = j0 + 16 * warp + g + 8 * r;
-    if (j >= a.N) continue;
-    float *row = a.d_qkv + ((long long)b * a.N + j) * ld3 + (long long)h * dh;
-#pragma unroll
-    for (int n = 0; n < ND; n++)
-#pragma unroll
-      for (int c = 0; c < 2; c++) {
-        const int d = 8 * n + 2 * t + c;
-        if (d < dh) {
-          row[a.D + d] = dk[n][2 * r + c] * a.scale;
-          row[2 * a.D + d] = dv[n][2 * r + c];
-        }
-      }
-  }
+  /* dV is stored unscaled: multiplying by 1 changes no bit */
+  store_rows<ND>(dk, a.scale, a, b, h, j0 + 16 * warp, a.D, lane);
+  store_rows<ND>(dv, 1.0f, a, b, h, j0 + 16 * warp, 2 * a.D, lane);
 }
 
 /* ---- D_i from the forward's output ----------------------------------------------------------------- */
