@@ -21,9 +21,11 @@
  * own approximation (tcu_exp_nonpositive), so the GPU and CPU differ only in summation order.
  *
  * bf16 mode runs FlashAttention-2 kernels on tensor cores (attention_flash.cu, attention_flash_bwd.cu).
- * TPDIFF_ATTN=simple selects instead the earlier bf16-mode pair, read at every call so a failure on
- * a GPU can be bypassed without a rebuild: attention_bf16.cu's wmma forward and, for the backward,
- * these fp32 kernels with the row statistics recomputed in fp32 (RECOMPUTE). */
+ * TPDIFF_ATTN, read at every call so that a failure on a GPU can be bypassed without a rebuild and
+ * the variants timed side by side in one process: "flash" (the default) loads the tensor cores'
+ * operands with ldmatrix; "flash-scalar" runs the same kernels with one shared load per register
+ * (the same bits); "simple" the earlier bf16-mode pair: attention_bf16.cu's wmma forward and, for the
+ * backward, these fp32 kernels with the row statistics recomputed in fp32 (RECOMPUTE). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -333,14 +335,18 @@ bool shape_ok(const char *op, int B, int N, int D, int H) {
   return true;
 }
 
-/* bf16 mode's kernel choice from TPDIFF_ATTN: 1 = simple, 0 = flash (unset, empty or "flash"), -1 =
- * anything else (error recorded). */
-int bf16_simple(const char *op) {
+/* bf16 mode's attention kernels, from TPDIFF_ATTN */
+enum Bf16Attention { kAttnInvalid = -1, kAttnFlash, kAttnFlashScalar, kAttnSimple };
+
+/* kAttnFlash for TPDIFF_ATTN unset, empty or "flash"; kAttnInvalid (error recorded) for an unknown
+ * value. */
+Bf16Attention bf16_attention(const char *op) {
   const char *v = getenv("TPDIFF_ATTN");
-  if (!v || !v[0] || !strcmp(v, "flash")) return 0;
-  if (!strcmp(v, "simple")) return 1;
-  TCU_FAIL("%s: TPDIFF_ATTN=%.40s: expected \"flash\" (the default) or \"simple\"", op, v);
-  return -1;
+  if (!v || !v[0] || !strcmp(v, "flash")) return kAttnFlash;
+  if (!strcmp(v, "flash-scalar")) return kAttnFlashScalar;
+  if (!strcmp(v, "simple")) return kAttnSimple;
+  TCU_FAIL("%s: TPDIFF_ATTN=%.40s: expected \"flash\" (the default), \"flash-scalar\" or \"simple\"", op, v);
+  return kAttnInvalid;
 }
 
 /* The smallest kernel head dimension that holds dh. */
@@ -407,9 +413,10 @@ void tcu_attention_forward(float *out, float *probs, const float *qkv, int B, in
   const int dh = D / H;
   const float scale = 1.0f / sqrtf((float)dh);
   if (g_tcu.bf16) {
-    const int simple = bf16_simple("attention_forward");
-    if (simple == 1) tcu_attention_forward_bf16(out, probs, qkv, B, N, D, H, padded_head_dim(dh), scale);
-    if (simple == 0) tcu_attention_forward_flash(out, probs, qkv, B, N, D, H, flash_head_dim(dh), scale);
+    const Bf16Attention kind = bf16_attention("attention_forward");
+    if (kind == kAttnSimple) tcu_attention_forward_bf16(out, probs, qkv, B, N, D, H, padded_head_dim(dh), scale);
+    if (kind == kAttnFlash || kind == kAttnFlashScalar)
+      tcu_attention_forward_flash(out, probs, qkv, B, N, D, H, flash_head_dim(dh), scale, kind == kAttnFlash);
     return;
   }
   switch (padded_head_dim(dh)) {
@@ -428,11 +435,12 @@ void tcu_attention_backward(float *d_qkv, const float *d_out, const float *qkv, 
   const int dh = D / H;
   const float scale = 1.0f / sqrtf((float)dh);
   if (g_tcu.bf16) {
-    const int simple = bf16_simple("attention_backward");
-    if (simple == -1) return;
-    if (simple == 0) {
+    const Bf16Attention kind = bf16_attention("attention_backward");
+    if (kind == kAttnInvalid) return;
+    if (kind == kAttnFlash || kind == kAttnFlashScalar) {
       /* with the forward's output, its lse (in probs) and D_i = dO_i · O_i come for free */
-      tcu_attention_backward_flash(d_qkv, d_out, qkv, out, out ? probs : NULL, B, N, D, H, flash_head_dim(dh), scale);
+      tcu_attention_backward_flash(d_qkv, d_out, qkv, out, out ? probs : NULL, B, N, D, H, flash_head_dim(dh), scale,
+                                   kind == kAttnFlash);
       return;
     }
   }

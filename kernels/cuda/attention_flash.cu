@@ -57,8 +57,9 @@ struct FwdArgs {
 };
 
 /* grid (Npad / kBlockRows, B*H), kThreads threads, FwdSmem<DH>::bytes of dynamic shared memory.
- * DSUM: the epilogue stores D_i = dO_i · O_i and lse_i instead of O_i and lse_i. */
-template <int DH, bool DSUM>
+ * DSUM: the epilogue stores D_i = dO_i · O_i and lse_i instead of O_i and lse_i. Loads: the fragment
+ * loads (attention_flash.cuh). */
+template <int DH, bool DSUM, class Loads>
 __global__ void __launch_bounds__(kThreads) flash_fwd_kernel(FwdArgs a) {
   constexpr int ld = Row<DH>::ld, KT = kTileRows, NT = KT / 8, ND = DH / 8;
   extern __shared__ __align__(128) unsigned char smem[];
@@ -103,8 +104,8 @@ __global__ void __launch_bounds__(kThreads) flash_fwd_kernel(FwdArgs a) {
 #pragma unroll
     for (int kk = 0; kk < DH / 16; kk++) {
       uint32_t qa[4];
-      load_a(qa, qs, ld, 16 * warp, 16 * kk, lane);
-      mma_rows_are_n<NT>(s, qa, ks, ld, 16 * kk, lane);
+      Loads::load_a(qa, qs, ld, 16 * warp, 16 * kk, lane);
+      mma_rows_are_n<NT, Loads>(s, qa, ks, ld, 16 * kk, lane);
     }
 
     /* scale into log2 units, mask keys past N, row max over the tile */
@@ -146,7 +147,7 @@ __global__ void __launch_bounds__(kThreads) flash_fwd_kernel(FwdArgs a) {
 #pragma unroll
     for (int kk = 0; kk < KT / 16; kk++) {
       const uint32_t pa[4] = {p[2 * kk][0], p[2 * kk][1], p[2 * kk + 1][0], p[2 * kk + 1][1]};
-      mma_rows_are_k<ND>(o, pa, vs, ld, 16 * kk, lane);
+      mma_rows_are_k<ND, Loads>(o, pa, vs, ld, 16 * kk, lane);
     }
   }
 
@@ -178,30 +179,30 @@ __global__ void __launch_bounds__(kThreads) flash_fwd_kernel(FwdArgs a) {
   }
 }
 
-template <int DH, bool DSUM>
+template <int DH, bool DSUM, class Loads>
 bool launch_fwd(const FwdArgs &a, int BH) {
   const size_t bytes = FwdSmem<DH>::bytes;
   /* above 48 KiB of dynamic shared memory must be asked for, once per kernel */
   static bool configured = false;
   if (!configured) {
-    if (!CUDA_OK(cudaFuncSetAttribute(flash_fwd_kernel<DH, DSUM>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+    if (!CUDA_OK(cudaFuncSetAttribute(flash_fwd_kernel<DH, DSUM, Loads>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                       (int)bytes)))
       return false;
     configured = true;
   }
   dim3 grid((unsigned)(a.Npad / kBlockRows), (unsigned)BH);
-  flash_fwd_kernel<DH, DSUM><<<grid, kThreads, bytes>>>(a);
+  flash_fwd_kernel<DH, DSUM, Loads><<<grid, kThreads, bytes>>>(a);
   return LAUNCH_OK("flash_fwd_kernel");
 }
 
-template <bool DSUM>
+template <bool DSUM, class Loads>
 bool dispatch_fwd(const FwdArgs &a, int BH, int DH) {
   switch (DH) {
-    case 16: return launch_fwd<16, DSUM>(a, BH);
-    case 32: return launch_fwd<32, DSUM>(a, BH);
-    case 64: return launch_fwd<64, DSUM>(a, BH);
-    case 80: return launch_fwd<80, DSUM>(a, BH);
-    default: return launch_fwd<128, DSUM>(a, BH);
+    case 16: return launch_fwd<16, DSUM, Loads>(a, BH);
+    case 32: return launch_fwd<32, DSUM, Loads>(a, BH);
+    case 64: return launch_fwd<64, DSUM, Loads>(a, BH);
+    case 80: return launch_fwd<80, DSUM, Loads>(a, BH);
+    default: return launch_fwd<128, DSUM, Loads>(a, BH);
   }
 }
 
@@ -217,7 +218,7 @@ bool flash_repack(__nv_bfloat16 *dst, const float *src, long long src_ld, int co
 
 bool flash_forward_padded(float *out, float *lse, float *dsum, const __nv_bfloat16 *q, const __nv_bfloat16 *k,
                           const __nv_bfloat16 *v, const __nv_bfloat16 *dout, int B, int N, int D, int H, int DH,
-                          float scale) {
+                          float scale, bool ldmatrix) {
   FwdArgs a;
   a.q = q;
   a.k = k;
@@ -231,11 +232,13 @@ bool flash_forward_padded(float *out, float *lse, float *dsum, const __nv_bfloat
   a.D = D;
   a.H = H;
   a.scale_log2 = scale * flash::kLog2e;
-  return dout ? dispatch_fwd<true>(a, B * H, DH) : dispatch_fwd<false>(a, B * H, DH);
+  if (ldmatrix)
+    return dout ? dispatch_fwd<true, LdmatrixLoads>(a, B * H, DH) : dispatch_fwd<false, LdmatrixLoads>(a, B * H, DH);
+  return dout ? dispatch_fwd<true, ScalarLoads>(a, B * H, DH) : dispatch_fwd<false, ScalarLoads>(a, B * H, DH);
 }
 
 bool tcu_attention_forward_flash(float *out, float *lse, const float *qkv, int B, int N, int D, int H, int DH,
-                                 float scale) {
+                                 float scale, bool ldmatrix) {
   const int dh = D / H;
   const size_t operand = (size_t)B * H * flash::padded_rows(N) * DH; /* bf16 elements of one of q, k, v */
   __nv_bfloat16 *q = (__nv_bfloat16 *)tcu_scratch(TCU_SCRATCH_ATTENTION, 3 * operand * sizeof(__nv_bfloat16));
@@ -245,5 +248,5 @@ bool tcu_attention_forward_flash(float *out, float *lse, const float *qkv, int B
   if (!flash_repack(q, qkv, ld, 0, B, N, H, dh, DH) || !flash_repack(k, qkv, ld, D, B, N, H, dh, DH) ||
       !flash_repack(v, qkv, ld, 2 * D, B, N, H, dh, DH))
     return false;
-  return flash_forward_padded(out, lse, NULL, q, k, v, NULL, B, N, D, H, DH, scale);
+  return flash_forward_padded(out, lse, NULL, q, k, v, NULL, B, N, D, H, DH, scale, ldmatrix);
 }

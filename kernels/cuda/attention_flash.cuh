@@ -1,8 +1,7 @@
 /* attention_flash.cuh — what attention_flash.cu (forward) and attention_flash_bwd.cu (backward) share:
  * the tile geometry, the bf16 operand layout in backend scratch, and the warp-level building blocks
  * of bf16 mode's FlashAttention-2 kernels (mma.sync m16n8k16 with fp32 accumulators, its fragment
- * loads from shared memory by ldmatrix, cp.async), plus the host entry points that attention.cu
- * dispatches to.
+ * loads from shared memory, cp.async), plus the host entry points that attention.cu dispatches to.
  *
  * Operand layout: before any tile is read, q, k, v (and in the backward dO) are converted once to
  * bf16 in a head-major, zero-padded copy: head (b, h) owns rows [0, Npad) of DH bf16 each, Npad = N
@@ -71,87 +70,99 @@ __device__ __forceinline__ void mma_bf16(float (&c)[4], const uint32_t (&a)[4], 
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
-#ifdef TPDIFF_FLASH_SCALAR_LOADS
-/* The loads before ldmatrix (build with -DTPDIFF_FLASH_SCALAR_LOADS to compare): one 32-bit (or two
- * 16-bit) shared load per register. The same fragments, so the same bits, at 4 to 8 times the load
- * instructions. */
-__device__ __forceinline__ uint32_t lds32(const __nv_bfloat16 *p) { return *reinterpret_cast<const uint32_t *>(p); }
+/* The fragment loads come in two variants with the same fragments (so the same bits), chosen at run
+ * time (TPDIFF_ATTN=flash or flash-scalar, attention.cu) so that one build can check and time both
+ * side by side. Each is a struct of static functions, passed to the kernels as a template argument:
+ *
+ *   load_a(a, tile, ld, r0, c0, lane): the A fragment of rows [r0, r0+16) x cols [c0, c0+16) of a
+ *     row-major smem tile;
+ *   load_b2_rows_are_n(b, tile, ld, n0, k0, lane): the B fragments of two n tiles, b = {b0, b1 of
+ *     n0 .. n0+7, b0, b1 of n0+8 .. n0+15}, with B[k][n] = tile[n0 + n][k0 + k] (the smem rows are
+ *     B's columns: K in Q K^T, ...);
+ *   load_b2_rows_are_k(b, tile, ld, k0, n0, lane): the same two n tiles with B[k][n] =
+ *     tile[k0 + k][n0 + n] (the smem rows are B's rows: V in P V, ...). */
 
-__device__ __forceinline__ void load_a(uint32_t (&a)[4], const __nv_bfloat16 *tile, int ld, int r0, int c0, int lane) {
-  const int g = lane >> 2, t = lane & 3;
-  const __nv_bfloat16 *p = tile + (r0 + g) * ld + c0 + 2 * t;
-  a[0] = lds32(p);
-  a[1] = lds32(p + 8 * ld);
-  a[2] = lds32(p + 8);
-  a[3] = lds32(p + 8 * ld + 8);
-}
-
-__device__ __forceinline__ void load_b2_rows_are_n(uint32_t (&b)[4], const __nv_bfloat16 *tile, int ld, int n0, int k0,
-                                                   int lane) {
-  const int g = lane >> 2, t = lane & 3;
-  for (int j = 0; j < 2; j++) {
-    const __nv_bfloat16 *p = tile + (n0 + 8 * j + g) * ld + k0 + 2 * t;
-    b[2 * j] = lds32(p);
-    b[2 * j + 1] = lds32(p + 8);
-  }
-}
-
-__device__ __forceinline__ void load_b2_rows_are_k(uint32_t (&b)[4], const __nv_bfloat16 *tile, int ld, int k0, int n0,
-                                                   int lane) {
-  const int g = lane >> 2, t = lane & 3;
-  for (int j = 0; j < 2; j++) {
-    const unsigned short *p = reinterpret_cast<const unsigned short *>(tile) + (k0 + 2 * t) * ld + n0 + 8 * j + g;
-    b[2 * j] = (uint32_t)p[0] | ((uint32_t)p[ld] << 16);
-    b[2 * j + 1] = (uint32_t)p[8 * ld] | ((uint32_t)p[9 * ld] << 16);
-  }
-}
-#else
-/* Fragment loads by ldmatrix.x4: one instruction loads a whole 16x16 block for the warp (four 8x8
+/* ldmatrix.x4 (the default): one instruction loads a whole 16x16 block for the warp (four 8x8
  * matrices, each lane naming one 16-byte row). Which lane names which row is flash_fragments.h,
  * tested on the CPU against this header's fragment layout. With ld = DH + 8, the 8 rows of a matrix
- * fall in 8 different groups of 4 banks: no conflicts (tested there too). */
-__device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const __nv_bfloat16 *p) {
-  const uint32_t s = (uint32_t)__cvta_generic_to_shared(p);
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(s));
-}
-__device__ __forceinline__ void ldsm_x4_trans(uint32_t (&r)[4], const __nv_bfloat16 *p) {
-  const uint32_t s = (uint32_t)__cvta_generic_to_shared(p);
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(s));
-}
+ * fall in 8 different groups of 4 banks: no conflicts (tested there too). .trans turns the smem rows
+ * of load_b2_rows_are_k into the column pairs the fragment holds. */
+struct LdmatrixLoads {
+  static __device__ __forceinline__ void x4(uint32_t (&r)[4], const __nv_bfloat16 *p) {
+    const uint32_t s = (uint32_t)__cvta_generic_to_shared(p);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(s));
+  }
+  static __device__ __forceinline__ void x4_trans(uint32_t (&r)[4], const __nv_bfloat16 *p) {
+    const uint32_t s = (uint32_t)__cvta_generic_to_shared(p);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(s));
+  }
+  static __device__ __forceinline__ void load_a(uint32_t (&a)[4], const __nv_bfloat16 *tile, int ld, int r0, int c0,
+                                                int lane) {
+    x4(a, tile + (r0 + flash_ldsm_a_row(lane)) * ld + c0 + flash_ldsm_a_col(lane));
+  }
+  static __device__ __forceinline__ void load_b2_rows_are_n(uint32_t (&b)[4], const __nv_bfloat16 *tile, int ld,
+                                                            int n0, int k0, int lane) {
+    x4(b, tile + (n0 + flash_ldsm_b_rows_n_row(lane)) * ld + k0 + flash_ldsm_b_rows_n_col(lane));
+  }
+  static __device__ __forceinline__ void load_b2_rows_are_k(uint32_t (&b)[4], const __nv_bfloat16 *tile, int ld,
+                                                            int k0, int n0, int lane) {
+    x4_trans(b, tile + (k0 + flash_ldsm_b_rows_k_row(lane)) * ld + n0 + flash_ldsm_b_rows_k_col(lane));
+  }
+};
 
-/* A fragment of rows [r0, r0+16) x cols [c0, c0+16) of a row-major smem tile */
-__device__ __forceinline__ void load_a(uint32_t (&a)[4], const __nv_bfloat16 *tile, int ld, int r0, int c0, int lane) {
-  ldsm_x4(a, tile + (r0 + flash_ldsm_a_row(lane)) * ld + c0 + flash_ldsm_a_col(lane));
-}
-
-/* B fragments of two n tiles, b = {b0, b1 of n0 .. n0+7, b0, b1 of n0+8 .. n0+15}, with
- * B[k][n] = tile[n0 + n][k0 + k]: the smem rows are B's columns (K in Q K^T, ...) */
-__device__ __forceinline__ void load_b2_rows_are_n(uint32_t (&b)[4], const __nv_bfloat16 *tile, int ld, int n0, int k0,
-                                                   int lane) {
-  ldsm_x4(b, tile + (n0 + flash_ldsm_b_rows_n_row(lane)) * ld + k0 + flash_ldsm_b_rows_n_col(lane));
-}
-
-/* The same two n tiles with B[k][n] = tile[k0 + k][n0 + n]: the smem rows are B's rows (V in P V,
- * ...), which ldmatrix's .trans turns into the column pairs the fragment holds. */
-__device__ __forceinline__ void load_b2_rows_are_k(uint32_t (&b)[4], const __nv_bfloat16 *tile, int ld, int k0, int n0,
-                                                   int lane) {
-  ldsm_x4_trans(b, tile + (k0 + flash_ldsm_b_rows_k_row(lane)) * ld + n0 + flash_ldsm_b_rows_k_col(lane));
-}
-#endif
+/* The loads the kernels had before ldmatrix (TPDIFF_ATTN=flash-scalar): one 32-bit (or two 16-bit)
+ * shared load per register, read straight off the fragment layout above; 4 to 8 times the load
+ * instructions. Kept as the plainer twin that tells a fault of the ldmatrix lane maps from one in
+ * the rest of the kernels. The 32-bit loads name the shared window explicitly (as ldmatrix does):
+ * as generic loads they cost the forward at head dimension 64 a 12-byte register spill on sm_80. */
+struct ScalarLoads {
+  static __device__ __forceinline__ uint32_t lds32(const __nv_bfloat16 *p) {
+    uint32_t r;
+    asm volatile("ld.shared.b32 %0, [%1];\n" : "=r"(r) : "r"((uint32_t)__cvta_generic_to_shared(p)));
+    return r;
+  }
+  static __device__ __forceinline__ void load_a(uint32_t (&a)[4], const __nv_bfloat16 *tile, int ld, int r0, int c0,
+                                                int lane) {
+    const int g = lane >> 2, t = lane & 3;
+    const __nv_bfloat16 *p = tile + (r0 + g) * ld + c0 + 2 * t;
+    a[0] = lds32(p);
+    a[1] = lds32(p + 8 * ld);
+    a[2] = lds32(p + 8);
+    a[3] = lds32(p + 8 * ld + 8);
+  }
+  static __device__ __forceinline__ void load_b2_rows_are_n(uint32_t (&b)[4], const __nv_bfloat16 *tile, int ld,
+                                                            int n0, int k0, int lane) {
+    const int g = lane >> 2, t = lane & 3;
+    for (int j = 0; j < 2; j++) {
+      const __nv_bfloat16 *p = tile + (n0 + 8 * j + g) * ld + k0 + 2 * t;
+      b[2 * j] = lds32(p);
+      b[2 * j + 1] = lds32(p + 8);
+    }
+  }
+  static __device__ __forceinline__ void load_b2_rows_are_k(uint32_t (&b)[4], const __nv_bfloat16 *tile, int ld,
+                                                            int k0, int n0, int lane) {
+    const int g = lane >> 2, t = lane & 3;
+    for (int j = 0; j < 2; j++) {
+      const unsigned short *p = reinterpret_cast<const unsigned short *>(tile) + (k0 + 2 * t) * ld + n0 + 8 * j + g;
+      b[2 * j] = (uint32_t)p[0] | ((uint32_t)p[ld] << 16);
+      b[2 * j + 1] = (uint32_t)p[8 * ld] | ((uint32_t)p[9 * ld] << 16);
+    }
+  }
+};
 
 /* c[j] += a B_j over NT tiles of 8 columns n (NT even): B[k][n] = tile[8 j + n][k0 + k], the smem rows
  * being B's columns (K in Q K^T, Q in K Q^T, ...). */
-template <int NT>
+template <int NT, class Loads>
 __device__ __forceinline__ void mma_rows_are_n(float (&c)[NT][4], const uint32_t (&a)[4], const __nv_bfloat16 *tile,
                                                int ld, int k0, int lane) {
 #pragma unroll
   for (int j = 0; j < NT; j += 2) {
     uint32_t b[4];
-    load_b2_rows_are_n(b, tile, ld, 8 * j, k0, lane);
+    Loads::load_b2_rows_are_n(b, tile, ld, 8 * j, k0, lane);
     mma_bf16(c[j], a, b[0], b[1]);
     mma_bf16(c[j + 1], a, b[2], b[3]);
   }
@@ -159,13 +170,13 @@ __device__ __forceinline__ void mma_rows_are_n(float (&c)[NT][4], const uint32_t
 
 /* c[n] += a B_n over ND tiles of 8 columns n (ND even): B[k][n] = tile[k0 + k][8 n + ...], the smem rows
  * being B's rows (V in P V, K in dS K, ...). */
-template <int ND>
+template <int ND, class Loads>
 __device__ __forceinline__ void mma_rows_are_k(float (&c)[ND][4], const uint32_t (&a)[4], const __nv_bfloat16 *tile,
                                                int ld, int k0, int lane) {
 #pragma unroll
   for (int n = 0; n < ND; n += 2) {
     uint32_t b[4];
-    load_b2_rows_are_k(b, tile, ld, k0, 8 * n, lane);
+    Loads::load_b2_rows_are_k(b, tile, ld, k0, 8 * n, lane);
     mma_bf16(c[n], a, b[0], b[1]);
     mma_bf16(c[n + 1], a, b[2], b[3]);
   }
@@ -213,18 +224,21 @@ bool flash_repack(__nv_bfloat16 *dst, const float *src, long long src_ld, int co
                   int DH);
 
 /* Forward: out [B, N, D] (fp32) and lse [B*H*N] (natural log) from the padded bf16 q, k, v. With
- * dout (padded bf16 dO) given, writes instead dsum[(b*H + h)*N + i] = dO_i · O_i and lse, and not out. */
+ * dout (padded bf16 dO) given, writes instead dsum[(b*H + h)*N + i] = dO_i · O_i and lse, and not out.
+ * ldmatrix: the fragment loads (LdmatrixLoads, else ScalarLoads), here and in the two entry points
+ * below; the same bits either way. */
 bool flash_forward_padded(float *out, float *lse, float *dsum, const __nv_bfloat16 *q, const __nv_bfloat16 *k,
                           const __nv_bfloat16 *v, const __nv_bfloat16 *dout, int B, int N, int D, int H, int DH,
-                          float scale);
+                          float scale, bool ldmatrix);
 
 /* The whole bf16-mode forward: repack into backend scratch, then flash_forward_padded. */
 bool tcu_attention_forward_flash(float *out, float *lse, const float *qkv, int B, int N, int D, int H, int DH,
-                                 float scale);
+                                 float scale, bool ldmatrix);
 /* The whole bf16-mode backward (attention_flash_bwd.cu): d_qkv [B, N, 3D] overwritten. out [B, N, D]
  * and lse [B*H*N] are the flash forward's output and row log-sum-exp of this qkv; both NULL: the
  * backward recomputes them with the forward kernel (one forward's work more). */
 bool tcu_attention_backward_flash(float *d_qkv, const float *d_out, const float *qkv, const float *out,
-                                  const float *lse, int B, int N, int D, int H, int DH, float scale);
+                                  const float *lse, int B, int N, int D, int H, int DH, float scale,
+                                  bool ldmatrix);
 
 #endif

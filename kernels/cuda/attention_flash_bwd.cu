@@ -67,7 +67,7 @@ struct DqSmem {
 };
 
 /* grid (Npad / kBlockRows, B*H) */
-template <int DH>
+template <int DH, class Loads>
 __global__ void __launch_bounds__(kThreads, DqSmem<DH>::min_blocks) flash_bwd_dq_kernel(BwdArgs a) {
   constexpr int ld = Row<DH>::ld, KT = kTileRows, NT = KT / 8, ND = DH / 8;
   extern __shared__ __align__(128) unsigned char smem[];
@@ -123,10 +123,10 @@ __global__ void __launch_bounds__(kThreads, DqSmem<DH>::min_blocks) flash_bwd_dq
 #pragma unroll
     for (int kk = 0; kk < DH / 16; kk++) {
       uint32_t qa[4], da[4];
-      load_a(qa, qs, ld, 16 * warp, 16 * kk, lane);
-      load_a(da, dos, ld, 16 * warp, 16 * kk, lane);
-      mma_rows_are_n<NT>(s, qa, ks, ld, 16 * kk, lane);
-      mma_rows_are_n<NT>(dp, da, vs, ld, 16 * kk, lane);
+      Loads::load_a(qa, qs, ld, 16 * warp, 16 * kk, lane);
+      Loads::load_a(da, dos, ld, 16 * warp, 16 * kk, lane);
+      mma_rows_are_n<NT, Loads>(s, qa, ks, ld, 16 * kk, lane);
+      mma_rows_are_n<NT, Loads>(dp, da, vs, ld, 16 * kk, lane);
     }
     /* dS = P (dP - D_i), rounded to bf16 as the A fragments of dS K */
     uint32_t ds[NT][2];
@@ -145,7 +145,7 @@ __global__ void __launch_bounds__(kThreads, DqSmem<DH>::min_blocks) flash_bwd_dq
 #pragma unroll
     for (int kk = 0; kk < KT / 16; kk++) {
       const uint32_t sa[4] = {ds[2 * kk][0], ds[2 * kk][1], ds[2 * kk + 1][0], ds[2 * kk + 1][1]};
-      mma_rows_are_k<ND>(dq, sa, ks, ld, 16 * kk, lane);
+      mma_rows_are_k<ND, Loads>(dq, sa, ks, ld, 16 * kk, lane);
     }
   }
 
@@ -171,7 +171,7 @@ struct DkvGeometry {
 };
 
 /* grid (Npad / kBlockRows, B*H) */
-template <int DH>
+template <int DH, class Loads>
 __global__ void __launch_bounds__(kThreads, DkvGeometry<DH>::min_blocks) flash_bwd_dkv_kernel(BwdArgs a) {
   using G = DkvGeometry<DH>;
   constexpr int ld = Row<DH>::ld, QT = G::QT, NT = QT / 8, ND = DH / 8;
@@ -234,10 +234,10 @@ __global__ void __launch_bounds__(kThreads, DkvGeometry<DH>::min_blocks) flash_b
 #pragma unroll
     for (int kk = 0; kk < DH / 16; kk++) {
       uint32_t ka[4], va[4];
-      load_a(ka, ks, ld, 16 * warp, 16 * kk, lane);
-      load_a(va, vs, ld, 16 * warp, 16 * kk, lane);
-      mma_rows_are_n<NT>(st, ka, qs, ld, 16 * kk, lane);
-      mma_rows_are_n<NT>(dpt, va, dos, ld, 16 * kk, lane);
+      Loads::load_a(ka, ks, ld, 16 * warp, 16 * kk, lane);
+      Loads::load_a(va, vs, ld, 16 * warp, 16 * kk, lane);
+      mma_rows_are_n<NT, Loads>(st, ka, qs, ld, 16 * kk, lane);
+      mma_rows_are_n<NT, Loads>(dpt, va, dos, ld, 16 * kk, lane);
     }
     /* P^T and dS^T, rounded to bf16 as A fragments (k = query). Keys past N need no mask here:
      * their rows are never stored. */
@@ -261,8 +261,8 @@ __global__ void __launch_bounds__(kThreads, DkvGeometry<DH>::min_blocks) flash_b
       const uint32_t pa[4] = {pt[2 * kk][0], pt[2 * kk][1], pt[2 * kk + 1][0], pt[2 * kk + 1][1]};
       const uint32_t sa[4] = {dst_frag[2 * kk][0], dst_frag[2 * kk][1], dst_frag[2 * kk + 1][0],
                               dst_frag[2 * kk + 1][1]};
-      mma_rows_are_k<ND>(dv, pa, dos, ld, 16 * kk, lane);
-      mma_rows_are_k<ND>(dk, sa, qs, ld, 16 * kk, lane);
+      mma_rows_are_k<ND, Loads>(dv, pa, dos, ld, 16 * kk, lane);
+      mma_rows_are_k<ND, Loads>(dk, sa, qs, ld, 16 * kk, lane);
     }
   }
 
@@ -295,28 +295,40 @@ __global__ void dsum_kernel(float *dsum, const float *out, const __nv_bfloat16 *
 
 /* ---- launches ------------------------------------------------------------------------------------ */
 
-template <int DH>
+template <int DH, class Loads>
 bool launch_bwd(const BwdArgs &a, int BH) {
   static bool configured = false; /* more than 48 KiB of dynamic shared memory, asked for once */
   if (!configured) {
-    if (!CUDA_OK(cudaFuncSetAttribute(flash_bwd_dq_kernel<DH>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+    if (!CUDA_OK(cudaFuncSetAttribute(flash_bwd_dq_kernel<DH, Loads>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                       (int)DqSmem<DH>::bytes)) ||
-        !CUDA_OK(cudaFuncSetAttribute(flash_bwd_dkv_kernel<DH>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+        !CUDA_OK(cudaFuncSetAttribute(flash_bwd_dkv_kernel<DH, Loads>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                       (int)DkvGeometry<DH>::bytes)))
       return false;
     configured = true;
   }
   dim3 grid((unsigned)(a.Npad / kBlockRows), (unsigned)BH);
-  flash_bwd_dq_kernel<DH><<<grid, kThreads, DqSmem<DH>::bytes>>>(a);
+  flash_bwd_dq_kernel<DH, Loads><<<grid, kThreads, DqSmem<DH>::bytes>>>(a);
   if (!LAUNCH_OK("flash_bwd_dq_kernel")) return false;
-  flash_bwd_dkv_kernel<DH><<<grid, kThreads, DkvGeometry<DH>::bytes>>>(a);
+  flash_bwd_dkv_kernel<DH, Loads><<<grid, kThreads, DkvGeometry<DH>::bytes>>>(a);
   return LAUNCH_OK("flash_bwd_dkv_kernel");
+}
+
+template <class Loads>
+bool dispatch_bwd(const BwdArgs &a, int BH, int DH) {
+  switch (DH) {
+    case 16: return launch_bwd<16, Loads>(a, BH);
+    case 32: return launch_bwd<32, Loads>(a, BH);
+    case 64: return launch_bwd<64, Loads>(a, BH);
+    case 80: return launch_bwd<80, Loads>(a, BH);
+    default: return launch_bwd<128, Loads>(a, BH);
+  }
 }
 
 }  // namespace
 
 bool tcu_attention_backward_flash(float *d_qkv, const float *d_out, const float *qkv, const float *out,
-                                  const float *lse_forward, int B, int N, int D, int H, int DH, float scale) {
+                                  const float *lse_forward, int B, int N, int D, int H, int DH, float scale,
+                                  bool ldmatrix) {
   const int dh = D / H;
   const size_t operand = (size_t)B * H * flash::padded_rows(N) * DH; /* bf16 elements of q, k, v or dO */
   const size_t rows = (size_t)B * H * N;
@@ -337,7 +349,7 @@ bool tcu_attention_backward_flash(float *d_qkv, const float *d_out, const float 
     dsum_kernel<<<tcu_grid(rows * 32), TCU_THREADS>>>(dsum, out, dout, N, flash::padded_rows(N), D, H, DH,
                                                       (long long)rows);
     if (!LAUNCH_OK("dsum_kernel")) return false;
-  } else if (!flash_forward_padded(NULL, lse, dsum, q, k, v, dout, B, N, D, H, DH, scale)) {
+  } else if (!flash_forward_padded(NULL, lse, dsum, q, k, v, dout, B, N, D, H, DH, scale, ldmatrix)) {
     return false;
   }
   BwdArgs a;
@@ -354,11 +366,5 @@ bool tcu_attention_backward_flash(float *d_qkv, const float *d_out, const float 
   a.H = H;
   a.scale = scale;
   a.scale_log2 = scale * flash::kLog2e;
-  switch (DH) {
-    case 16: return launch_bwd<16>(a, B * H);
-    case 32: return launch_bwd<32>(a, B * H);
-    case 64: return launch_bwd<64>(a, B * H);
-    case 80: return launch_bwd<80>(a, B * H);
-    default: return launch_bwd<128>(a, B * H);
-  }
+  return ldmatrix ? dispatch_bwd<LdmatrixLoads>(a, B * H, DH) : dispatch_bwd<ScalarLoads>(a, B * H, DH);
 }

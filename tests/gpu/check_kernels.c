@@ -266,9 +266,11 @@ void dev_set(const char *op, float *d, const float *host, size_t n) {
 
 /* The bf16 rung: the ops with a bf16 path at their bf16 limits (Linear, the Linear + GELU backward
  * with gelu' in the DGELU epilogue and as its own kernel, and the flash attention forward and
- * backward at 1e-2), then the earlier bf16-mode attention that TPDIFF_ATTN=simple
- * selects (forward 1e-2, its fp32 backward 1e-4), timed at base's shape beside the flash kernels.
- * A backend without bf16 (the CPU) must refuse it with one line. */
+ * backward at 1e-2), then the same flash kernels with their scalar fragment loads
+ * (TPDIFF_ATTN=flash-scalar: the same limits, and the same bits as the ldmatrix loads), then the
+ * earlier bf16-mode attention that TPDIFF_ATTN=simple selects (forward 1e-2, its fp32 backward
+ * 1e-4); both timed at base's shape beside the flash kernels. A backend without bf16 (the CPU) must
+ * refuse it with one line. */
 static void check_bf16(void) {
   char err[512] = "";
   int rc = dev->set_precision(TPDIFF_BF16, err, sizeof err);
@@ -309,6 +311,12 @@ static void check_bf16(void) {
     check_attention(1, 4096, 768, 12, 1);
     check_attention(1, 4097, 128, 2, 0);
   }
+  setenv("TPDIFF_ATTN", "flash-scalar", 1);
+  check_attention(1, 17, 12, 3, 0);
+  check_attention(1, 1100, 64, 4, 0);
+  check_attention(1, 300, 144, 2, 0);
+  check_attention(1, 97, 256, 2, 0);
+  if (!quick) check_attention(1, 4096, 768, 12, 1);
   setenv("TPDIFF_ATTN", "simple", 1);
   check_attention(1, 17, 12, 3, 0);
   check_attention(1, 130, 128, 2, 0);
