@@ -14,8 +14,8 @@
 
 /* 3: set_precision (bf16 on CUDA), and CUDA's attention keeps the row log-sum-exp instead of the
  * probabilities (attention_probs_floats says how much). 4: set_master_weights, and attention_backward
- * takes the forward's output. 5: linear_backward_gelu. 6: scratch_bytes. */
-#define TPDIFF_BACKEND_ABI 6
+ * takes the forward's output. 5: linear_backward_gelu. 6: scratch_bytes. 7: linear_gelu_forward. */
+#define TPDIFF_BACKEND_ABI 7
 
 /* The arithmetic of the matmuls: TPDIFF_FP32 everywhere (the CPU's only mode, CUDA's default), or
  * TPDIFF_BF16: matmul inputs rounded to bf16, fp32 accumulation and output; everything else
@@ -68,6 +68,8 @@ typedef struct tpdiff_backend {
 
   /* ops (see kernels.h for each contract) */
   void (*linear_forward)(float *out, const float *in, const float *weight, const float *bias, int M, int K, int N);
+  void (*linear_gelu_forward)(float *pre, float *out, const float *in, const float *weight, const float *bias, int M,
+                              int K, int N);
   void (*linear_backward)(float *d_in, float *d_weight, float *d_bias, const float *d_out, const float *in,
                           const float *weight, int M, int K, int N);
   void (*linear_backward_gelu)(float *d_pre, float *d_weight, float *d_bias, const float *d_out, const float *in,

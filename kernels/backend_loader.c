@@ -71,7 +71,7 @@ static const tpdiff_backend *try_library(const char *path, char *err, size_t err
   REQUIRE(name) REQUIRE(device) REQUIRE(alloc) REQUIRE(free) REQUIRE(copy_to_device) REQUIRE(copy_to_host)
   REQUIRE(copy_device) REQUIRE(fill_zero) REQUIRE(synchronize) REQUIRE(memory_info) REQUIRE(last_error) REQUIRE(set_precision)
   REQUIRE(set_master_weights) REQUIRE(scratch_bytes)
-  REQUIRE(linear_forward)
+  REQUIRE(linear_forward) REQUIRE(linear_gelu_forward)
   REQUIRE(linear_backward) REQUIRE(linear_backward_gelu) REQUIRE(layernorm_modulate_forward) REQUIRE(layernorm_modulate_backward)
   REQUIRE(gelu_forward) REQUIRE(gelu_backward) REQUIRE(silu_forward) REQUIRE(silu_backward)
   REQUIRE(gated_residual_forward) REQUIRE(gated_residual_backward) REQUIRE(add_rows_broadcast) REQUIRE(add)

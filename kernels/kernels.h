@@ -22,6 +22,12 @@
 /* out[M, N] = in[M, K] · weight[N, K]^T + bias[N]; bias may be NULL. */
 void k_linear_forward(float *out, const float *in, const float *weight, const float *bias, int M, int K,
                       int N);
+/* The DiT MLP's first Linear and the GELU after it, in one call: pre[M, N] = in · weight^T + bias
+ * (bias may be NULL), out[M, N] = gelu(pre) as k_gelu_forward computes it. out may alias neither pre
+ * nor in. A backend may compute out in the matmul's epilogue (CUDA's bf16 mode with
+ * TPDIFF_GELU=epilogue), whose GELU then agrees with k_gelu_forward's to rounding, not bit for bit. */
+void k_linear_gelu_forward(float *pre, float *out, const float *in, const float *weight, const float *bias, int M,
+                           int K, int N);
 /* d_in[M, K] = d_out · weight (skipped when d_in is NULL); d_weight[N, K] += d_out^T · in;
  * d_bias[N] += column sums of d_out (skipped when NULL). */
 void k_linear_backward(float *d_in, float *d_weight, float *d_bias, const float *d_out, const float *in,

@@ -24,7 +24,9 @@ static void block_backward(dit_model *m, dit_acts *a, int l) {
 
   be->fill_zero(a->d_ada, sizeof(float) * (size_t)B * 6 * D);
   if (cheap) {
-    /* refill the shared rows with this block's values, by the forward's own ops on its own inputs */
+    /* refill the shared rows with this block's values, by the forward's own ops on its own inputs (the
+     * GELU as its own op: the same bits as the forward's unless a backend computes the forward's in
+     * a matmul epilogue, CUDA's opt-in TPDIFF_GELU=epilogue, where they agree to rounding) */
     be->gated_residual_forward(b->x_mid, b->x_in, b->proj, gate1, stride, B, N, D);
     be->layernorm_modulate_forward(b->h2, b->ln2_mean, b->ln2_rstd, b->x_mid, shift2, scale2, stride, B, N, D,
                                    DIT_LN_EPS);

@@ -25,8 +25,7 @@ void dit_block_forward(const dit_model *m, dit_acts *a, int l, float *x_out) {
   be->gated_residual_forward(b->x_mid, b->x_in, b->proj, gate1, stride, B, N, D);
   /* x_out = x_mid + gate2 · fc2(gelu(fc1(LN(x_mid)·(1+scale2)+shift2))) */
   be->layernorm_modulate_forward(b->h2, b->ln2_mean, b->ln2_rstd, b->x_mid, shift2, scale2, stride, B, N, D, DIT_LN_EPS);
-  be->linear_forward(b->fc1, b->h2, W(o->fc1_w), W(o->fc1_b), BN, D, 4 * D);
-  be->gelu_forward(b->gelu, b->fc1, (size_t)BN * 4 * D);
+  be->linear_gelu_forward(b->fc1, b->gelu, b->h2, W(o->fc1_w), W(o->fc1_b), BN, D, 4 * D);
   be->linear_forward(b->fc2, b->gelu, W(o->fc2_w), W(o->fc2_b), BN, 4 * D, D);
   be->gated_residual_forward(x_out, b->x_mid, b->fc2, gate2, stride, B, N, D);
 }

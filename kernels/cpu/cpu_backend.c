@@ -105,6 +105,7 @@ static const tpdiff_backend cpu_table = {
     .set_master_weights = cpu_set_master_weights,
     .scratch_bytes = cpu_scratch_bytes,
     .linear_forward = k_linear_forward,
+    .linear_gelu_forward = k_linear_gelu_forward,
     .linear_backward = k_linear_backward,
     .linear_backward_gelu = k_linear_backward_gelu,
     .layernorm_modulate_forward = k_layernorm_modulate_forward,

@@ -42,6 +42,13 @@ void k_linear_backward(float *d_in, float *d_weight, float *d_bias, const float 
   }
 }
 
+/* The specification: the Linear, then the GELU. */
+void k_linear_gelu_forward(float *pre, float *out, const float *in, const float *weight, const float *bias, int M,
+                           int K, int N) {
+  k_linear_forward(pre, in, weight, bias, M, K, N);
+  k_gelu_forward(out, pre, (size_t)M * (size_t)N);
+}
+
 /* The specification: the Linear's backward, then the GELU's, in place on d_pre. */
 void k_linear_backward_gelu(float *d_pre, float *d_weight, float *d_bias, const float *d_out, const float *in,
                             const float *weight, const float *pre, int M, int K, int N) {

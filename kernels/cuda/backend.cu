@@ -303,6 +303,7 @@ static void fill_table(void) {
   t->set_master_weights = tcu_set_master_weights;
   t->scratch_bytes = be_scratch_bytes;
   t->linear_forward = tcu_linear_forward;
+  t->linear_gelu_forward = tcu_linear_gelu_forward;
   t->linear_backward = tcu_linear_backward;
   t->linear_backward_gelu = tcu_linear_backward_gelu;
   t->layernorm_modulate_forward = tcu_layernorm_modulate_forward;

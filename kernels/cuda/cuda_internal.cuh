@@ -179,6 +179,8 @@ void tcu_colsum_accumulate(const tcu_colsum_source &src, int groups, int rows, i
 /* ---- ops (each the twin of the k_* function of the same name) ------------------------------------ */
 
 void tcu_linear_forward(float *out, const float *in, const float *weight, const float *bias, int M, int K, int N);
+void tcu_linear_gelu_forward(float *pre, float *out, const float *in, const float *weight, const float *bias, int M,
+                             int K, int N);
 void tcu_linear_backward(float *d_in, float *d_weight, float *d_bias, const float *d_out, const float *in,
                          const float *weight, int M, int K, int N);
 void tcu_linear_backward_gelu(float *d_pre, float *d_weight, float *d_bias, const float *d_out, const float *in,

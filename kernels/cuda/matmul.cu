@@ -20,7 +20,11 @@
  * epilogue, reading the GELU's fp32 input as the epilogue's auxiliary matrix: the separate GELU
  * backward kernel's three passes over B*N*4D floats (read d_in and the GELU input, write d_pre) go.
  * TPDIFF_DGELU=kernel keeps the separate kernel (check_model times both); fp32 mode always does, so
- * it stays the exact twin of the CPU's.
+ * it stays the exact twin of the CPU's. The forward's twin, the MLP's first Linear with the GELU in
+ * a GELU_AUX_BIAS epilogue (linear_gelu_forward: D = gelu(A B + bias), the pre-activation written
+ * beside it as the auxiliary matrix), is opt-in, TPDIFF_GELU=epilogue: its GELU is cuBLASLt's, equal
+ * to the GELU kernel's to rounding but not bit for bit, so train.recompute=cheap, which recomputes
+ * the GELU with the kernel, would no longer give recompute=none's bits (check_model times both).
  *
  * Plans: a matmul descriptor, three layouts and the heuristic's algorithm cost a few microseconds
  * (the heuristic much more), so they are made once per shape and kept in a small open-addressing
@@ -38,12 +42,16 @@
 
 namespace {
 
+/* The epilogues with an auxiliary matrix: kAuxDgelu D = (A B) * gelu'(aux); kAuxGelu aux = A B (+ bias),
+ * D = gelu(aux). */
+enum AuxEpilogue : int32_t { kAuxNone = 0, kAuxDgelu = 1, kAuxGelu = 2 };
+
 struct PlanKey {
   int32_t trans_a, trans_b, m, n, k, lda, ldb, ldc, batch, has_bias;
   int64_t stride_a, stride_b, stride_c;
   int32_t align_a, align_b, align_c, align_bias;
   int32_t in_bf16; /* A and B are bf16 (C stays fp32) */
-  int32_t dgelu;   /* DGELU epilogue: D = (A B) * gelu'(aux), aux laid out like D with ld_aux */
+  int32_t aux;     /* AuxEpilogue: an epilogue with an auxiliary matrix laid out like D, ld_aux */
   int32_t align_aux, ld_aux;
 };
 /* Keys are hashed and compared as bytes, so they must have no padding (whose bytes a copy need not
@@ -114,22 +122,26 @@ bool build_plan(Plan *p, const PlanKey &key, const float *bias, const float *aux
   int32_t ta = key.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, tb = key.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
   if (!CUBLAS_OK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta))) return false;
   if (!CUBLAS_OK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb))) return false;
+  /* Fused bias: saves a separate pass over C (a read and a write of M·N floats); DGELU never has one. */
+  uint32_t epilogue = CUBLASLT_EPILOGUE_DEFAULT;
+  if (key.aux == kAuxGelu)
+    epilogue = key.has_bias ? CUBLASLT_EPILOGUE_GELU_AUX_BIAS : CUBLASLT_EPILOGUE_GELU_AUX;
+  else if (key.aux == kAuxDgelu)
+    epilogue = CUBLASLT_EPILOGUE_DGELU;
+  else if (key.has_bias)
+    epilogue = CUBLASLT_EPILOGUE_BIAS;
+  if (epilogue != CUBLASLT_EPILOGUE_DEFAULT &&
+      !CUBLAS_OK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof epilogue)))
+    return false;
   if (key.has_bias) {
-    /* Fused bias: saves a separate pass over C (a read and a write of M·N floats). */
-    uint32_t epilogue = CUBLASLT_EPILOGUE_BIAS;
-    if (!CUBLAS_OK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof epilogue)))
-      return false;
     const void *bias_ptr = bias;
     if (!CUBLAS_OK(
             cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias_ptr, sizeof bias_ptr)))
       return false;
   }
-  if (key.dgelu) {
-    uint32_t epilogue = CUBLASLT_EPILOGUE_DGELU;
+  if (key.aux != kAuxNone) {
     const void *aux_ptr = aux;
     int64_t ld_aux = key.ld_aux;
-    if (!CUBLAS_OK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof epilogue)))
-      return false;
     if (!CUBLAS_OK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux_ptr,
                                                   sizeof aux_ptr)))
       return false;
@@ -234,7 +246,7 @@ cublasStatus_t run_plan(Plan *p, float alpha, const void *A, const void *B, floa
         cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias_ptr, sizeof bias_ptr);
     if (st != CUBLAS_STATUS_SUCCESS) return st;
   }
-  if (p->key.dgelu) {
+  if (p->key.aux != kAuxNone) {
     const void *aux_ptr = aux; /* likewise */
     cublasStatus_t st =
         cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux_ptr, sizeof aux_ptr);
@@ -435,26 +447,32 @@ bool gemm_impl(bool in_bf16, bool trans_a, bool trans_b, int m, int n, int k, fl
   return true;
 }
 
-/* C[m, n] (column-major, ld ldc) = (A B) * gelu'(pre), pre laid out like C: a bf16 product (A not
- * transposed, B not transposed) with cuBLASLt's DGELU epilogue. Returns 1 when done; 0 when cuBLASLt
- * offers no such algorithm or refuses it at run time (remembered for the shape, with a one-line
- * notice; the caller then runs the plain product and the GELU backward kernel, which overwrite
- * whatever was written); -1 on an API error (recorded). */
-int gemm_bf16_dgelu(int m, int n, int k, const __nv_bfloat16 *A, int lda, const __nv_bfloat16 *B, int ldb, float *C,
-                    int ldc, const float *pre) {
-  PlanKey key = gemm_key(true, false, false, m, n, k, A, lda, 0, B, ldb, 0, C, ldc, 0, 1);
-  key.dgelu = 1;
+/* A bf16 product C[m, n] (column-major, ld ldc) = op(A) B with an auxiliary-matrix epilogue, aux laid
+ * out like C: kAuxDgelu C = (A B) * gelu'(aux) (A not transposed, no bias); kAuxGelu aux = op(A) B +
+ * bias (bias may be NULL), C = gelu(aux) (aux is then written, through cuBLASLt's untyped pointer).
+ * Returns 1 when done; 0 when cuBLASLt offers no such
+ * algorithm or refuses it at run time (remembered for the shape, with a one-line notice; the caller
+ * then runs the plain product and the GELU kernel, which overwrite whatever was written); -1 on an
+ * API error (recorded). */
+int gemm_bf16_aux(AuxEpilogue kind, bool trans_a, int m, int n, int k, const __nv_bfloat16 *A, int lda,
+                  const __nv_bfloat16 *B, int ldb, float *C, int ldc, const float *bias, const float *aux) {
+  PlanKey key = gemm_key(true, trans_a, false, m, n, k, A, lda, 0, B, ldb, 0, C, ldc, 0, 1);
+  key.aux = kind;
   key.ld_aux = ldc;
-  key.align_aux = alignment_of(pre, ldc, 0, 1);
+  key.align_aux = alignment_of(aux, ldc, 0, 1);
+  if (bias) {
+    key.has_bias = 1;
+    key.align_bias = alignment_of(bias, 0, 0, 1);
+  }
   pthread_mutex_lock(&g_plan_lock);
-  Plan *p = find_plan(key, NULL, pre);
+  Plan *p = find_plan(key, bias, aux);
   if (!p) {
     pthread_mutex_unlock(&g_plan_lock);
     return -1;
   }
   int done = 0;
   if (p->has_algo) {
-    cublasStatus_t st = run_plan(p, 1.0f, A, B, 0.0f, C, NULL, pre);
+    cublasStatus_t st = run_plan(p, 1.0f, A, B, 0.0f, C, bias, aux);
     if (st == CUBLAS_STATUS_SUCCESS) {
       done = 1;
     } else {
@@ -465,9 +483,10 @@ int gemm_bf16_dgelu(int m, int n, int k, const __nv_bfloat16 *A, int lda, const 
   if (!done && !p->noticed) {
     p->noticed = 1;
     fprintf(stderr,
-            "tpdiff cuda: cuBLASLt has no bf16 DGELU epilogue for m=%d n=%d k=%d ldc=%d (%s); the GELU backward "
-            "runs as its own kernel\n",
-            m, n, k, ldc, cublasLtGetStatusName(p->status));
+            "tpdiff cuda: cuBLASLt has no bf16 %s epilogue for m=%d n=%d k=%d ldc=%d (%s); the GELU%s runs as its "
+            "own kernel\n",
+            kind == kAuxDgelu ? "DGELU" : bias ? "GELU_AUX_BIAS" : "GELU_AUX", m, n, k, ldc,
+            cublasLtGetStatusName(p->status), kind == kAuxDgelu ? " backward" : "");
   }
   pthread_mutex_unlock(&g_plan_lock);
   return done;
@@ -480,6 +499,17 @@ bool dgelu_in_epilogue(void) {
   const char *v = getenv("TPDIFF_DGELU");
   if (!v || !v[0] || !strcmp(v, "epilogue")) return true;
   if (strcmp(v, "kernel") != 0) TCU_FAIL("TPDIFF_DGELU=%.40s: expected \"epilogue\" (the default) or \"kernel\"", v);
+  return false;
+}
+
+/* Whether bf16 mode computes linear_gelu_forward's GELU in the GELU_AUX_BIAS epilogue: only with
+ * TPDIFF_GELU=epilogue (see the top of this file for why it is opt-in); unset, empty or "kernel" run
+ * the GELU kernel after the Linear; anything else is an error (recorded), and the kernel runs. */
+bool gelu_in_epilogue(void) {
+  const char *v = getenv("TPDIFF_GELU");
+  if (!v || !v[0] || !strcmp(v, "kernel")) return false;
+  if (!strcmp(v, "epilogue")) return true;
+  TCU_FAIL("TPDIFF_GELU=%.40s: expected \"kernel\" (the default) or \"epilogue\"", v);
   return false;
 }
 
@@ -510,6 +540,28 @@ void tcu_linear_forward(float *out, const float *in, const float *weight, const 
            bias);
 }
 
+/* The MLP's first Linear and its GELU: in bf16 mode with TPDIFF_GELU=epilogue one product with the
+ * GELU_AUX_BIAS epilogue (out = D, pre = the auxiliary matrix, whose leading dimension N must be a
+ * multiple of 8); else, and where cuBLASLt has no such algorithm, linear_forward into pre and the GELU
+ * kernel into out, the exact twin of the CPU's. */
+void tcu_linear_gelu_forward(float *pre, float *out, const float *in, const float *weight, const float *bias, int M,
+                             int K, int N) {
+  if (M < 0 || K < 0 || N < 0) {
+    TCU_FAIL("linear_gelu_forward: negative size M=%d K=%d N=%d", M, K, N);
+    return;
+  }
+  if (g_tcu.bf16 && M > 0 && N > 0 && K > 0 && N % 8 == 0 && gelu_in_epilogue()) {
+    const __nv_bfloat16 *w16 = bf16_weight(weight, (size_t)N * K);
+    const __nv_bfloat16 *in16 = w16 ? to_bf16(TCU_SCRATCH_BF16_IN, in, (size_t)M * K) : NULL;
+    if (!in16) return;
+    /* out^T[N, M] = gelu(W (op T of the stored K x N W^T) · in^T + bias), pre^T beside it */
+    int r = gemm_bf16_aux(kAuxGelu, true, N, M, K, w16, K, in16, K, out, N, bias, pre);
+    if (r != 0) return; /* done, or an API error (recorded) */
+  }
+  tcu_linear_forward(pre, in, weight, bias, M, K, N);
+  tcu_gelu_forward(out, pre, (size_t)M * (size_t)N);
+}
+
 namespace {
 
 /* linear_backward, and with gelu_pre given linear_backward_gelu: d_in is then d_pre, times gelu'(gelu_pre). */
@@ -535,7 +587,7 @@ void linear_backward_impl(float *d_in, float *d_weight, float *d_bias, const flo
       if (!w16) return;
       /* the epilogue's auxiliary matrix needs a leading dimension divisible by 8 (cublasLt.h) */
       if (gelu_pre && ldk % 8 == 0 && dgelu_in_epilogue()) {
-        int r = gemm_bf16_dgelu(K, M, N, w16, ldk, dout16, ldn, d_in, ldk, gelu_pre);
+        int r = gemm_bf16_aux(kAuxDgelu, false, K, M, N, w16, ldk, dout16, ldn, d_in, ldk, NULL, gelu_pre);
         if (r < 0) return;
         fused = r == 1;
       }

@@ -264,7 +264,8 @@ void dev_set(const char *op, float *d, const float *host, size_t n) {
 
 /* ---- main ---------------------------------------------------------------------------------------- */
 
-/* The bf16 rung: the ops with a bf16 path at their bf16 limits (Linear, the Linear + GELU backward
+/* The bf16 rung: the ops with a bf16 path at their bf16 limits (Linear, the Linear + GELU forward
+ * with the GELU as its own kernel and in the GELU_AUX_BIAS epilogue, the Linear + GELU backward
  * with gelu' in the DGELU epilogue and as its own kernel, and the flash attention forward and
  * backward at 1e-2), then the same flash kernels with their scalar fragment loads
  * (TPDIFF_ATTN=flash-scalar: the same limits, and the same bits as the ldmatrix loads), then the
@@ -295,6 +296,10 @@ static void check_bf16(void) {
     check_linear(4096, 768, 3072, 1, 1, 1);
     check_linear(4096, 3072, 768, 1, 1, 1);
   }
+  check_linear_gelu_forward(17, 12, 20, 0); /* N not a multiple of 8: no GELU epilogue, the kernel runs */
+  check_linear_gelu_forward(40, 24, 64, 0);
+  if (!quick) check_linear_gelu_forward(4096, 768, 3072, 1);
+  check_gelu_switch();
   check_linear_gelu(17, 12, 20, 0); /* K not a multiple of 8: no DGELU epilogue, the kernel runs */
   check_linear_gelu(40, 64, 24, 0);
   if (!quick) check_linear_gelu(4096, 3072, 768, 1);
@@ -415,6 +420,9 @@ int main(int argc, char **argv) {
     check_linear(4096, 768, 3072, 1, 1, 1); /* MLP fc1 */
     check_linear(4096, 3072, 768, 1, 1, 1); /* MLP fc2 */
   }
+  check_linear_gelu_forward(17, 12, 20, 0);
+  check_linear_gelu_forward(40, 24, 64, 0);
+  if (!quick) check_linear_gelu_forward(4096, 768, 3072, 1); /* MLP fc1 with the GELU after it */
   check_linear_gelu(17, 12, 20, 0);
   check_linear_gelu(40, 64, 24, 0);
   if (!quick) check_linear_gelu(4096, 3072, 768, 1); /* MLP fc2 with the GELU before it */

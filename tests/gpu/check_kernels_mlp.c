@@ -1,8 +1,11 @@
-/* check_kernels_mlp.c — the check_kernels case of linear_backward_gelu, the backward of the DiT MLP's
- * second Linear together with the GELU before it: against its CPU twin (k_linear_backward then
- * k_gelu_backward) in fp32 and in bf16, and in bf16 once with gelu' in cuBLASLt's DGELU epilogue (the
- * default) and once as the separate kernel (TPDIFF_DGELU=kernel), timed side by side at base's
- * shape. The harness is check_kernels.c. */
+/* check_kernels_mlp.c — the check_kernels cases of the DiT MLP's fused ops: linear_gelu_forward (the
+ * first Linear with the GELU after it) against its CPU twin (k_linear_forward then k_gelu_forward),
+ * in fp32 and in bf16, in bf16 once with the GELU as its own kernel (the default) and once in
+ * cuBLASLt's GELU_AUX_BIAS epilogue (TPDIFF_GELU=epilogue); and linear_backward_gelu, the backward of
+ * the second Linear together with the GELU before it, against its CPU twin (k_linear_backward then
+ * k_gelu_backward) in fp32 and in bf16, in bf16 once with gelu' in cuBLASLt's DGELU epilogue (the
+ * default) and once as the separate kernel (TPDIFF_DGELU=kernel). Both variants of each are timed side
+ * by side at base's shape. The harness is check_kernels.c. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -147,4 +150,106 @@ void check_dgelu_switch(void) {
   free(pre);
   free(w);
   free(d_out);
+}
+
+/* ---- linear_gelu_forward ------------------------------------------------------------------------ */
+
+/* linear_gelu_forward into freshly poisoned pre and out (so an element the op skips shows), compared
+ * with the CPU's; then the same bits on a second run, and with `timed` the device time. */
+static void run_gelu_forward(const char *shape, float *pre_dev, float *out_dev, const float *in_dev,
+                             const float *w_dev, const float *b_dev, const float *pre_cpu, const float *out_cpu,
+                             int M, int K, int N, double lim, double cpu_us, int timed) {
+  const char *op = "linear_gelu_forward";
+  const size_t n = (size_t)M * N;
+  float *poison = host_alloc(n);
+  for (size_t i = 0; i < n; i++) poison[i] = NAN;
+  dev_set(op, pre_dev, poison, n);
+  dev_set(op, out_dev, poison, n);
+  dev->linear_gelu_forward(pre_dev, out_dev, in_dev, w_dev, b_dev, M, K, N);
+  if (op_ok(op, shape)) {
+    float *pre = dev_download(op, pre_dev, n), *out = dev_download(op, out_dev, n);
+    char what[160];
+    snprintf(what, sizeof what, "%s pre", shape);
+    compare(op, what, pre, pre_cpu, n, lim);
+    snprintf(what, sizeof what, "%s out", shape);
+    compare(op, what, out, out_cpu, n, lim);
+    dev_set(op, out_dev, poison, n);
+    dev->linear_gelu_forward(pre_dev, out_dev, in_dev, w_dev, b_dev, M, K, N);
+    if (op_ok(op, shape)) {
+      float *again = dev_download(op, out_dev, n);
+      compare_bits(op, what, again, out, n * sizeof(float));
+      free(again);
+    }
+    if (timed) TIME_OP(op, shape, cpu_us, dev->linear_gelu_forward(pre_dev, out_dev, in_dev, w_dev, b_dev, M, K, N));
+    free(pre);
+    free(out);
+  }
+  free(poison);
+}
+
+void check_linear_gelu_forward(int M, int K, int N, int timed) {
+  if (!selected("linear")) return;
+  const char *op = "linear_gelu_forward";
+  char shape[128];
+  snprintf(shape, sizeof shape, "M=%d K=%d N=%d%s", M, K, N, bf16_mode ? " bf16 gelu=kernel" : "");
+  /* as check_linear's limits: a bf16 product (pre) in bf16 mode, fp32 everywhere else; |gelu'| < 1.13
+   * keeps pre's relative error in out */
+  const double lim = bf16_mode ? 1e-2 : 1e-5;
+  const size_t nin = (size_t)M * K, nw = (size_t)N * K, n = (size_t)M * N;
+  /* weights at 2/sqrt(K): pre ~ normal(0, 2), through gelu's bend and into both of its tails */
+  float *in = host_random(nin, 1.0f, 0.0f), *w = host_random(nw, 2.0f / sqrtf((float)K), 0.0f);
+  float *bias = host_random((size_t)N, 0.5f, 0.0f);
+  float *pre_cpu = host_alloc(n), *out_cpu = host_alloc(n);
+  double t0 = now_us();
+  k_linear_gelu_forward(pre_cpu, out_cpu, in, w, bias, M, K, N);
+  double cpu_us = now_us() - t0;
+  float *in_dev = dev_upload(op, in, nin), *w_dev = dev_upload(op, w, nw), *b_dev = dev_upload(op, bias, (size_t)N);
+  float *pre_dev = dev_poison(op, n), *out_dev = dev_poison(op, n);
+  run_gelu_forward(shape, pre_dev, out_dev, in_dev, w_dev, b_dev, pre_cpu, out_cpu, M, K, N, lim, cpu_us, timed);
+  if (bf16_mode) {
+    /* the GELU in cuBLASLt's epilogue (N not a multiple of 8: the kernel still runs, with no notice) */
+    setenv("TPDIFF_GELU", "epilogue", 1);
+    snprintf(shape, sizeof shape, "M=%d K=%d N=%d bf16 gelu=epilogue", M, K, N);
+    run_gelu_forward(shape, pre_dev, out_dev, in_dev, w_dev, b_dev, pre_cpu, out_cpu, M, K, N, lim, cpu_us, timed);
+    unsetenv("TPDIFF_GELU");
+  }
+  dev->free(in_dev);
+  dev->free(w_dev);
+  dev->free(b_dev);
+  dev->free(pre_dev);
+  dev->free(out_dev);
+  free(in);
+  free(w);
+  free(bias);
+  free(pre_cpu);
+  free(out_cpu);
+}
+
+/* bf16 mode: TPDIFF_GELU with a value that is neither "kernel" nor "epilogue" fails the op with one
+ * line naming the variable, and the op works again once it is unset. */
+void check_gelu_switch(void) {
+  if (!selected("linear") || !bf16_mode) return;
+  const char *op = "linear_gelu_forward";
+  const int M = 16, K = 16, N = 8;
+  float *in = host_random((size_t)M * K, 1.0f, 0.0f), *w = host_random((size_t)N * K, 0.3f, 0.0f);
+  float *in_dev = dev_upload(op, in, (size_t)M * K), *w_dev = dev_upload(op, w, (size_t)N * K);
+  float *pre_dev = dev_poison(op, (size_t)M * N), *out_dev = dev_poison(op, (size_t)M * N);
+  setenv("TPDIFF_GELU", "fused", 1);
+  dev->linear_gelu_forward(pre_dev, out_dev, in_dev, w_dev, NULL, M, K, N);
+  int rc = dev->synchronize();
+  const char *e = dev->last_error();
+  int ok = rc == 0 && e && strstr(e, "TPDIFF_GELU=fused") && strstr(e, "epilogue") && !strchr(e, '\n');
+  printf("%s %s TPDIFF_GELU=fused refused: \"%s\"\n", ok ? "PASS" : "FAIL", op, e ? e : "");
+  ok ? passed++ : failed++;
+  unsetenv("TPDIFF_GELU");
+  dev->linear_gelu_forward(pre_dev, out_dev, in_dev, w_dev, NULL, M, K, N);
+  ok = op_ok(op, "TPDIFF_GELU unset after a refused value");
+  printf("%s %s runs again with TPDIFF_GELU unset\n", ok ? "PASS" : "FAIL", op);
+  ok ? passed++ : failed++;
+  dev->free(in_dev);
+  dev->free(w_dev);
+  dev->free(pre_dev);
+  dev->free(out_dev);
+  free(in);
+  free(w);
 }

@@ -15,8 +15,10 @@
  *      final weights and EMA; with --bf16 instead: 12 bf16 training steps with the weights' bf16
  *      copy (master_weights.cu) against per-call casts (TPDIFF_BF16_WEIGHTS=cast), bit for bit;
  *   3. the base workload (configs/base.yaml, built in code): ms per optimizer step per pyramid stage
- *      and for K = 1 (and with --bf16 for K = 3 under recompute cheap and blocks, and with the MLP's
- *      GELU backward as its own kernel, TPDIFF_DGELU=kernel), tokens/s and MFU,
+ *      and for K = 1 (and with --bf16 for K = 3 under recompute cheap and blocks, and with the kernel
+ *      variants: the MLP's GELU backward as its own kernel, TPDIFF_DGELU=kernel; its GELU forward in
+ *      the matmul's epilogue, TPDIFF_GELU=epilogue; the flash attention's scalar fragment loads,
+ *      TPDIFF_ATTN=flash-scalar), tokens/s and MFU,
  *      on the GPU only, each with its memory plan, then configs/large.yaml's memory plan per recompute mode;
  *      measured before step 4 so that a slow CPU reference can never cost the table, printed last;
  *   4. a base-like shape (depth 12, dim 768, heads 12, patch 4, C3 T16 64x64, K = 3, 2 clips) as in
@@ -622,13 +624,15 @@ int main(int argc, char **argv) {
   if (!quick && timing) {
     time_base(3, base_clips, DIT_RECOMPUTE_NONE, NULL);
     time_base(1, base_clips, DIT_RECOMPUTE_NONE, NULL);
-    /* the recompute modes and the GELU backward as its own kernel in the bf16 run only: a few
-     * seconds there, about 30 s in fp32 (where the kernel is the only way), which the fp32 run's
-     * base-like check needs more */
+    /* the recompute modes and the kernel variants in the bf16 run only: a few seconds there, about
+     * 30 s each in fp32 (where the variants do not exist), which the fp32 run's base-like check needs
+     * more */
     if (bf16) {
       time_base(3, base_clips, DIT_RECOMPUTE_CHEAP, NULL);
       time_base(3, base_clips, DIT_RECOMPUTE_BLOCKS, NULL);
-      time_base(3, base_clips, DIT_RECOMPUTE_NONE, "kernel");
+      time_base(3, base_clips, DIT_RECOMPUTE_NONE, "TPDIFF_DGELU=kernel");
+      time_base(3, base_clips, DIT_RECOMPUTE_NONE, "TPDIFF_GELU=epilogue");
+      time_base(3, base_clips, DIT_RECOMPUTE_NONE, "TPDIFF_ATTN=flash-scalar");
     }
     plan_large();
     printf("# timing: %.1f s\n", now_s() - t0);

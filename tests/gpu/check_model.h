@@ -51,7 +51,7 @@ void check_bf16_weights_copy(int steps);
 
 /* check_model_timing.c */
 void print_timing_table(void);
-void time_base(int stages, int clips, dit_recompute recompute, const char *dgelu);
+void time_base(int stages, int clips, dit_recompute recompute, const char *env);
 void plan_large(void);
 
 #endif

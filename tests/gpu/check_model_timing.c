@@ -37,9 +37,9 @@ void print_timing_table(void) {
          peak_tflops, bf16 ? "dense bf16" : "fp32");
   if (timing_note[0]) printf("%s", timing_note); /* one line per run not timed */
   if (n_rows == 0) return;
-  printf("  %-42s %6s %8s %10s %12s %9s %7s\n", "run", "clips", "tokens", "ms/step", "tokens/s", "TFLOP/s", "MFU");
+  printf("  %-44s %6s %8s %10s %12s %9s %7s\n", "run", "clips", "tokens", "ms/step", "tokens/s", "TFLOP/s", "MFU");
   for (int i = 0; i < n_rows; i++)
-    printf("  %-42s %6d %8d %10.1f %12.0f %9.2f %6.1f%%\n", rows[i].label, rows[i].clips,
+    printf("  %-44s %6d %8d %10.1f %12.0f %9.2f %6.1f%%\n", rows[i].label, rows[i].clips,
            rows[i].clips * rows[i].tokens_per_clip, rows[i].ms, rows[i].tokens_per_s, rows[i].tflops,
            100.0 * rows[i].mfu);
   printf("\n");
@@ -80,15 +80,35 @@ static void print_plan(const char *label, const trainer *tr) {
          p->total_bytes / 1073741824.0, p->free_bytes / 1073741824.0);
 }
 
-/* Times one optimizer step at each stage of a base trainer with `stages` stages; dgelu non-NULL sets
- * TPDIFF_DGELU to it for these steps (bf16: where the MLP's GELU backward runs). */
-void time_base(int stages, int clips, dit_recompute recompute, const char *dgelu) {
+/* Times one optimizer step at each stage of a base trainer with `stages` stages; env non-NULL,
+ * "TPDIFF_NAME=value", sets that variable for these steps (a kernel variant: TPDIFF_DGELU=kernel,
+ * TPDIFF_GELU=epilogue, TPDIFF_ATTN=flash-scalar), named in the rows as ", name value". */
+void time_base(int stages, int clips, dit_recompute recompute, const char *env) {
   tpdiff_config cfg;
   config_base(&cfg, stages, clips);
   snprintf(cfg.train_recompute, sizeof cfg.train_recompute, "%s", dit_recompute_name(recompute));
-  char with[48] = "";
+  char with[64] = "", var[32] = "";
+  const char *value = NULL;
   if (recompute != DIT_RECOMPUTE_NONE) snprintf(with, sizeof with, ", recompute %s", dit_recompute_name(recompute));
-  if (dgelu) snprintf(with + strlen(with), sizeof with - strlen(with), ", dgelu %s", dgelu);
+  if (env) {
+    const char *eq = strchr(env, '=');
+    if (!eq || eq - env >= (long)sizeof var || strncmp(env, "TPDIFF_", 7) != 0) {
+      printf("FAIL timing K=%d: time_base env \"%s\" is not TPDIFF_NAME=value\n", stages, env);
+      failed++;
+      return;
+    }
+    memcpy(var, env, (size_t)(eq - env));
+    value = eq + 1;
+    size_t at = strlen(with);
+    snprintf(with + at, sizeof with - at, ", ");
+    for (const char *c = var + 7; *c && strlen(with) + 1 < sizeof with; c++) {
+      at = strlen(with);
+      with[at] = (char)(*c >= 'A' && *c <= 'Z' ? *c - 'A' + 'a' : *c);
+      with[at + 1] = '\0';
+    }
+    at = strlen(with);
+    snprintf(with + at, sizeof with - at, " %s", value);
+  }
   static trainer tr;
   char err[768];
   if (trainer_create(&tr, &cfg, dev, err, sizeof err) != 0) {
@@ -118,7 +138,7 @@ void time_base(int stages, int clips, dit_recompute recompute, const char *dgelu
   for (int b = 0; b < clips; b++) fb.y[b] = b % (cfg.model_classes + 1);
   k_fill_normal(fb.X, n, 9, 1, 0);
   k_fill_normal(fb.eps, n, 9, 2, 0);
-  if (dgelu) setenv("TPDIFF_DGELU", dgelu, 1);
+  if (env) setenv(var, value, 1);
   for (int k = 0; k < stages; k++) {
     fb.stage = k;
     k_fill_uniform(fb.t, (size_t)clips, 9, 3 + (uint64_t)k, 0);
@@ -156,7 +176,7 @@ void time_base(int stages, int clips, dit_recompute recompute, const char *dgelu
     printf("timing %-26s %d clips: %.1f ms/step (min %.1f, max %.1f), %.0f tokens/s, %.2f TFLOP/s, MFU %.1f%%\n",
            row->label, clips, ms[2], ms[0], ms[4], row->tokens_per_s, row->tflops, 100.0 * row->mfu);
   }
-  if (dgelu) unsetenv("TPDIFF_DGELU");
+  if (env) unsetenv(var);
   if (have_free && dev->memory_info(&free_after, &total_bytes) == 0) {
     const double grew = ((double)free_before - (double)free_after) / 1048576.0;
     const double planned = tr.plan.scratch_bytes / 1048576.0;
