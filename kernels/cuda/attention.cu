@@ -24,7 +24,8 @@
  * TPDIFF_ATTN, read at every call so that a failure on a GPU can be bypassed without a rebuild and
  * the variants timed side by side in one process: "flash" (the default) loads the tensor cores'
  * operands with ldmatrix; "flash-scalar" runs the same kernels with one shared load per register
- * (the same bits); "simple" the earlier bf16-mode pair: attention_bf16.cu's wmma forward and, for the
+ * (the same bits); "flash-wide" gives each warp of the forward two query m-tiles (the same bits);
+ * "simple" the earlier bf16-mode pair: attention_bf16.cu's wmma forward and, for the
  * backward, these fp32 kernels with the row statistics recomputed in fp32 (RECOMPUTE). */
 #include <math.h>
 #include <stdlib.h>
@@ -336,7 +337,7 @@ bool shape_ok(const char *op, int B, int N, int D, int H) {
 }
 
 /* bf16 mode's attention kernels, from TPDIFF_ATTN */
-enum Bf16Attention { kAttnInvalid = -1, kAttnFlash, kAttnFlashScalar, kAttnSimple };
+enum Bf16Attention { kAttnInvalid = -1, kAttnFlash, kAttnFlashScalar, kAttnFlashWide, kAttnSimple };
 
 /* kAttnFlash for TPDIFF_ATTN unset, empty or "flash"; kAttnInvalid (error recorded) for an unknown
  * value. */
@@ -344,9 +345,16 @@ Bf16Attention bf16_attention(const char *op) {
   const char *v = getenv("TPDIFF_ATTN");
   if (!v || !v[0] || !strcmp(v, "flash")) return kAttnFlash;
   if (!strcmp(v, "flash-scalar")) return kAttnFlashScalar;
+  if (!strcmp(v, "flash-wide")) return kAttnFlashWide;
   if (!strcmp(v, "simple")) return kAttnSimple;
-  TCU_FAIL("%s: TPDIFF_ATTN=%.40s: expected \"flash\" (the default), \"flash-scalar\" or \"simple\"", op, v);
+  TCU_FAIL("%s: TPDIFF_ATTN=%.40s: expected \"flash\" (the default), \"flash-scalar\", \"flash-wide\" or \"simple\"",
+           op, v);
   return kAttnInvalid;
+}
+
+/* The flash kernels' variant for a TPDIFF_ATTN choice other than simple */
+FlashVariant flash_variant(Bf16Attention kind) {
+  return kind == kAttnFlashScalar ? kFlashScalar : kind == kAttnFlashWide ? kFlashWide : kFlashLdmatrix;
 }
 
 /* The smallest kernel head dimension that holds dh. */
@@ -415,8 +423,8 @@ void tcu_attention_forward(float *out, float *probs, const float *qkv, int B, in
   if (g_tcu.bf16) {
     const Bf16Attention kind = bf16_attention("attention_forward");
     if (kind == kAttnSimple) tcu_attention_forward_bf16(out, probs, qkv, B, N, D, H, padded_head_dim(dh), scale);
-    if (kind == kAttnFlash || kind == kAttnFlashScalar)
-      tcu_attention_forward_flash(out, probs, qkv, B, N, D, H, flash_head_dim(dh), scale, kind == kAttnFlash);
+    if (kind != kAttnSimple && kind != kAttnInvalid)
+      tcu_attention_forward_flash(out, probs, qkv, B, N, D, H, flash_head_dim(dh), scale, flash_variant(kind));
     return;
   }
   switch (padded_head_dim(dh)) {
@@ -437,10 +445,10 @@ void tcu_attention_backward(float *d_qkv, const float *d_out, const float *qkv, 
   if (g_tcu.bf16) {
     const Bf16Attention kind = bf16_attention("attention_backward");
     if (kind == kAttnInvalid) return;
-    if (kind == kAttnFlash || kind == kAttnFlashScalar) {
+    if (kind != kAttnSimple) {
       /* with the forward's output, its lse (in probs) and D_i = dO_i · O_i come for free */
       tcu_attention_backward_flash(d_qkv, d_out, qkv, out, out ? probs : NULL, B, N, D, H, flash_head_dim(dh), scale,
-                                   kind == kAttnFlash);
+                                   flash_variant(kind));
       return;
     }
   }

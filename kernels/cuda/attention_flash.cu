@@ -25,11 +25,11 @@ namespace {
 
 using namespace flash;
 
-/* Shared memory: Q, then two stages of K and V, kTileRows rows each. */
-template <int DH>
+/* Shared memory: Q (MT tiles of kBlockRows rows), then two stages of K and V, kTileRows rows each. */
+template <int DH, int MT>
 struct FwdSmem {
   static constexpr size_t tile = (size_t)kTileRows * Row<DH>::bytes_per_row;
-  static constexpr size_t bytes = 5 * tile;
+  static constexpr size_t bytes = (MT + 4) * tile;
 };
 
 /* grid-stride over B*H*Npad*DH destination elements */
@@ -56,35 +56,53 @@ struct FwdArgs {
   float scale_log2; /* softmax scale times log2(e) */
 };
 
-/* grid (Npad / kBlockRows, B*H), kThreads threads, FwdSmem<DH>::bytes of dynamic shared memory.
- * DSUM: the epilogue stores D_i = dO_i · O_i and lse_i instead of O_i and lse_i. Loads: the fragment
- * loads (attention_flash.cuh). */
-template <int DH, bool DSUM, class Loads>
+/* grid (ceil(Npad / (kBlockRows MT)), B*H), kThreads threads, FwdSmem<DH, MT>::bytes of dynamic shared
+ * memory. DSUM: the epilogue stores D_i = dO_i · O_i and lse_i instead of O_i and lse_i. Loads: the
+ * fragment loads (attention_flash.cuh). MT: query m-tiles (16 rows each) per warp; m-tile mt of warp w
+ * holds the block's rows 16 (mt kWarps + w) .. +15. With MT = 2 every K/V fragment loaded from shared
+ * memory feeds two products instead of one, and each warp has two independent softmax chains to
+ * interleave. A row's arithmetic does not depend on MT (the same products, sums and order), so the
+ * bits do not either. */
+template <int DH, bool DSUM, class Loads, int MT>
 __global__ void __launch_bounds__(kThreads) flash_fwd_kernel(FwdArgs a) {
   constexpr int ld = Row<DH>::ld, KT = kTileRows, NT = KT / 8, ND = DH / 8;
   extern __shared__ __align__(128) unsigned char smem[];
   __nv_bfloat16 *qs = reinterpret_cast<__nv_bfloat16 *>(smem);
   /* stage s: K at stages + s * stage, V after it (pointer arithmetic, not an array of pointers, which
    * a runtime index would put in local memory) */
-  __nv_bfloat16 *stages = qs + kTileRows * ld;
+  __nv_bfloat16 *stages = qs + MT * kBlockRows * ld;
   constexpr int stage = 2 * kTileRows * ld;
 
   const int bh = blockIdx.y, b = bh / a.H, h = bh % a.H, dh = a.D / a.H;
-  const int q0 = blockIdx.x * kBlockRows, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int q0 = blockIdx.x * kBlockRows * MT, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int g = lane >> 2, t = lane & 3;
   const size_t head = (size_t)bh * a.Npad * DH;
   const int ntiles = a.Npad / KT;
 
-  tile_async<DH>(qs, a.q + head + (size_t)q0 * DH, kBlockRows);
+  if constexpr (MT == 1) {
+    tile_async<DH>(qs, a.q + head + (size_t)q0 * DH, kBlockRows);
+  } else {
+    /* the last block of a head may reach past Npad (a multiple of kBlockRows only): its rows there
+     * are zeros, computed on and never stored */
+    const int qrows = min(MT * kBlockRows, a.Npad - q0);
+    tile_async<DH>(qs, a.q + head + (size_t)q0 * DH, qrows);
+    for (int c = qrows * ld / 8 + threadIdx.x; c < MT * kBlockRows * ld / 8; c += kThreads)
+      reinterpret_cast<uint4 *>(qs)[c] = make_uint4(0, 0, 0, 0);
+  }
   tile_async<DH>(stages, a.k + head, KT);
   tile_async<DH>(stages + KT * ld, a.v + head, KT);
   cp_async_commit();
 
-  float o[ND][4];
+  float o[MT][ND][4];
+  float m[MT][2], l[MT][2]; /* running max of rows g and g+8 (log2 units); this lane's part of the
+                               running sum (its 2 of every 8 keys) */
 #pragma unroll
-  for (int n = 0; n < ND; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
-  float m[2] = {-INFINITY, -INFINITY}; /* running max of rows g and g+8, log2 units */
-  float l[2] = {0.0f, 0.0f};           /* this lane's part of the running sum (its 2 of every 8 keys) */
+  for (int mt = 0; mt < MT; mt++) {
+#pragma unroll
+    for (int n = 0; n < ND; n++) o[mt][n][0] = o[mt][n][1] = o[mt][n][2] = o[mt][n][3] = 0.0f;
+    m[mt][0] = m[mt][1] = -INFINITY;
+    l[mt][0] = l[mt][1] = 0.0f;
+  }
 
   for (int it = 0; it < ntiles; it++) {
     const int buf = it & 1, k0 = it * KT;
@@ -98,111 +116,137 @@ __global__ void __launch_bounds__(kThreads) flash_fwd_kernel(FwdArgs a) {
     }
     const __nv_bfloat16 *ks = stages + buf * stage, *vs = ks + KT * ld;
 
-    float s[NT][4];
+    float s[MT][NT][4];
 #pragma unroll
-    for (int j = 0; j < NT; j++) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
+    for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+      for (int j = 0; j < NT; j++) s[mt][j][0] = s[mt][j][1] = s[mt][j][2] = s[mt][j][3] = 0.0f;
 #pragma unroll
     for (int kk = 0; kk < DH / 16; kk++) {
-      uint32_t qa[4];
-      Loads::load_a(qa, qs, ld, 16 * warp, 16 * kk, lane);
-      mma_rows_are_n<NT, Loads>(s, qa, ks, ld, 16 * kk, lane);
+      uint32_t qa[MT][4];
+#pragma unroll
+      for (int mt = 0; mt < MT; mt++) Loads::load_a(qa[mt], qs, ld, 16 * (mt * kWarps + warp), 16 * kk, lane);
+      mma_rows_are_n<NT, MT, Loads>(s, qa, ks, ld, 16 * kk, lane);
     }
 
-    /* scale into log2 units, mask keys past N, row max over the tile */
-    float mx[2] = {-INFINITY, -INFINITY};
+    /* per m-tile: scale into log2 units, mask keys past N, row max over the tile; P = exp2(s - m)
+     * rounded to bf16, packed as the A fragments of P V (two key tiles each) */
+    uint32_t p[MT][NT][2];
 #pragma unroll
-    for (int j = 0; j < NT; j++)
+    for (int mt = 0; mt < MT; mt++) {
+      float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
-      for (int e = 0; e < 4; e++) {
-        const int key = k0 + 8 * j + 2 * t + (e & 1);
-        s[j][e] = key < a.N ? s[j][e] * a.scale_log2 : -INFINITY;
-        mx[e >> 1] = fmaxf(mx[e >> 1], s[j][e]);
+      for (int j = 0; j < NT; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+          const int key = k0 + 8 * j + 2 * t + (e & 1);
+          s[mt][j][e] = key < a.N ? s[mt][j][e] * a.scale_log2 : -INFINITY;
+          mx[e >> 1] = fmaxf(mx[e >> 1], s[mt][j][e]);
+        }
+      float alpha[2];
+#pragma unroll
+      for (int r = 0; r < 2; r++) {
+        const float m_new = fmaxf(m[mt][r], quad_max(mx[r])); /* finite: the tile holds a real key */
+        alpha[r] = exp2f(m[mt][r] - m_new);                   /* 0 on the first tile (m = -inf) */
+        m[mt][r] = m_new;
+        l[mt][r] *= alpha[r];
       }
-    float alpha[2];
 #pragma unroll
-    for (int r = 0; r < 2; r++) {
-      const float m_new = fmaxf(m[r], quad_max(mx[r])); /* finite: the tile holds a real key */
-      alpha[r] = exp2f(m[r] - m_new);                   /* 0 on the first tile (m = -inf) */
-      m[r] = m_new;
-      l[r] *= alpha[r];
-    }
-
-    /* P = exp2(s - m) rounded to bf16, packed as the A fragments of P V (two key tiles each) */
-    uint32_t p[NT][2];
+      for (int j = 0; j < NT; j++) {
+        p[mt][j][0] = pack_bf16(exp2f(s[mt][j][0] - m[mt][0]), exp2f(s[mt][j][1] - m[mt][0]));
+        p[mt][j][1] = pack_bf16(exp2f(s[mt][j][2] - m[mt][1]), exp2f(s[mt][j][3] - m[mt][1]));
+        const float2 r0 = unpack_bf16(p[mt][j][0]), r1 = unpack_bf16(p[mt][j][1]);
+        l[mt][0] += r0.x + r0.y;
+        l[mt][1] += r1.x + r1.y;
+      }
 #pragma unroll
-    for (int j = 0; j < NT; j++) {
-      p[j][0] = pack_bf16(exp2f(s[j][0] - m[0]), exp2f(s[j][1] - m[0]));
-      p[j][1] = pack_bf16(exp2f(s[j][2] - m[1]), exp2f(s[j][3] - m[1]));
-      const float2 r0 = unpack_bf16(p[j][0]), r1 = unpack_bf16(p[j][1]);
-      l[0] += r0.x + r0.y;
-      l[1] += r1.x + r1.y;
-    }
-#pragma unroll
-    for (int n = 0; n < ND; n++) {
-      o[n][0] *= alpha[0];
-      o[n][1] *= alpha[0];
-      o[n][2] *= alpha[1];
-      o[n][3] *= alpha[1];
+      for (int n = 0; n < ND; n++) {
+        o[mt][n][0] *= alpha[0];
+        o[mt][n][1] *= alpha[0];
+        o[mt][n][2] *= alpha[1];
+        o[mt][n][3] *= alpha[1];
+      }
     }
 #pragma unroll
     for (int kk = 0; kk < KT / 16; kk++) {
-      const uint32_t pa[4] = {p[2 * kk][0], p[2 * kk][1], p[2 * kk + 1][0], p[2 * kk + 1][1]};
-      mma_rows_are_k<ND, Loads>(o, pa, vs, ld, 16 * kk, lane);
+      uint32_t pa[MT][4];
+#pragma unroll
+      for (int mt = 0; mt < MT; mt++) {
+        pa[mt][0] = p[mt][2 * kk][0];
+        pa[mt][1] = p[mt][2 * kk][1];
+        pa[mt][2] = p[mt][2 * kk + 1][0];
+        pa[mt][3] = p[mt][2 * kk + 1][1];
+      }
+      mma_rows_are_k<ND, MT, Loads>(o, pa, vs, ld, 16 * kk, lane);
     }
   }
 
-  /* epilogue: rows g and g+8 of this warp's 16 */
+  /* epilogue: rows g and g+8 of each of this warp's m-tiles */
 #pragma unroll
-  for (int r = 0; r < 2; r++) {
-    const float lsum = quad_sum(l[r]);
-    const float inv = 1.0f / lsum;
-    const int i = q0 + 16 * warp + g + 8 * r;
-    float part = 0.0f;
+  for (int mt = 0; mt < MT; mt++)
 #pragma unroll
-    for (int n = 0; n < ND; n++)
+    for (int r = 0; r < 2; r++) {
+      const float lsum = quad_sum(l[mt][r]);
+      const float inv = 1.0f / lsum;
+      const int i = q0 + 16 * (mt * kWarps + warp) + g + 8 * r;
+      float part = 0.0f;
+      /* rows past Npad (MT > 1's last block) have no dO rows to read */
+      const bool real_row = MT == 1 || i < a.Npad;
 #pragma unroll
-      for (int c = 0; c < 2; c++) {
-        const int d = 8 * n + 2 * t + c;
-        const float val = o[n][2 * r + c] * inv;
-        if (DSUM) {
-          /* dO's padded rows and columns are zeros: no bounds test needed for the sum */
-          part += val * __bfloat162float(a.dout[head + (size_t)i * DH + d]);
-        } else if (i < a.N && d < dh) {
-          a.out[((size_t)b * a.N + i) * a.D + (size_t)h * dh + d] = val;
+      for (int n = 0; n < ND; n++)
+#pragma unroll
+        for (int c = 0; c < 2; c++) {
+          const int d = 8 * n + 2 * t + c;
+          const float val = o[mt][n][2 * r + c] * inv;
+          if (DSUM) {
+            /* dO's padded rows and columns are zeros: no bounds test needed for the sum */
+            if (real_row) part += val * __bfloat162float(a.dout[head + (size_t)i * DH + d]);
+          } else if (i < a.N && d < dh) {
+            a.out[((size_t)b * a.N + i) * a.D + (size_t)h * dh + d] = val;
+          }
         }
+      if (DSUM) part = quad_sum(part);
+      if (t == 0 && i < a.N) {
+        a.lse[(size_t)bh * a.N + i] = (m[mt][r] + log2f(lsum)) * kLn2;
+        if (DSUM) a.dsum[(size_t)bh * a.N + i] = part;
       }
-    if (DSUM) part = quad_sum(part);
-    if (t == 0 && i < a.N) {
-      a.lse[(size_t)bh * a.N + i] = (m[r] + log2f(lsum)) * kLn2;
-      if (DSUM) a.dsum[(size_t)bh * a.N + i] = part;
     }
-  }
 }
 
-template <int DH, bool DSUM, class Loads>
+template <int DH, bool DSUM, class Loads, int MT>
 bool launch_fwd(const FwdArgs &a, int BH) {
-  const size_t bytes = FwdSmem<DH>::bytes;
+  const size_t bytes = FwdSmem<DH, MT>::bytes;
   /* above 48 KiB of dynamic shared memory must be asked for, once per kernel */
   static bool configured = false;
   if (!configured) {
-    if (!CUDA_OK(cudaFuncSetAttribute(flash_fwd_kernel<DH, DSUM, Loads>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                      (int)bytes)))
+    if (!CUDA_OK(cudaFuncSetAttribute(flash_fwd_kernel<DH, DSUM, Loads, MT>,
+                                      cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes)))
       return false;
     configured = true;
   }
-  dim3 grid((unsigned)(a.Npad / kBlockRows), (unsigned)BH);
-  flash_fwd_kernel<DH, DSUM, Loads><<<grid, kThreads, bytes>>>(a);
+  dim3 grid((unsigned)tcu_ceil_div(a.Npad, MT * kBlockRows), (unsigned)BH);
+  flash_fwd_kernel<DH, DSUM, Loads, MT><<<grid, kThreads, bytes>>>(a);
   return LAUNCH_OK("flash_fwd_kernel");
 }
 
-template <bool DSUM, class Loads>
+template <bool DSUM, class Loads, int MT>
 bool dispatch_fwd(const FwdArgs &a, int BH, int DH) {
   switch (DH) {
-    case 16: return launch_fwd<16, DSUM, Loads>(a, BH);
-    case 32: return launch_fwd<32, DSUM, Loads>(a, BH);
-    case 64: return launch_fwd<64, DSUM, Loads>(a, BH);
-    case 80: return launch_fwd<80, DSUM, Loads>(a, BH);
-    default: return launch_fwd<128, DSUM, Loads>(a, BH);
+    case 16: return launch_fwd<16, DSUM, Loads, MT>(a, BH);
+    case 32: return launch_fwd<32, DSUM, Loads, MT>(a, BH);
+    case 64: return launch_fwd<64, DSUM, Loads, MT>(a, BH);
+    case 80: return launch_fwd<80, DSUM, Loads, MT>(a, BH);
+    /* two m-tiles of 128-column accumulators (128 registers for O alone) would spill */
+    default: return launch_fwd<128, DSUM, Loads, 1>(a, BH);
+  }
+}
+
+template <bool DSUM>
+bool dispatch_variant(const FwdArgs &a, int BH, int DH, FlashVariant variant) {
+  switch (variant) {
+    case kFlashScalar: return dispatch_fwd<DSUM, ScalarLoads, 1>(a, BH, DH);
+    case kFlashWide: return dispatch_fwd<DSUM, LdmatrixLoads, 2>(a, BH, DH);
+    default: return dispatch_fwd<DSUM, LdmatrixLoads, 1>(a, BH, DH);
   }
 }
 
@@ -218,7 +262,7 @@ bool flash_repack(__nv_bfloat16 *dst, const float *src, long long src_ld, int co
 
 bool flash_forward_padded(float *out, float *lse, float *dsum, const __nv_bfloat16 *q, const __nv_bfloat16 *k,
                           const __nv_bfloat16 *v, const __nv_bfloat16 *dout, int B, int N, int D, int H, int DH,
-                          float scale, bool ldmatrix) {
+                          float scale, FlashVariant variant) {
   FwdArgs a;
   a.q = q;
   a.k = k;
@@ -232,13 +276,11 @@ bool flash_forward_padded(float *out, float *lse, float *dsum, const __nv_bfloat
   a.D = D;
   a.H = H;
   a.scale_log2 = scale * flash::kLog2e;
-  if (ldmatrix)
-    return dout ? dispatch_fwd<true, LdmatrixLoads>(a, B * H, DH) : dispatch_fwd<false, LdmatrixLoads>(a, B * H, DH);
-  return dout ? dispatch_fwd<true, ScalarLoads>(a, B * H, DH) : dispatch_fwd<false, ScalarLoads>(a, B * H, DH);
+  return dout ? dispatch_variant<true>(a, B * H, DH, variant) : dispatch_variant<false>(a, B * H, DH, variant);
 }
 
 bool tcu_attention_forward_flash(float *out, float *lse, const float *qkv, int B, int N, int D, int H, int DH,
-                                 float scale, bool ldmatrix) {
+                                 float scale, FlashVariant variant) {
   const int dh = D / H;
   const size_t operand = (size_t)B * H * flash::padded_rows(N) * DH; /* bf16 elements of one of q, k, v */
   __nv_bfloat16 *q = (__nv_bfloat16 *)tcu_scratch(TCU_SCRATCH_ATTENTION, 3 * operand * sizeof(__nv_bfloat16));
@@ -248,5 +290,5 @@ bool tcu_attention_forward_flash(float *out, float *lse, const float *qkv, int B
   if (!flash_repack(q, qkv, ld, 0, B, N, H, dh, DH) || !flash_repack(k, qkv, ld, D, B, N, H, dh, DH) ||
       !flash_repack(v, qkv, ld, 2 * D, B, N, H, dh, DH))
     return false;
-  return flash_forward_padded(out, lse, NULL, q, k, v, NULL, B, N, D, H, DH, scale, ldmatrix);
+  return flash_forward_padded(out, lse, NULL, q, k, v, NULL, B, N, D, H, DH, scale, variant);
 }

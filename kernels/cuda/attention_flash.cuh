@@ -182,6 +182,38 @@ __device__ __forceinline__ void mma_rows_are_k(float (&c)[ND][4], const uint32_t
   }
 }
 
+/* The same two products for MT A fragments at once (MT m-tiles of 16 rows): every B fragment loaded
+ * feeds MT products, so shared-memory loads per product fall by MT. */
+template <int NT, int MT, class Loads>
+__device__ __forceinline__ void mma_rows_are_n(float (&c)[MT][NT][4], const uint32_t (&a)[MT][4],
+                                               const __nv_bfloat16 *tile, int ld, int k0, int lane) {
+#pragma unroll
+  for (int j = 0; j < NT; j += 2) {
+    uint32_t b[4];
+    Loads::load_b2_rows_are_n(b, tile, ld, 8 * j, k0, lane);
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++) {
+      mma_bf16(c[mt][j], a[mt], b[0], b[1]);
+      mma_bf16(c[mt][j + 1], a[mt], b[2], b[3]);
+    }
+  }
+}
+
+template <int ND, int MT, class Loads>
+__device__ __forceinline__ void mma_rows_are_k(float (&c)[MT][ND][4], const uint32_t (&a)[MT][4],
+                                               const __nv_bfloat16 *tile, int ld, int k0, int lane) {
+#pragma unroll
+  for (int n = 0; n < ND; n += 2) {
+    uint32_t b[4];
+    Loads::load_b2_rows_are_k(b, tile, ld, k0, 8 * n, lane);
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++) {
+      mma_bf16(c[mt][n], a[mt], b[0], b[1]);
+      mma_bf16(c[mt][n + 1], a[mt], b[2], b[3]);
+    }
+  }
+}
+
 /* ---- cp.async (sm_80+): global -> shared without a register round trip --------------------------- */
 
 __device__ __forceinline__ void cp_async16(void *smem, const void *gmem) {
@@ -223,22 +255,26 @@ __device__ __forceinline__ float quad_sum(float v) {
 bool flash_repack(__nv_bfloat16 *dst, const float *src, long long src_ld, int col0, int B, int N, int H, int dh,
                   int DH);
 
+/* The flash kernels' variants (TPDIFF_ATTN, attention.cu), all giving the same bits: kFlashLdmatrix
+ * (the default) loads fragments with ldmatrix; kFlashScalar with plain loads (ScalarLoads); kFlashWide
+ * as kFlashLdmatrix, with two query m-tiles per warp in the forward (MT = 2, head dimensions up to 80;
+ * the backward kernels are those of kFlashLdmatrix). */
+enum FlashVariant { kFlashLdmatrix, kFlashScalar, kFlashWide };
+
 /* Forward: out [B, N, D] (fp32) and lse [B*H*N] (natural log) from the padded bf16 q, k, v. With
- * dout (padded bf16 dO) given, writes instead dsum[(b*H + h)*N + i] = dO_i · O_i and lse, and not out.
- * ldmatrix: the fragment loads (LdmatrixLoads, else ScalarLoads), here and in the two entry points
- * below; the same bits either way. */
+ * dout (padded bf16 dO) given, writes instead dsum[(b*H + h)*N + i] = dO_i · O_i and lse, and not out. */
 bool flash_forward_padded(float *out, float *lse, float *dsum, const __nv_bfloat16 *q, const __nv_bfloat16 *k,
                           const __nv_bfloat16 *v, const __nv_bfloat16 *dout, int B, int N, int D, int H, int DH,
-                          float scale, bool ldmatrix);
+                          float scale, FlashVariant variant);
 
 /* The whole bf16-mode forward: repack into backend scratch, then flash_forward_padded. */
 bool tcu_attention_forward_flash(float *out, float *lse, const float *qkv, int B, int N, int D, int H, int DH,
-                                 float scale, bool ldmatrix);
+                                 float scale, FlashVariant variant);
 /* The whole bf16-mode backward (attention_flash_bwd.cu): d_qkv [B, N, 3D] overwritten. out [B, N, D]
  * and lse [B*H*N] are the flash forward's output and row log-sum-exp of this qkv; both NULL: the
  * backward recomputes them with the forward kernel (one forward's work more). */
 bool tcu_attention_backward_flash(float *d_qkv, const float *d_out, const float *qkv, const float *out,
                                   const float *lse, int B, int N, int D, int H, int DH, float scale,
-                                  bool ldmatrix);
+                                  FlashVariant variant);
 
 #endif

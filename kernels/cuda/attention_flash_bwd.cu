@@ -328,7 +328,7 @@ bool dispatch_bwd(const BwdArgs &a, int BH, int DH) {
 
 bool tcu_attention_backward_flash(float *d_qkv, const float *d_out, const float *qkv, const float *out,
                                   const float *lse_forward, int B, int N, int D, int H, int DH, float scale,
-                                  bool ldmatrix) {
+                                  FlashVariant variant) {
   const int dh = D / H;
   const size_t operand = (size_t)B * H * flash::padded_rows(N) * DH; /* bf16 elements of q, k, v or dO */
   const size_t rows = (size_t)B * H * N;
@@ -349,7 +349,7 @@ bool tcu_attention_backward_flash(float *d_qkv, const float *d_out, const float 
     dsum_kernel<<<tcu_grid(rows * 32), TCU_THREADS>>>(dsum, out, dout, N, flash::padded_rows(N), D, H, DH,
                                                       (long long)rows);
     if (!LAUNCH_OK("dsum_kernel")) return false;
-  } else if (!flash_forward_padded(NULL, lse, dsum, q, k, v, dout, B, N, D, H, DH, scale, ldmatrix)) {
+  } else if (!flash_forward_padded(NULL, lse, dsum, q, k, v, dout, B, N, D, H, DH, scale, variant)) {
     return false;
   }
   BwdArgs a;
@@ -366,5 +366,6 @@ bool tcu_attention_backward_flash(float *d_qkv, const float *d_out, const float 
   a.H = H;
   a.scale = scale;
   a.scale_log2 = scale * flash::kLog2e;
-  return ldmatrix ? dispatch_bwd<LdmatrixLoads>(a, B * H, DH) : dispatch_bwd<ScalarLoads>(a, B * H, DH);
+  /* the backward kernels have one m-tile per warp in every variant */
+  return variant == kFlashScalar ? dispatch_bwd<ScalarLoads>(a, B * H, DH) : dispatch_bwd<LdmatrixLoads>(a, B * H, DH);
 }

@@ -32,7 +32,7 @@
 # sgemm compiled into the checker as the CPU reference; and without make if that fails too. To test
 # those paths: CHECK_GPU_FORCE_FALLBACK=1 skips the normal build, CHECK_GPU_FORCE_DIRECT=1 also the
 # relaxed make build, CHECK_GPU_OWN_CBLAS=1 forces the own sgemm. Where the bf16 flash attention fails,
-# the report says whether its scalar fragment loads (TPDIFF_ATTN=flash-scalar) fail too.
+# the report says which of its variants (TPDIFF_ATTN=flash-scalar, flash-wide) fail too.
 set -u -o pipefail
 cd "$(dirname "$0")/../.."
 
@@ -195,15 +195,19 @@ grep -E '^(FAIL|stopping)' "$out_dir/check_kernels.out" | head -40
 grep -E '^tpdiff cuda:' "$out_dir/check_kernels.out" | sort | uniq -c | head -10
 sed -n '/^slowest ops/,/^$/p' "$out_dir/check_kernels.out"
 # The bf16 flash attention failing: check_kernels ran the same kernels with their default ldmatrix
-# fragment loads and with plain loads (TPDIFF_ATTN=flash-scalar), and compared the two bit for bit;
-# which of them fail tells a fault of the ldmatrix lane maps from one in the rest of the kernels.
+# fragment loads, with plain loads (TPDIFF_ATTN=flash-scalar) and with two m-tiles per warp in the
+# forward (flash-wide), and compared the variants' bits with the default's; which of them fail tells a
+# fault of the ldmatrix lane maps, of the wide forward or of the rest of the kernels apart.
 attention_fails=$(grep -E '^FAIL attention_' "$out_dir/check_kernels.out" | grep 'bf16-mode' | grep -v ' simple')
 if [ -n "$attention_fails" ]; then
-  n_mismatch=$(grep -c 'ldmatrix and scalar' <<<"$attention_fails")
-  n_scalar=$(grep -v 'ldmatrix and scalar' <<<"$attention_fails" | grep -c 'flash-scalar')
-  n_ldmatrix=$(grep -vc 'flash-scalar' <<<"$attention_fails")
-  say "check_gpu: bf16 flash attention failures: $n_ldmatrix with the ldmatrix loads (the default), $n_scalar with" \
-    "TPDIFF_ATTN=flash-scalar, $n_mismatch where the two differ in bits$([ "$n_scalar" = 0 ] &&
+  n_mismatch=$(grep -c 'the same bits as TPDIFF_ATTN=flash' <<<"$attention_fails")
+  others=$(grep -v 'the same bits as TPDIFF_ATTN=flash' <<<"$attention_fails")
+  n_scalar=$(grep -c 'flash-scalar' <<<"$others")
+  n_wide=$(grep -c 'flash-wide' <<<"$others")
+  n_default=$(grep -v -e 'flash-scalar' -e 'flash-wide' <<<"$others" | grep -c .)
+  say "check_gpu: bf16 flash attention failures: $n_default with the default (ldmatrix) kernels, $n_scalar with" \
+    "TPDIFF_ATTN=flash-scalar, $n_wide with flash-wide, $n_mismatch where a variant's bits differ from the" \
+    "default's$([ "$n_default" != 0 ] && [ "$n_scalar" = 0 ] &&
       echo '; the scalar loads pass: TPDIFF_ATTN=flash-scalar works around the fault')"
 fi
 summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$out_dir/check_kernels.out" | tail -1)

@@ -268,7 +268,8 @@ void dev_set(const char *op, float *d, const float *host, size_t n) {
  * with the GELU as its own kernel and in the GELU_AUX_BIAS epilogue, the Linear + GELU backward
  * with gelu' in the DGELU epilogue and as its own kernel, and the flash attention forward and
  * backward at 1e-2), then the same flash kernels with their scalar fragment loads
- * (TPDIFF_ATTN=flash-scalar: the same limits, and the same bits as the ldmatrix loads), then the
+ * (TPDIFF_ATTN=flash-scalar) and with two m-tiles per warp in the forward (flash-wide), each at the
+ * same limits and with the default's bits, then the
  * earlier bf16-mode attention that TPDIFF_ATTN=simple selects (forward 1e-2, its fp32 backward
  * 1e-4); both timed at base's shape beside the flash kernels. A backend without bf16 (the CPU) must
  * refuse it with one line. */
@@ -316,12 +317,16 @@ static void check_bf16(void) {
     check_attention(1, 4096, 768, 12, 1);
     check_attention(1, 4097, 128, 2, 0);
   }
-  setenv("TPDIFF_ATTN", "flash-scalar", 1);
-  check_attention(1, 17, 12, 3, 0);
-  check_attention(1, 1100, 64, 4, 0);
-  check_attention(1, 300, 144, 2, 0);
-  check_attention(1, 97, 256, 2, 0);
-  if (!quick) check_attention(1, 4096, 768, 12, 1);
+  static const char *const twins[] = {"flash-scalar", "flash-wide"}; /* N = 17 and 300: odd tile counts */
+  for (int v = 0; v < 2; v++) {
+    setenv("TPDIFF_ATTN", twins[v], 1);
+    check_attention(1, 17, 12, 3, 0);
+    check_attention(1, 1100, 64, 4, 0);
+    check_attention(2, 77, 96, 3, 0);
+    check_attention(1, 300, 144, 2, 0); /* flash-wide: 320 padded rows, the last block half past them */
+    check_attention(1, 97, 256, 2, 0); /* head dimension 128: flash-wide keeps one m-tile */
+    if (!quick) check_attention(1, 4096, 768, 12, 1);
+  }
   setenv("TPDIFF_ATTN", "simple", 1);
   check_attention(1, 17, 12, 3, 0);
   check_attention(1, 130, 128, 2, 0);

@@ -420,22 +420,23 @@ void check_adds(int B, int N, int D, int timed) {
 
 /* ---- attention ----------------------------------------------------------------------------------- */
 
-/* TPDIFF_ATTN=flash-scalar: the flash kernels with scalar fragment loads must give the bits of the
- * default ldmatrix loads (the same fragments into the same products). Runs `op` once more with
- * TPDIFF_ATTN=flash into a fresh poisoned buffer of n floats and compares with `scalar` (downloaded).
- * The run is a callback so the forward and the backward share the comparison. */
+/* TPDIFF_ATTN=flash-scalar and flash-wide: the flash kernels with scalar fragment loads, or with two
+ * query m-tiles per warp in the forward, must give the bits of the default (the same products in the
+ * same order for every row). Runs `op` once more with TPDIFF_ATTN=flash into a fresh poisoned buffer
+ * of n floats and compares with `mine` (downloaded), then restores TPDIFF_ATTN=variant. The run is a
+ * callback so the forward and the backward share the comparison. */
 typedef void (*attention_run)(float *dst, void *ctx);
-static void check_same_bits_as_ldmatrix(const char *op, const char *what, const float *scalar, size_t n,
-                                        attention_run run, void *ctx) {
+static void check_same_bits_as_flash(const char *op, const char *what, const char *variant, const float *mine,
+                                     size_t n, attention_run run, void *ctx) {
   float *dst = dev_poison(op, n);
   setenv("TPDIFF_ATTN", "flash", 1);
   run(dst, ctx);
-  setenv("TPDIFF_ATTN", "flash-scalar", 1);
+  setenv("TPDIFF_ATTN", variant, 1);
   if (op_ok(op, what)) {
     float *got = dev_download(op, dst, n);
     size_t differ = 0;
-    for (size_t i = 0; i < n; i++) differ += memcmp(&got[i], &scalar[i], sizeof(float)) != 0;
-    printf("%s %s %s: ldmatrix and scalar fragment loads, %zu of %zu values differ (want 0)\n",
+    for (size_t i = 0; i < n; i++) differ += memcmp(&got[i], &mine[i], sizeof(float)) != 0;
+    printf("%s %s %s: the same bits as TPDIFF_ATTN=flash, %zu of %zu values differ (want 0)\n",
            differ == 0 ? "PASS" : "FAIL", op, what, differ, n);
     differ == 0 ? passed++ : failed++;
     free(got);
@@ -461,18 +462,18 @@ static void run_backward(float *dst, void *ctx) {
 
 void check_attention(int B, int N, int D, int H, int timed) {
   if (!selected("attention")) return;
-  /* bf16 mode runs the flash kernels (ldmatrix loads; with TPDIFF_ATTN=flash-scalar plain loads)
-   * unless TPDIFF_ATTN=simple selects the earlier pair */
+  /* bf16 mode runs the flash kernels (ldmatrix loads; with TPDIFF_ATTN=flash-scalar plain loads,
+   * with flash-wide two m-tiles per warp in the forward) unless TPDIFF_ATTN=simple selects the
+   * earlier pair */
   const char *variant = getenv("TPDIFF_ATTN");
   const int simple = bf16_mode && variant && !strcmp(variant, "simple");
-  const int scalar = bf16_mode && variant && !strcmp(variant, "flash-scalar");
+  /* a variant of the flash kernels, checked for the default's bits too */
+  const int twin = bf16_mode && variant && (!strcmp(variant, "flash-scalar") || !strcmp(variant, "flash-wide"));
   const int flash = bf16_mode && !simple;
   char shape[96];
-  snprintf(shape, sizeof shape, "B=%d N=%d D=%d H=%d%s", B, N, D, H,
-           simple   ? " bf16-mode simple"
-           : scalar ? " bf16-mode flash-scalar"
-           : bf16_mode ? " bf16-mode"
-                       : "");
+  snprintf(shape, sizeof shape, "B=%d N=%d D=%d H=%d%s%s", B, N, D, H, bf16_mode ? " bf16-mode" : "",
+           simple || twin ? (simple ? " simple" : !strcmp(variant, "flash-scalar") ? " flash-scalar" : " flash-wide")
+                          : "");
   const size_t nqkv = (size_t)B * N * 3 * D, nout = (size_t)B * N * D;
   const size_t nprobs_cpu = (size_t)B * H * N * N;
   const size_t nprobs_dev = dev->attention_probs_floats(B, N, H);
@@ -503,11 +504,11 @@ void check_attention(int B, int N, int D, int H, int timed) {
     float *got = dev_download("attention_forward", out_dev, nout);
     snprintf(what, sizeof what, "%s out", shape);
     compare("attention_forward", what, got, out_cpu, nout, fwd_lim);
-    if (scalar) {
-      /* into a copy of the lse, so that the backward below gets the scalar forward's */
+    if (twin) {
+      /* into a copy of the lse, so that the backward below gets this variant's forward's */
       float *lse_dev = dev_poison("attention_forward", nprobs_dev);
       attention_call c = {lse_dev, NULL, qkv_dev, NULL, NULL, B, N, D, H};
-      check_same_bits_as_ldmatrix("attention_forward", what, got, nout, run_forward, &c);
+      check_same_bits_as_flash("attention_forward", what, variant, got, nout, run_forward, &c);
       dev->free(lse_dev);
     }
     free(got);
@@ -551,9 +552,9 @@ void check_attention(int B, int N, int D, int H, int timed) {
     float *got = dev_download("attention_backward", dqkv_dev, nqkv);
     snprintf(what, sizeof what, "%s d_qkv", shape);
     compare("attention_backward", what, got, dqkv_cpu, nqkv, bwd_lim);
-    if (scalar) {
+    if (twin) {
       attention_call c = {probs_dev, scratch_dev, qkv_dev, out_dev, dout_dev, B, N, D, H};
-      check_same_bits_as_ldmatrix("attention_backward", what, got, nqkv, run_backward, &c);
+      check_same_bits_as_flash("attention_backward", what, variant, got, nqkv, run_backward, &c);
     }
     if (flash) { /* fixed summation order, no atomics: a second run into fresh poison gives the same bits */
       float *again_dev = dev_poison("attention_backward", nqkv);
@@ -604,8 +605,9 @@ void check_attention(int B, int N, int D, int H, int timed) {
   free(scratch_cpu);
 }
 
-/* TPDIFF_ATTN names bf16 mode's attention kernels; a value that is not "flash", "flash-scalar" or "simple" must
- * make the op fail with one line naming the variable, and the next call (variable unset) succeed. */
+/* TPDIFF_ATTN names bf16 mode's attention kernels; a value that is not "flash", "flash-scalar",
+ * "flash-wide" or "simple" must make the op fail with one line naming the variable, and the next call
+ * (variable unset) succeed. */
 void check_attention_switch(void) {
   if (!selected("attention") || !bf16_mode) return;
   const int B = 1, N = 5, D = 8, H = 2;
@@ -617,7 +619,7 @@ void check_attention_switch(void) {
   dev->attention_forward(out_dev, probs_dev, qkv_dev, B, N, D, H);
   int rc = dev->synchronize();
   const char *e = dev->last_error();
-  int ok = rc == 0 && e && strstr(e, "TPDIFF_ATTN=fast") && strstr(e, "flash-scalar") && strstr(e, "simple") &&
+  int ok = rc == 0 && e && strstr(e, "TPDIFF_ATTN=fast") && strstr(e, "flash-scalar") && strstr(e, "flash-wide") && strstr(e, "simple") &&
            !strchr(e, '\n');
   printf("%s attention_forward TPDIFF_ATTN=fast refused: \"%s\"\n", ok ? "PASS" : "FAIL", e ? e : "");
   ok ? passed++ : failed++;

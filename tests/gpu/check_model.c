@@ -18,7 +18,8 @@
  *      and for K = 1 (and with --bf16 for K = 3 under recompute cheap and blocks, and with the kernel
  *      variants: the MLP's GELU backward as its own kernel, TPDIFF_DGELU=kernel; its GELU forward in
  *      the matmul's epilogue, TPDIFF_GELU=epilogue; the flash attention's scalar fragment loads,
- *      TPDIFF_ATTN=flash-scalar), tokens/s and MFU,
+ *      TPDIFF_ATTN=flash-scalar, and its forward with two m-tiles per warp, flash-wide), tokens/s and
+ *      MFU,
  *      on the GPU only, each with its memory plan, then configs/large.yaml's memory plan per recompute mode;
  *      measured before step 4 so that a slow CPU reference can never cost the table, printed last;
  *   4. a base-like shape (depth 12, dim 768, heads 12, patch 4, C3 T16 64x64, K = 3, 2 clips) as in
@@ -633,6 +634,7 @@ int main(int argc, char **argv) {
       time_base(3, base_clips, DIT_RECOMPUTE_NONE, "TPDIFF_DGELU=kernel");
       time_base(3, base_clips, DIT_RECOMPUTE_NONE, "TPDIFF_GELU=epilogue");
       time_base(3, base_clips, DIT_RECOMPUTE_NONE, "TPDIFF_ATTN=flash-scalar");
+      time_base(3, base_clips, DIT_RECOMPUTE_NONE, "TPDIFF_ATTN=flash-wide");
     }
     plan_large();
     printf("# timing: %.1f s\n", now_s() - t0);
