@@ -300,11 +300,10 @@ static void check_bf16(void) {
   check_linear_gelu_forward(17, 12, 20, 0); /* N not a multiple of 8: no GELU epilogue, the kernel runs */
   check_linear_gelu_forward(40, 24, 64, 0);
   if (!quick) check_linear_gelu_forward(4096, 768, 3072, 1);
-  check_gelu_switch();
   check_linear_gelu(17, 12, 20, 0); /* K not a multiple of 8: no DGELU epilogue, the kernel runs */
   check_linear_gelu(40, 64, 24, 0);
   if (!quick) check_linear_gelu(4096, 3072, 768, 1);
-  check_dgelu_switch();
+  check_gelu_switches();
   check_attention(1, 17, 12, 3, 0);
   check_attention(2, 33, 20, 2, 0);
   check_attention(1, 1100, 64, 4, 0);

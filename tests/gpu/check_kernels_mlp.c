@@ -119,39 +119,6 @@ void check_linear_gelu(int M, int K, int N, int timed) {
   free(db_cpu);
 }
 
-/* bf16 mode: TPDIFF_DGELU with a value that is neither "epilogue" nor "kernel" fails the op with one
- * line naming the variable, and the op works again once it is unset. */
-void check_dgelu_switch(void) {
-  if (!selected("linear") || !bf16_mode) return;
-  const char *op = "linear_backward_gelu";
-  const int M = 16, K = 16, N = 8;
-  float *pre = host_random((size_t)M * K, 1.0f, 0.0f), *w = host_random((size_t)N * K, 0.3f, 0.0f);
-  float *d_out = host_random((size_t)M * N, 1.0f, 0.0f);
-  float *pre_dev = dev_upload(op, pre, (size_t)M * K), *w_dev = dev_upload(op, w, (size_t)N * K);
-  float *dout_dev = dev_upload(op, d_out, (size_t)M * N), *dpre_dev = dev_poison(op, (size_t)M * K);
-  float *dw_dev = dev_poison(op, (size_t)N * K);
-  setenv("TPDIFF_DGELU", "fused", 1);
-  dev->linear_backward_gelu(dpre_dev, dw_dev, NULL, dout_dev, pre_dev, w_dev, pre_dev, M, K, N);
-  int rc = dev->synchronize();
-  const char *e = dev->last_error();
-  int ok = rc == 0 && e && strstr(e, "TPDIFF_DGELU=fused") && strstr(e, "kernel") && !strchr(e, '\n');
-  printf("%s %s TPDIFF_DGELU=fused refused: \"%s\"\n", ok ? "PASS" : "FAIL", op, e ? e : "");
-  ok ? passed++ : failed++;
-  unsetenv("TPDIFF_DGELU");
-  dev->linear_backward_gelu(dpre_dev, dw_dev, NULL, dout_dev, pre_dev, w_dev, pre_dev, M, K, N);
-  ok = op_ok(op, "TPDIFF_DGELU unset after a refused value");
-  printf("%s %s runs again with TPDIFF_DGELU unset\n", ok ? "PASS" : "FAIL", op);
-  ok ? passed++ : failed++;
-  dev->free(pre_dev);
-  dev->free(w_dev);
-  dev->free(dout_dev);
-  dev->free(dpre_dev);
-  dev->free(dw_dev);
-  free(pre);
-  free(w);
-  free(d_out);
-}
-
 /* ---- linear_gelu_forward ------------------------------------------------------------------------ */
 
 /* linear_gelu_forward into freshly poisoned pre and out (so an element the op skips shows), compared
@@ -225,31 +192,62 @@ void check_linear_gelu_forward(int M, int K, int N, int timed) {
   free(out_cpu);
 }
 
-/* bf16 mode: TPDIFF_GELU with a value that is neither "kernel" nor "epilogue" fails the op with one
- * line naming the variable, and the op works again once it is unset. */
-void check_gelu_switch(void) {
-  if (!selected("linear") || !bf16_mode) return;
-  const char *op = "linear_gelu_forward";
-  const int M = 16, K = 16, N = 8;
-  float *in = host_random((size_t)M * K, 1.0f, 0.0f), *w = host_random((size_t)N * K, 0.3f, 0.0f);
-  float *in_dev = dev_upload(op, in, (size_t)M * K), *w_dev = dev_upload(op, w, (size_t)N * K);
-  float *pre_dev = dev_poison(op, (size_t)M * N), *out_dev = dev_poison(op, (size_t)M * N);
-  setenv("TPDIFF_GELU", "fused", 1);
-  dev->linear_gelu_forward(pre_dev, out_dev, in_dev, w_dev, NULL, M, K, N);
+/* ---- the variables that choose where the GELU runs ----------------------------------------------- */
+
+typedef struct {
+  float *a, *w, *dout, *pre, *out, *dpre, *dw; /* device buffers of the shape below */
+  int M, K, N;
+} mlp_call;
+
+static void run_gelu_fwd(void *ctx) {
+  mlp_call *c = ctx;
+  dev->linear_gelu_forward(c->pre, c->out, c->a, c->w, NULL, c->M, c->K, c->N);
+}
+
+static void run_gelu_bwd(void *ctx) {
+  mlp_call *c = ctx;
+  dev->linear_backward_gelu(c->dpre, c->dw, NULL, c->dout, c->a, c->w, c->a, c->M, c->K, c->N);
+}
+
+/* With var=fused the op fails with one line naming "var=fused" and `expect` (a valid value), and it
+ * runs again once var is unset. */
+static void check_refused(const char *op, const char *var, const char *expect, void (*run)(void *), void *ctx) {
+  char named[64], what[96];
+  snprintf(named, sizeof named, "%s=fused", var);
+  setenv(var, "fused", 1);
+  run(ctx);
   int rc = dev->synchronize();
   const char *e = dev->last_error();
-  int ok = rc == 0 && e && strstr(e, "TPDIFF_GELU=fused") && strstr(e, "epilogue") && !strchr(e, '\n');
-  printf("%s %s TPDIFF_GELU=fused refused: \"%s\"\n", ok ? "PASS" : "FAIL", op, e ? e : "");
+  int ok = rc == 0 && e && strstr(e, named) && strstr(e, expect) && !strchr(e, '\n');
+  printf("%s %s %s refused: \"%s\"\n", ok ? "PASS" : "FAIL", op, named, e ? e : "");
   ok ? passed++ : failed++;
-  unsetenv("TPDIFF_GELU");
-  dev->linear_gelu_forward(pre_dev, out_dev, in_dev, w_dev, NULL, M, K, N);
-  ok = op_ok(op, "TPDIFF_GELU unset after a refused value");
-  printf("%s %s runs again with TPDIFF_GELU unset\n", ok ? "PASS" : "FAIL", op);
+  unsetenv(var);
+  run(ctx);
+  snprintf(what, sizeof what, "%s unset after a refused value", var);
+  ok = op_ok(op, what);
+  printf("%s %s runs again with %s unset\n", ok ? "PASS" : "FAIL", op, var);
   ok ? passed++ : failed++;
-  dev->free(in_dev);
-  dev->free(w_dev);
-  dev->free(pre_dev);
-  dev->free(out_dev);
-  free(in);
+}
+
+/* bf16 mode: TPDIFF_GELU (forward) and TPDIFF_DGELU (backward) with a value that is neither
+ * "kernel" nor "epilogue" fail their op with one line naming the variable, and the op works again
+ * once it is unset. */
+void check_gelu_switches(void) {
+  if (!selected("linear") || !bf16_mode) return;
+  const char *op = "linear_gelu";
+  const int M = 16, K = 16, N = 8; /* multiples of 8: both epilogues are asked for */
+  float *a = host_random((size_t)M * K, 1.0f, 0.0f), *w = host_random((size_t)N * K, 0.3f, 0.0f);
+  float *d_out = host_random((size_t)M * N, 1.0f, 0.0f);
+  mlp_call c = {dev_upload(op, a, (size_t)M * K),     dev_upload(op, w, (size_t)N * K),
+                dev_upload(op, d_out, (size_t)M * N), dev_poison(op, (size_t)M * N),
+                dev_poison(op, (size_t)M * N),        dev_poison(op, (size_t)M * K),
+                dev_poison(op, (size_t)N * K),        M,
+                K,                                    N};
+  check_refused("linear_gelu_forward", "TPDIFF_GELU", "epilogue", run_gelu_fwd, &c);
+  check_refused("linear_backward_gelu", "TPDIFF_DGELU", "kernel", run_gelu_bwd, &c);
+  float *bufs[] = {c.a, c.w, c.dout, c.pre, c.out, c.dpre, c.dw};
+  for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) dev->free(bufs[i]);
+  free(a);
   free(w);
+  free(d_out);
 }
