@@ -24,7 +24,8 @@
  * TPDIFF_ATTN, read at every call so that a failure on a GPU can be bypassed without a rebuild and
  * the variants timed side by side in one process: "flash" (the default) loads the tensor cores'
  * operands with ldmatrix; "flash-scalar" runs the same kernels with one shared load per register
- * (the same bits); "flash-wide" gives each warp of the forward two query m-tiles (the same bits);
+ * (the same bits); "flash-wide" gives each warp of the forward and of the dQ kernel two query
+ * m-tiles (the same bits);
  * "simple" the earlier bf16-mode pair: attention_bf16.cu's wmma forward and, for the
  * backward, these fp32 kernels with the row statistics recomputed in fp32 (RECOMPUTE). */
 #include <math.h>

@@ -257,8 +257,8 @@ bool flash_repack(__nv_bfloat16 *dst, const float *src, long long src_ld, int co
 
 /* The flash kernels' variants (TPDIFF_ATTN, attention.cu), all giving the same bits: kFlashLdmatrix
  * (the default) loads fragments with ldmatrix; kFlashScalar with plain loads (ScalarLoads); kFlashWide
- * as kFlashLdmatrix, with two query m-tiles per warp in the forward (MT = 2, head dimensions up to 80;
- * the backward kernels are those of kFlashLdmatrix). */
+ * as kFlashLdmatrix, with two query m-tiles per warp (MT = 2) in the forward (head dimensions up to
+ * 80) and the dQ kernel (up to 64); its dK/dV kernel is kFlashLdmatrix's. */
 enum FlashVariant { kFlashLdmatrix, kFlashScalar, kFlashWide };
 
 /* Forward: out [B, N, D] (fp32) and lse [B*H*N] (natural log) from the padded bf16 q, k, v. With

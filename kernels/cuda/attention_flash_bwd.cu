@@ -6,7 +6,8 @@
  *      both: attention_backward's `out` and `probs`), one warp per row; or, when the caller has no
  *      `out`, the forward kernel with its D epilogue, which recomputes O_i and lse_i (the same kernel
  *      on the same operands: the forward's exact O and lse) at the cost of one more forward;
- *   3. dQ: one block per 64 query rows (warp w owns 16), streaming K/V tiles (double-buffered,
+ *   3. dQ: one block per 64 query rows (warp w owns 16; with TPDIFF_ATTN=flash-wide 128 rows, two
+ *      16-row m-tiles a warp, at head dimensions up to 64), streaming K/V tiles (double-buffered,
  *      cp.async): S = Q K^T and dP = dO V^T by mma, P = exp2(S scale log2e - lse log2e),
  *      dS = P (dP - D_i) in fp32 registers, dS rounded to bf16 into A fragments, dQ += dS K by mma;
  *   4. dK/dV: one block per 64 key rows (warp w owns 16 keys), streaming Q/dO tiles with their lse
@@ -57,51 +58,69 @@ __device__ __forceinline__ void store_rows(const float (&acc)[ND][4], float mul,
 
 /* ---- dQ ------------------------------------------------------------------------------------------ */
 
-/* Shared memory: Q and dO of the block's rows, then two stages of K and V. */
-template <int DH>
+/* Shared memory: Q and dO of the block's rows (MT tiles each), then two stages of K and V. */
+template <int DH, int MT>
 struct DqSmem {
   static constexpr size_t tile = (size_t)kTileRows * Row<DH>::bytes_per_row;
-  static constexpr size_t bytes = 6 * tile;
-  /* blocks per SM the registers are held to (__launch_bounds__); see DkvGeometry::min_blocks */
-  static constexpr int min_blocks = DH <= 64 ? 3 : 2;
+  static constexpr size_t bytes = (2 * MT + 4) * tile;
+  /* blocks per SM the registers are held to (__launch_bounds__); see DkvGeometry::min_blocks. Two
+   * m-tiles a warp need every register a thread can have. */
+  static constexpr int min_blocks = MT > 1 ? 1 : DH <= 64 ? 3 : 2;
 };
 
-/* grid (Npad / kBlockRows, B*H) */
-template <int DH, class Loads>
-__global__ void __launch_bounds__(kThreads, DqSmem<DH>::min_blocks) flash_bwd_dq_kernel(BwdArgs a) {
+/* grid (ceil(Npad / (kBlockRows MT)), B*H). MT: query m-tiles per warp, laid out as in the forward
+ * (flash_fwd_kernel): m-tile mt of warp w holds the block's rows 16 (mt kWarps + w) .. +15, every K/V
+ * fragment feeds MT products, and a row's arithmetic (so its bits) does not depend on MT. */
+template <int DH, class Loads, int MT>
+__global__ void __launch_bounds__(kThreads, DqSmem<DH, MT>::min_blocks) flash_bwd_dq_kernel(BwdArgs a) {
   constexpr int ld = Row<DH>::ld, KT = kTileRows, NT = KT / 8, ND = DH / 8;
   extern __shared__ __align__(128) unsigned char smem[];
   __nv_bfloat16 *qs = reinterpret_cast<__nv_bfloat16 *>(smem);
-  __nv_bfloat16 *dos = qs + kBlockRows * ld;
+  __nv_bfloat16 *dos = qs + MT * kBlockRows * ld;
   /* stage s: K at stages + s * stage, V after it (pointer arithmetic: an array of pointers indexed
    * at run time would live in local memory) */
-  __nv_bfloat16 *stages = dos + kBlockRows * ld;
+  __nv_bfloat16 *stages = dos + MT * kBlockRows * ld;
   constexpr int stage = 2 * KT * ld;
 
   const int bh = blockIdx.y, b = bh / a.H, h = bh % a.H;
-  const int q0 = blockIdx.x * kBlockRows, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int q0 = blockIdx.x * kBlockRows * MT, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int g = lane >> 2, t = lane & 3;
   const size_t head = (size_t)bh * a.Npad * DH;
   const int ntiles = a.Npad / KT;
 
-  tile_async<DH>(qs, a.q + head + (size_t)q0 * DH, kBlockRows);
-  tile_async<DH>(dos, a.dout + head + (size_t)q0 * DH, kBlockRows);
+  if constexpr (MT == 1) {
+    tile_async<DH>(qs, a.q + head + (size_t)q0 * DH, kBlockRows);
+    tile_async<DH>(dos, a.dout + head + (size_t)q0 * DH, kBlockRows);
+  } else {
+    /* the last block of a head may reach past Npad: zeros there, computed on and never stored */
+    const int qrows = min(MT * kBlockRows, a.Npad - q0);
+    tile_async<DH>(qs, a.q + head + (size_t)q0 * DH, qrows);
+    tile_async<DH>(dos, a.dout + head + (size_t)q0 * DH, qrows);
+    for (int c = qrows * ld / 8 + threadIdx.x; c < MT * kBlockRows * ld / 8; c += kThreads) {
+      reinterpret_cast<uint4 *>(qs)[c] = make_uint4(0, 0, 0, 0);
+      reinterpret_cast<uint4 *>(dos)[c] = make_uint4(0, 0, 0, 0);
+    }
+  }
   tile_async<DH>(stages, a.k + head, KT);
   tile_async<DH>(stages + KT * ld, a.v + head, KT);
   cp_async_commit();
 
-  /* rows g and g+8: lse in log2 units and D; rows past N contribute nothing */
-  float lse2[2], di[2];
+  /* rows g and g+8 of each m-tile: lse in log2 units and D; rows past N contribute nothing */
+  float lse2[MT][2], di[MT][2];
 #pragma unroll
-  for (int r = 0; r < 2; r++) {
-    const int i = q0 + 16 * warp + g + 8 * r;
-    lse2[r] = i < a.N ? a.lse[(size_t)bh * a.N + i] * kLog2e : INFINITY;
-    di[r] = i < a.N ? a.dsum[(size_t)bh * a.N + i] : 0.0f;
-  }
+  for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+      const int i = q0 + 16 * (mt * kWarps + warp) + g + 8 * r;
+      lse2[mt][r] = i < a.N ? a.lse[(size_t)bh * a.N + i] * kLog2e : INFINITY;
+      di[mt][r] = i < a.N ? a.dsum[(size_t)bh * a.N + i] : 0.0f;
+    }
 
-  float dq[ND][4];
+  float dq[MT][ND][4];
 #pragma unroll
-  for (int n = 0; n < ND; n++) dq[n][0] = dq[n][1] = dq[n][2] = dq[n][3] = 0.0f;
+  for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+    for (int n = 0; n < ND; n++) dq[mt][n][0] = dq[mt][n][1] = dq[mt][n][2] = dq[mt][n][3] = 0.0f;
 
   for (int it = 0; it < ntiles; it++) {
     const int buf = it & 1, k0 = it * KT;
@@ -115,41 +134,56 @@ __global__ void __launch_bounds__(kThreads, DqSmem<DH>::min_blocks) flash_bwd_dq
     }
     const __nv_bfloat16 *ks = stages + buf * stage, *vs = ks + KT * ld;
 
-    float s[NT][4], dp[NT][4];
+    float s[MT][NT][4], dp[MT][NT][4];
 #pragma unroll
-    for (int j = 0; j < NT; j++)
+    for (int mt = 0; mt < MT; mt++)
 #pragma unroll
-      for (int e = 0; e < 4; e++) s[j][e] = dp[j][e] = 0.0f;
+      for (int j = 0; j < NT; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) s[mt][j][e] = dp[mt][j][e] = 0.0f;
 #pragma unroll
     for (int kk = 0; kk < DH / 16; kk++) {
-      uint32_t qa[4], da[4];
-      Loads::load_a(qa, qs, ld, 16 * warp, 16 * kk, lane);
-      Loads::load_a(da, dos, ld, 16 * warp, 16 * kk, lane);
-      mma_rows_are_n<NT, Loads>(s, qa, ks, ld, 16 * kk, lane);
-      mma_rows_are_n<NT, Loads>(dp, da, vs, ld, 16 * kk, lane);
+      uint32_t qa[MT][4], da[MT][4];
+#pragma unroll
+      for (int mt = 0; mt < MT; mt++) {
+        Loads::load_a(qa[mt], qs, ld, 16 * (mt * kWarps + warp), 16 * kk, lane);
+        Loads::load_a(da[mt], dos, ld, 16 * (mt * kWarps + warp), 16 * kk, lane);
+      }
+      mma_rows_are_n<NT, MT, Loads>(s, qa, ks, ld, 16 * kk, lane);
+      mma_rows_are_n<NT, MT, Loads>(dp, da, vs, ld, 16 * kk, lane);
     }
     /* dS = P (dP - D_i), rounded to bf16 as the A fragments of dS K */
-    uint32_t ds[NT][2];
+    uint32_t ds[MT][NT][2];
 #pragma unroll
-    for (int j = 0; j < NT; j++) {
-      float v4[4];
+    for (int mt = 0; mt < MT; mt++)
 #pragma unroll
-      for (int e = 0; e < 4; e++) {
-        const int key = k0 + 8 * j + 2 * t + (e & 1), r = e >> 1;
-        const float p = key < a.N ? exp2f(s[j][e] * a.scale_log2 - lse2[r]) : 0.0f;
-        v4[e] = p * (dp[j][e] - di[r]);
+      for (int j = 0; j < NT; j++) {
+        float v4[4];
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+          const int key = k0 + 8 * j + 2 * t + (e & 1), r = e >> 1;
+          const float p = key < a.N ? exp2f(s[mt][j][e] * a.scale_log2 - lse2[mt][r]) : 0.0f;
+          v4[e] = p * (dp[mt][j][e] - di[mt][r]);
+        }
+        ds[mt][j][0] = pack_bf16(v4[0], v4[1]);
+        ds[mt][j][1] = pack_bf16(v4[2], v4[3]);
       }
-      ds[j][0] = pack_bf16(v4[0], v4[1]);
-      ds[j][1] = pack_bf16(v4[2], v4[3]);
-    }
 #pragma unroll
     for (int kk = 0; kk < KT / 16; kk++) {
-      const uint32_t sa[4] = {ds[2 * kk][0], ds[2 * kk][1], ds[2 * kk + 1][0], ds[2 * kk + 1][1]};
-      mma_rows_are_k<ND, Loads>(dq, sa, ks, ld, 16 * kk, lane);
+      uint32_t sa[MT][4];
+#pragma unroll
+      for (int mt = 0; mt < MT; mt++) {
+        sa[mt][0] = ds[mt][2 * kk][0];
+        sa[mt][1] = ds[mt][2 * kk][1];
+        sa[mt][2] = ds[mt][2 * kk + 1][0];
+        sa[mt][3] = ds[mt][2 * kk + 1][1];
+      }
+      mma_rows_are_k<ND, MT, Loads>(dq, sa, ks, ld, 16 * kk, lane);
     }
   }
 
-  store_rows<ND>(dq, a.scale, a, b, h, q0 + 16 * warp, 0, lane);
+#pragma unroll
+  for (int mt = 0; mt < MT; mt++) store_rows<ND>(dq[mt], a.scale, a, b, h, q0 + 16 * (mt * kWarps + warp), 0, lane);
 }
 
 /* ---- dK, dV -------------------------------------------------------------------------------------- */
@@ -295,32 +329,35 @@ __global__ void dsum_kernel(float *dsum, const float *out, const __nv_bfloat16 *
 
 /* ---- launches ------------------------------------------------------------------------------------ */
 
-template <int DH, class Loads>
+template <int DH, class Loads, int MT>
 bool launch_bwd(const BwdArgs &a, int BH) {
   static bool configured = false; /* more than 48 KiB of dynamic shared memory, asked for once */
   if (!configured) {
-    if (!CUDA_OK(cudaFuncSetAttribute(flash_bwd_dq_kernel<DH, Loads>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                      (int)DqSmem<DH>::bytes)) ||
+    if (!CUDA_OK(cudaFuncSetAttribute(flash_bwd_dq_kernel<DH, Loads, MT>,
+                                      cudaFuncAttributeMaxDynamicSharedMemorySize, (int)DqSmem<DH, MT>::bytes)) ||
         !CUDA_OK(cudaFuncSetAttribute(flash_bwd_dkv_kernel<DH, Loads>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                       (int)DkvGeometry<DH>::bytes)))
       return false;
     configured = true;
   }
-  dim3 grid((unsigned)(a.Npad / kBlockRows), (unsigned)BH);
-  flash_bwd_dq_kernel<DH, Loads><<<grid, kThreads, DqSmem<DH>::bytes>>>(a);
+  dim3 dq_grid((unsigned)tcu_ceil_div(a.Npad, MT * kBlockRows), (unsigned)BH);
+  flash_bwd_dq_kernel<DH, Loads, MT><<<dq_grid, kThreads, DqSmem<DH, MT>::bytes>>>(a);
   if (!LAUNCH_OK("flash_bwd_dq_kernel")) return false;
+  dim3 grid((unsigned)(a.Npad / kBlockRows), (unsigned)BH);
   flash_bwd_dkv_kernel<DH, Loads><<<grid, kThreads, DkvGeometry<DH>::bytes>>>(a);
   return LAUNCH_OK("flash_bwd_dkv_kernel");
 }
 
-template <class Loads>
+/* MT: the dQ kernel's query m-tiles per warp (the dK/dV kernel has one) */
+template <class Loads, int MT>
 bool dispatch_bwd(const BwdArgs &a, int BH, int DH) {
   switch (DH) {
-    case 16: return launch_bwd<16, Loads>(a, BH);
-    case 32: return launch_bwd<32, Loads>(a, BH);
-    case 64: return launch_bwd<64, Loads>(a, BH);
-    case 80: return launch_bwd<80, Loads>(a, BH);
-    default: return launch_bwd<128, Loads>(a, BH);
+    case 16: return launch_bwd<16, Loads, MT>(a, BH);
+    case 32: return launch_bwd<32, Loads, MT>(a, BH);
+    case 64: return launch_bwd<64, Loads, MT>(a, BH);
+    /* two m-tiles of dQ accumulators spill past head dimension 64 (sm_90 at 80) */
+    case 80: return launch_bwd<80, Loads, 1>(a, BH);
+    default: return launch_bwd<128, Loads, 1>(a, BH);
   }
 }
 
@@ -366,6 +403,9 @@ bool tcu_attention_backward_flash(float *d_qkv, const float *d_out, const float 
   a.H = H;
   a.scale = scale;
   a.scale_log2 = scale * flash::kLog2e;
-  /* the backward kernels have one m-tile per warp in every variant */
-  return variant == kFlashScalar ? dispatch_bwd<ScalarLoads>(a, B * H, DH) : dispatch_bwd<LdmatrixLoads>(a, B * H, DH);
+  switch (variant) {
+    case kFlashScalar: return dispatch_bwd<ScalarLoads, 1>(a, B * H, DH);
+    case kFlashWide: return dispatch_bwd<LdmatrixLoads, 2>(a, B * H, DH);
+    default: return dispatch_bwd<LdmatrixLoads, 1>(a, B * H, DH);
+  }
 }

@@ -268,11 +268,10 @@ void dev_set(const char *op, float *d, const float *host, size_t n) {
  * with the GELU as its own kernel and in the GELU_AUX_BIAS epilogue, the Linear + GELU backward
  * with gelu' in the DGELU epilogue and as its own kernel, and the flash attention forward and
  * backward at 1e-2), then the same flash kernels with their scalar fragment loads
- * (TPDIFF_ATTN=flash-scalar) and with two m-tiles per warp in the forward (flash-wide), each at the
- * same limits and with the default's bits, then the
- * earlier bf16-mode attention that TPDIFF_ATTN=simple selects (forward 1e-2, its fp32 backward
- * 1e-4); both timed at base's shape beside the flash kernels. A backend without bf16 (the CPU) must
- * refuse it with one line. */
+ * (TPDIFF_ATTN=flash-scalar) and with two m-tiles per warp in the forward and dQ (flash-wide), each
+ * at the same limits and with the default's bits, then the earlier bf16-mode attention that
+ * TPDIFF_ATTN=simple selects (forward 1e-2, its fp32 backward 1e-4); all timed at base's shape beside
+ * the flash kernels. A backend without bf16 (the CPU) must refuse it with one line. */
 static void check_bf16(void) {
   char err[512] = "";
   int rc = dev->set_precision(TPDIFF_BF16, err, sizeof err);
@@ -323,6 +322,7 @@ static void check_bf16(void) {
     check_attention(1, 1100, 64, 4, 0);
     check_attention(2, 77, 96, 3, 0);
     check_attention(1, 300, 144, 2, 0); /* flash-wide: 320 padded rows, the last block half past them */
+    check_attention(1, 300, 128, 2, 0); /* the same at head dimension 64, where dQ is wide too */
     check_attention(1, 97, 256, 2, 0); /* head dimension 128: flash-wide keeps one m-tile */
     if (!quick) check_attention(1, 4096, 768, 12, 1);
   }
