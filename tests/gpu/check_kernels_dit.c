@@ -500,7 +500,7 @@ void check_attention(int B, int N, int D, int H, int timed) {
    * so 1e-2 (both bf16-mode forwards, flash and simple). */
   const double fwd_lim = bf16_mode ? 1e-2 : 1e-5;
   if (op_ok("attention_forward", shape)) {
-    char what[128];
+    char what[192];
     float *got = dev_download("attention_forward", out_dev, nout);
     snprintf(what, sizeof what, "%s out", shape);
     compare("attention_forward", what, got, out_cpu, nout, fwd_lim);
@@ -548,7 +548,7 @@ void check_attention(int B, int N, int D, int H, int timed) {
    * at base's; so 1e-2, while a wrong fragment index, mask or scale gives errors of order 1. */
   const double bwd_lim = flash ? 1e-2 : 1e-4;
   if (op_ok("attention_backward", shape)) {
-    char what[128];
+    char what[192];
     float *got = dev_download("attention_backward", dqkv_dev, nqkv);
     snprintf(what, sizeof what, "%s d_qkv", shape);
     compare("attention_backward", what, got, dqkv_cpu, nqkv, bwd_lim);
