@@ -178,8 +178,9 @@ bool build_plan(Plan *p, const PlanKey &key, const float *bias, const float *aux
     /* First ask for plain FMA kernels only (no tensor cores: no TF32, no emulation); if cuBLASLt
      * has none for this case, take whatever it offers under CUBLAS_COMPUTE_32F. */
     uint64_t masks[2] = {~(uint64_t)CUBLASLT_NUMERICAL_IMPL_FLAGS_TENSOR_OP_MASK, ~(uint64_t)0};
-    if (key.in_bf16) masks[0] = ~(uint64_t)0; /* bf16 is for the tensor cores */
-    for (int attempt = 0; attempt < 2 && !p->has_algo && ok; attempt++) {
+    if (key.in_bf16) masks[0] = ~(uint64_t)0; /* bf16 is for the tensor cores: one question, not two */
+    const int attempts = masks[0] == masks[1] ? 1 : 2;
+    for (int attempt = 0; attempt < attempts && !p->has_algo && ok; attempt++) {
       ok = CUBLAS_OK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_IMPL_MASK, &masks[attempt],
                                                           sizeof masks[attempt]));
       if (!ok) break;
@@ -190,7 +191,7 @@ bool build_plan(Plan *p, const PlanKey &key, const float *bias, const float *aux
                                                          p->layout_c, pref, 1, &result, &found);
       /* Any refusal (NOT_SUPPORTED = no algorithm, or a layout this cuBLASLt does not take) is not an
        * error: the caller falls back (plain GEMM + bias kernel, or the fallback kernel with a notice). */
-      p->status = st;
+      p->status = st == CUBLAS_STATUS_SUCCESS && found == 0 ? CUBLAS_STATUS_NOT_SUPPORTED : st; /* for the notice */
       if (st == CUBLAS_STATUS_SUCCESS && found > 0 && result.state == CUBLAS_STATUS_SUCCESS &&
           result.workspaceSize <= g_tcu.lt_workspace_bytes) {
         p->algo = result.algo;
@@ -550,13 +551,19 @@ void tcu_linear_gelu_forward(float *pre, float *out, const float *in, const floa
     TCU_FAIL("linear_gelu_forward: negative size M=%d K=%d N=%d", M, K, N);
     return;
   }
-  if (g_tcu.bf16 && M > 0 && N > 0 && K > 0 && N % 8 == 0 && gelu_in_epilogue()) {
+  /* read first, so that a bad TPDIFF_GELU is refused in either precision and at any shape */
+  const bool epilogue = gelu_in_epilogue();
+  if (g_tcu.bf16 && epilogue && M > 0 && N > 0 && K > 0 && N % 8 == 0) {
     const __nv_bfloat16 *w16 = bf16_weight(weight, (size_t)N * K);
     const __nv_bfloat16 *in16 = w16 ? to_bf16(TCU_SCRATCH_BF16_IN, in, (size_t)M * K) : NULL;
     if (!in16) return;
     /* out^T[N, M] = gelu(W (op T of the stored K x N W^T) · in^T + bias), pre^T beside it */
     int r = gemm_bf16_aux(kAuxGelu, true, N, M, K, w16, K, in16, K, out, N, bias, pre);
     if (r != 0) return; /* done, or an API error (recorded) */
+    /* no such epilogue: linear_forward's bf16 product on the copies just made, then the kernel */
+    if (gemm_impl(true, true, false, N, M, K, 1.0f, w16, K, 0, in16, K, 0, 0.0f, pre, N, 0, 1, bias))
+      tcu_gelu_forward(out, pre, (size_t)M * (size_t)N);
+    return;
   }
   tcu_linear_forward(pre, in, weight, bias, M, K, N);
   tcu_gelu_forward(out, pre, (size_t)M * (size_t)N);
@@ -578,6 +585,8 @@ void linear_backward_impl(float *d_in, float *d_weight, float *d_bias, const flo
   }
   int ldk = K > 0 ? K : 1, ldn = N > 0 ? N : 1;
   bool fused = false; /* gelu' applied in the d_in product's epilogue */
+  /* read first, so that a bad TPDIFF_DGELU is refused in either precision */
+  const bool epilogue = gelu_pre && dgelu_in_epilogue();
   if (g_tcu.bf16 && M > 0 && N > 0 && K > 0) {
     /* the same two products on bf16 copies; the bias gradient below sums the fp32 d_out */
     const __nv_bfloat16 *dout16 = to_bf16(TCU_SCRATCH_BF16_DOUT, d_out, (size_t)M * N);
@@ -586,7 +595,7 @@ void linear_backward_impl(float *d_in, float *d_weight, float *d_bias, const flo
       const __nv_bfloat16 *w16 = bf16_weight(weight, (size_t)N * K);
       if (!w16) return;
       /* the epilogue's auxiliary matrix needs a leading dimension divisible by 8 (cublasLt.h) */
-      if (gelu_pre && ldk % 8 == 0 && dgelu_in_epilogue()) {
+      if (epilogue && ldk % 8 == 0) {
         int r = gemm_bf16_aux(kAuxDgelu, false, K, M, N, w16, ldk, dout16, ldn, d_in, ldk, NULL, gelu_pre);
         if (r < 0) return;
         fused = r == 1;

@@ -430,6 +430,7 @@ int main(int argc, char **argv) {
   check_linear_gelu(17, 12, 20, 0);
   check_linear_gelu(40, 64, 24, 0);
   if (!quick) check_linear_gelu(4096, 3072, 768, 1); /* MLP fc2 with the GELU before it */
+  check_gelu_switches();
 
   /* Head dimensions 4, 10, 16, 32, 64, 72, 128 (each flash kernel width, padded or full) and N that
    * are not multiples of the CUDA tiles (64-row blocks, 32-row shared tiles). */

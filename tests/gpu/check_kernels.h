@@ -78,7 +78,7 @@ typedef void (*unary_bwd_fn)(float *d_in, const float *d_out, const float *in, s
 void check_linear(int M, int K, int N, int with_bias, int with_din, int timed);
 void check_linear_gelu(int M, int K, int N, int timed); /* check_kernels_mlp.c */
 void check_linear_gelu_forward(int M, int K, int N, int timed); /* check_kernels_mlp.c */
-void check_gelu_switches(void); /* bf16 mode: TPDIFF_GELU and TPDIFF_DGELU with bad values are refused */
+void check_gelu_switches(void); /* TPDIFF_GELU and TPDIFF_DGELU with bad values are refused */
 void check_layernorm(int B, int N, int D, int timed);
 void check_activation(const char *name, unary_fn cpu_fwd, unary_fn gpu_fwd, unary_bwd_fn cpu_bwd, unary_bwd_fn gpu_bwd,
                       size_t n, int in_place, int timed);

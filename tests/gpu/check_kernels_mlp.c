@@ -219,7 +219,8 @@ static void check_refused(const char *op, const char *var, const char *expect, v
   int rc = dev->synchronize();
   const char *e = dev->last_error();
   int ok = rc == 0 && e && strstr(e, named) && strstr(e, expect) && !strchr(e, '\n');
-  printf("%s %s %s refused: \"%s\"\n", ok ? "PASS" : "FAIL", op, named, e ? e : "");
+  printf("%s %s %s refused in %s: \"%s\"\n", ok ? "PASS" : "FAIL", op, named, bf16_mode ? "bf16" : "fp32",
+         e ? e : "");
   ok ? passed++ : failed++;
   unsetenv(var);
   run(ctx);
@@ -229,11 +230,12 @@ static void check_refused(const char *op, const char *var, const char *expect, v
   ok ? passed++ : failed++;
 }
 
-/* bf16 mode: TPDIFF_GELU (forward) and TPDIFF_DGELU (backward) with a value that is neither
- * "kernel" nor "epilogue" fail their op with one line naming the variable, and the op works again
- * once it is unset. */
+/* TPDIFF_GELU (forward) and TPDIFF_DGELU (backward) with a value that is neither "kernel" nor
+ * "epilogue" fail their op with one line naming the variable, in either precision (fp32 never uses
+ * the epilogues, but a typo must not pass unnoticed), and the op works again once it is unset. The
+ * CPU backend reads neither variable. */
 void check_gelu_switches(void) {
-  if (!selected("linear") || !bf16_mode) return;
+  if (!selected("linear") || !strcmp(dev->name, "cpu")) return;
   const char *op = "linear_gelu";
   const int M = 16, K = 16, N = 8; /* multiples of 8: both epilogues are asked for */
   float *a = host_random((size_t)M * K, 1.0f, 0.0f), *w = host_random((size_t)N * K, 0.3f, 0.0f);
