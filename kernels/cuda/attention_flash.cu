@@ -3,7 +3,8 @@
  * runs (with a different epilogue) to recompute O for D_i = dO_i · O_i.
  *
  * One block = 4 warps = 64 query rows of one (clip, head); warp w owns query rows 16w..16w+15 for
- * the whole kernel. Per 64-key tile: S = Q K^T by mma.m16n8k16 into fp32 registers (16 rows x 64
+ * the whole kernel (with TPDIFF_ATTN=flash-wide 128 rows, two 16-row m-tiles a warp: see
+ * flash_fwd_kernel). Per 64-key tile: S = Q K^T by mma.m16n8k16 into fp32 registers (16 rows x 64
  * keys: 8 accumulator tiles per warp), the online softmax on those registers (the row max and sum
  * are quad shuffles: a row lives in the 4 lanes of a group), P rounded to bf16 straight into A
  * fragments, O = alpha O + P V by mma into fp32 registers. Nothing of S, P or O goes through shared

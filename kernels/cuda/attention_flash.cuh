@@ -45,6 +45,9 @@ struct Row {
 };
 
 inline int padded_rows(int N) { return (N + kTileRows - 1) / kTileRows * kTileRows; }
+/* A block's rows are a whole number of tiles: the kernels size their Q (or K/V) part in tiles, and
+ * with MT m-tiles a warp the last block of a head reaches at most (MT - 1) tiles past Npad. */
+static_assert(kBlockRows == kTileRows, "a block's rows must be one streamed tile");
 
 /* ---- warp-level pieces ------------------------------------------------------------------------ */
 

@@ -421,11 +421,21 @@ void check_adds(int B, int N, int D, int timed) {
 /* ---- attention ----------------------------------------------------------------------------------- */
 
 /* TPDIFF_ATTN=flash-scalar and flash-wide: the flash kernels with scalar fragment loads, or with two
- * query m-tiles per warp in the forward, must give the bits of the default (the same products in the
- * same order for every row). Runs `op` once more with TPDIFF_ATTN=flash into a fresh poisoned buffer
+ * query m-tiles per warp in the forward and dQ, must give the bits of the default (the same products
+ * in the same order for every row). Runs `op` once more with TPDIFF_ATTN=flash into a fresh poisoned buffer
  * of n floats and compares with `mine` (downloaded), then restores TPDIFF_ATTN=variant. The run is a
  * callback so the forward and the backward share the comparison. */
 typedef void (*attention_run)(float *dst, void *ctx);
+
+/* PASS/FAIL: n values of a variant (mine) against the default's (flash), bit for bit */
+static void report_same_bits(const char *op, const char *what, const float *mine, const float *flash, size_t n) {
+  size_t differ = 0;
+  for (size_t i = 0; i < n; i++) differ += memcmp(&flash[i], &mine[i], sizeof(float)) != 0;
+  printf("%s %s %s: the same bits as TPDIFF_ATTN=flash, %zu of %zu values differ (want 0)\n",
+         differ == 0 ? "PASS" : "FAIL", op, what, differ, n);
+  differ == 0 ? passed++ : failed++;
+}
+
 static void check_same_bits_as_flash(const char *op, const char *what, const char *variant, const float *mine,
                                      size_t n, attention_run run, void *ctx) {
   float *dst = dev_poison(op, n);
@@ -434,11 +444,7 @@ static void check_same_bits_as_flash(const char *op, const char *what, const cha
   setenv("TPDIFF_ATTN", variant, 1);
   if (op_ok(op, what)) {
     float *got = dev_download(op, dst, n);
-    size_t differ = 0;
-    for (size_t i = 0; i < n; i++) differ += memcmp(&got[i], &mine[i], sizeof(float)) != 0;
-    printf("%s %s %s: the same bits as TPDIFF_ATTN=flash, %zu of %zu values differ (want 0)\n",
-           differ == 0 ? "PASS" : "FAIL", op, what, differ, n);
-    differ == 0 ? passed++ : failed++;
+    report_same_bits(op, what, mine, got, n);
     free(got);
   }
   dev->free(dst);
@@ -463,8 +469,8 @@ static void run_backward(float *dst, void *ctx) {
 void check_attention(int B, int N, int D, int H, int timed) {
   if (!selected("attention")) return;
   /* bf16 mode runs the flash kernels (ldmatrix loads; with TPDIFF_ATTN=flash-scalar plain loads,
-   * with flash-wide two m-tiles per warp in the forward) unless TPDIFF_ATTN=simple selects the
-   * earlier pair */
+   * with flash-wide two m-tiles per warp in the forward and dQ) unless TPDIFF_ATTN=simple selects
+   * the earlier pair */
   const char *variant = getenv("TPDIFF_ATTN");
   const int simple = bf16_mode && variant && !strcmp(variant, "simple");
   /* a variant of the flash kernels, checked for the default's bits too */
@@ -505,10 +511,18 @@ void check_attention(int B, int N, int D, int H, int timed) {
     snprintf(what, sizeof what, "%s out", shape);
     compare("attention_forward", what, got, out_cpu, nout, fwd_lim);
     if (twin) {
-      /* into a copy of the lse, so that the backward below gets this variant's forward's */
+      /* into a copy of the lse, so that the backward below gets this variant's forward's; then the
+       * two lse (what probs holds for the flash kernels) must agree bit for bit too */
       float *lse_dev = dev_poison("attention_forward", nprobs_dev);
       attention_call c = {lse_dev, NULL, qkv_dev, NULL, NULL, B, N, D, H};
       check_same_bits_as_flash("attention_forward", what, variant, got, nout, run_forward, &c);
+      float *lse_flash = dev_download("attention_forward", lse_dev, nprobs_dev);
+      float *lse_mine = dev_download("attention_forward", probs_dev, nprobs_dev);
+      char lse_what[192];
+      snprintf(lse_what, sizeof lse_what, "%s lse", shape);
+      report_same_bits("attention_forward", lse_what, lse_mine, lse_flash, nprobs_dev);
+      free(lse_flash);
+      free(lse_mine);
       dev->free(lse_dev);
     }
     free(got);
@@ -575,6 +589,10 @@ void check_attention(int B, int N, int D, int H, int timed) {
         float *rerun = dev_download("attention_backward", rerun_dev, nqkv);
         snprintf(what, sizeof what, "%s d_qkv (out = NULL: O recomputed)", shape);
         compare("attention_backward", what, rerun, dqkv_cpu, nqkv, bwd_lim);
+        if (twin) { /* the forward's D epilogue in the variant: a wrong D_i moves dQ only a little */
+          attention_call c = {probs_dev, scratch_dev, qkv_dev, NULL, dout_dev, B, N, D, H};
+          check_same_bits_as_flash("attention_backward", what, variant, rerun, nqkv, run_backward, &c);
+        }
         free(rerun);
       }
       dev->free(rerun_dev);
