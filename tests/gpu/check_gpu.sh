@@ -15,16 +15,20 @@
 #
 # The full log goes to ${OUT:-bench/results}/check_gpu.log. Exit status: 0 every check passed,
 # 1 a check failed, 2 the build failed, 3 no GPU backend could be loaded (no GPU/driver), 124 a
-# checker ran past its time limit. Takes about 5 minutes on one H100, build included: the whole
-# script keeps within CHECK_GPU_BUDGET_S (default 360 s, counted from its start) by giving the fp32
+# checker ran past its time limit. Takes about 6 minutes on one H100, build included: the whole
+# script keeps within CHECK_GPU_BUDGET_S (default 420 s, counted from its start) by giving the fp32
 # check_model what is left less the bf16 run's CHECK_MODEL_BF16_TIMEOUT_S (default 90 s; at least
-# 60 s each) and less CHECK_GPU_PYRAMID_TIMEOUT_S (default 60 s) for the pyramid benchmark, and
-# letting it skip, with a SKIP line, base-shape stages whose CPU reference would not finish in time.
+# 60 s each), less CHECK_GPU_PYRAMID_TIMEOUT_S (default 60 s) for the pyramid benchmark and twice
+# CHECK_GPU_PRECISION_TIMEOUT_S (default 30 s) for the two training runs below, and letting it skip,
+# with a SKIP line, base-shape stages whose CPU reference would not finish in time.
 #
-# Last, where the trainer's libraries are installed, bench_pyramid measures what the pyramid saves
-# on this GPU (configs/base.yaml in bf16: training time per clip and sampling latency, K = 3 against
-# K = 1; make bench-pyramid-gpu) into ${OUT:-bench/results}/pyramid-gpu.txt; a benchmark, not a
-# check: it never changes the exit status.
+# Last, where the trainer's libraries are installed, two benchmarks, not checks (they never change
+# the exit status): bench_pyramid measures what the pyramid saves on this GPU (configs/base.yaml in
+# bf16: training time per clip and sampling latency, K = 3 against K = 1; make bench-pyramid-gpu)
+# into ${OUT:-bench/results}/pyramid-gpu.txt; and tpdiff-train trains configs/demo.yaml for 400
+# steps in fp32 and in bf16 from the same seed and data, into precision-gpu.txt: the mean loss of
+# the last 100 steps and the median ms per step of each, the measured loss curve on which to choose
+# train.precision for the reference configs.
 #
 # Robust to a bare GPU machine: it builds only the CUDA library and the checker (not the trainer,
 # whose libyaml/HDF5 may be missing there); if that build fails it retries once without -Werror
@@ -222,10 +226,11 @@ rm -f "$out_dir/check_kernels.out"
 # check_model starts no base-shape stage that would end past its deadline, 30 s before the kill.
 # The bf16 run (--bf16 --no-base: tiny forward/gradients at bf16 limits, then the base timing)
 # should need about 40 s on an H100.
-budget_s=${CHECK_GPU_BUDGET_S:-360}
+budget_s=${CHECK_GPU_BUDGET_S:-420}
 bf16_limit_s=${CHECK_MODEL_BF16_TIMEOUT_S:-90}
 pyramid_limit_s=${CHECK_GPU_PYRAMID_TIMEOUT_S:-60}
-model_limit_s=${CHECK_MODEL_TIMEOUT_S:-$((budget_s - (SECONDS - start) - bf16_limit_s - pyramid_limit_s))}
+precision_limit_s=${CHECK_GPU_PRECISION_TIMEOUT_S:-30} # each of the two training runs
+model_limit_s=${CHECK_MODEL_TIMEOUT_S:-$((budget_s - (SECONDS - start) - bf16_limit_s - pyramid_limit_s - 2 * precision_limit_s))}
 [ "$model_limit_s" -ge 60 ] || model_limit_s=60
 model_rc=0 model_s=0 model_summary="" bf16_rc=0 bf16_s=0 bf16_summary=""
 # run_model NAME LIMIT_S ARGS...: runs check_model into $out_dir/NAME.out, prints its short report
@@ -287,11 +292,51 @@ if [ "$build_dir" = build ] && [ -z "${CHECK_GPU_LIB:-}" ]; then
   fi
 fi
 
-say "check_gpu: build ${build_s}s, check_kernels ${kernels_s}s, check_model ${model_s}s + bf16 ${bf16_s}s, bench_pyramid ${pyramid_s}s, full log $log"
+# ---- benchmark: bf16 training against fp32 on this GPU (configs/demo.yaml, the same seed and data,
+# 400 steps each): the mean loss of steps 301-400 and the median ms per step of each, so that the
+# choice of train.precision in configs/base.yaml can rest on a measured loss curve. Needs the trainer
+# (as bench_pyramid); never changes the exit status. -------------------------------------------------
+precision_s=0 precision_summary="not run"
+if [ "$build_dir" = build ] && [ -z "${CHECK_GPU_LIB:-}" ]; then
+  section "build: tpdiff-train"
+  if make -j"$jobs" bin/tpdiff-train >>"$log" 2>&1; then
+    t0=$SECONDS
+    runs=$(mktemp -d "${TMPDIR:-/tmp}/tpdiff-precision.XXXXXX")
+    {
+      echo "# bf16 against fp32 training: tpdiff-train configs/demo.yaml --train.device=cuda, 400 steps each"
+      printf '%-10s %6s %22s %12s\n' precision status "mean loss steps 301-400" "ms/step"
+    } >"$out_dir/precision-gpu.txt"
+    for p in fp32 bf16; do
+      section "tpdiff-train configs/demo.yaml --train.device=cuda --train.precision=$p (limit ${precision_limit_s}s)"
+      timeout -k 10 "$precision_limit_s" bin/tpdiff-train configs/demo.yaml --train.device=cuda \
+        --train.precision="$p" --train.steps=400 --train.log_every=10 --train.ckpt_every=0 \
+        --train.out="$runs/$p" >"$runs/$p.log" 2>&1
+      p_rc=$?
+      cat "$runs/$p.log" >>"$log"
+      # the step rows: step, loss, 3 stage losses, grad norm, lr, ms/step, tokens/s, clips/s (plain
+      # POSIX awk and sort: the GPU machine's awk may not be gawk)
+      rows=$(awk '$1 ~ /^[0-9]+$/ && NF == 10' "$runs/$p.log")
+      loss=$(awk 'NF && $1 > 300 { n++; l += $2 } END { if (n) printf "%.5f (%d rows)", l / n, n; else printf "-" }' \
+        <<<"$rows")
+      ms=$(awk 'NF { print $8 }' <<<"$rows" | sort -g |
+        awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)]; else print "-" }')
+      printf '%-10s %6d %22s %12s\n' "$p" "$p_rc" "$loss" "$ms" >>"$out_dir/precision-gpu.txt"
+    done
+    rm -rf "$runs"
+    precision_s=$((SECONDS - t0))
+    cat "$out_dir/precision-gpu.txt" >>"$log"
+    precision_summary="$out_dir/precision-gpu.txt"
+  else
+    precision_summary="tpdiff-train did not build here (the trainer's libraries?); see $log"
+  fi
+fi
+
+say "check_gpu: build ${build_s}s, check_kernels ${kernels_s}s, check_model ${model_s}s + bf16 ${bf16_s}s, bench_pyramid ${pyramid_s}s, bf16 vs fp32 training ${precision_s}s, full log $log"
 say "check_kernels: $summary"
 say "check_model: $model_summary"
 say "check_model --bf16: $bf16_summary"
 say "bench_pyramid (base, bf16): $pyramid_summary"
+say "bf16 vs fp32 training (demo): $precision_summary"
 # the base workload's timing tables, fp32 then bf16, last (measured even when a later check was
 # skipped or failed)
 for name in check_model check_model_bf16; do
@@ -300,8 +345,9 @@ for name in check_model check_model_bf16; do
     rm -f "$out_dir/$name.out"
   fi
 done
-# and what the pyramid saves on this GPU
+# and what the pyramid saves on this GPU, and bf16 training against fp32
 [ "$pyramid_summary" = "$out_dir/pyramid-gpu.txt" ] && cat "$out_dir/pyramid-gpu.txt"
+[ "$precision_summary" = "$out_dir/precision-gpu.txt" ] && cat "$out_dir/precision-gpu.txt"
 for r in "$model_rc" "$bf16_rc"; do
   if [ "$r" -eq 124 ] || [ "$r" -eq 137 ]; then exit 124; fi
 done
