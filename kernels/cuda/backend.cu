@@ -277,9 +277,12 @@ static int be_set_precision(tpdiff_precision precision, char *err, size_t err_si
     if (err && err_size) snprintf(err, err_size, "cuda backend: unknown precision %d (fp32 = 0, bf16 = 1)", (int)precision);
     return -1;
   }
+  const bool was_bf16 = g_tcu.bf16;
   g_tcu.bf16 = precision == TPDIFF_BF16;
   if (!tcu_master_precision_changed()) {
     if (err && err_size) snprintf(err, err_size, "%s", be_last_error());
+    g_tcu.bf16 = was_bf16; /* refused: the precision stays what it was */
+    (void)tcu_master_precision_changed();
     return -1;
   }
   return 0;

@@ -46,7 +46,9 @@ bool make_copy(void) {
              cudaGetErrorString(err));
     return false;
   }
-  return refresh(0, g_count);
+  if (refresh(0, g_count)) return true;
+  drop_copy(); /* never leave a copy that does not hold bf16(weights) (the error is recorded) */
+  return false;
 }
 
 }  // namespace
@@ -76,8 +78,9 @@ bool tcu_master_precision_changed(void) {
 
 void tcu_master_note_write(const void *dst, size_t bytes) {
   size_t first = 0, count = 0;
-  if (g_copy && master_range_touched((uintptr_t)g_base, g_count, (uintptr_t)dst, bytes, &first, &count))
-    refresh(first, count);
+  if (g_copy && master_range_touched((uintptr_t)g_base, g_count, (uintptr_t)dst, bytes, &first, &count) &&
+      !refresh(first, count))
+    drop_copy(); /* the matmuls then cast per call; the error is recorded */
 }
 
 void tcu_master_forget_if(const void *freed) {

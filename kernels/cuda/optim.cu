@@ -116,7 +116,9 @@ void tcu_adamw_step(float *param, const float *grad, float *m, float *v, size_t 
   float bc2_sqrt = (float)sqrt(1.0 - pow(beta2, step));
   volatile float lr_wd = lr * weight_decay; /* volatile: two roundings, as the CPU (no host FMA) */
   float step_size = lr / bc1, decay = 1.0f - lr_wd;
-  adamw_kernel<<<tcu_grid(n), TCU_THREADS>>>(param, tcu_master_bf16(param, n), grad, m, v, n, beta1, 1.0f - beta1,
-                                             beta2, 1.0f - beta2, eps, step_size, decay, bc2_sqrt);
-  LAUNCH_OK("adamw_kernel");
+  __nv_bfloat16 *copy = tcu_master_bf16(param, n); /* NULL unless param lies wholly in the master weights */
+  adamw_kernel<<<tcu_grid(n), TCU_THREADS>>>(param, copy, grad, m, v, n, beta1, 1.0f - beta1, beta2, 1.0f - beta2, eps,
+                                             step_size, decay, bc2_sqrt);
+  /* a range that only overlaps them: refresh the overlap after the step, as any other write */
+  if (LAUNCH_OK("adamw_kernel") && !copy) tcu_master_note_write(param, n * sizeof(float));
 }
