@@ -171,13 +171,7 @@ __global__ void __launch_bounds__(kThreads) flash_fwd_kernel(FwdArgs a) {
 #pragma unroll
     for (int kk = 0; kk < KT / 16; kk++) {
       uint32_t pa[MT][4];
-#pragma unroll
-      for (int mt = 0; mt < MT; mt++) {
-        pa[mt][0] = p[mt][2 * kk][0];
-        pa[mt][1] = p[mt][2 * kk][1];
-        pa[mt][2] = p[mt][2 * kk + 1][0];
-        pa[mt][3] = p[mt][2 * kk + 1][1];
-      }
+      c_pairs_as_a<MT, NT>(pa, p, kk);
       mma_rows_are_k<ND, MT, Loads>(o, pa, vs, ld, 16 * kk, lane);
     }
   }

@@ -217,6 +217,20 @@ __device__ __forceinline__ void mma_rows_are_k(float (&c)[MT][ND][4], const uint
   }
 }
 
+/* The A fragments (k = 16 kk .. 16 kk + 15) of MT m-tiles whose values sit in packed C-tile pairs
+ * c[mt][j] = {rows g, rows g+8} of columns 8 j .. 8 j + 7 (P or dS): two C tiles side by side are one
+ * A fragment (see the layouts above). */
+template <int MT, int NT>
+__device__ __forceinline__ void c_pairs_as_a(uint32_t (&a)[MT][4], const uint32_t (&c)[MT][NT][2], int kk) {
+#pragma unroll
+  for (int mt = 0; mt < MT; mt++) {
+    a[mt][0] = c[mt][2 * kk][0];
+    a[mt][1] = c[mt][2 * kk][1];
+    a[mt][2] = c[mt][2 * kk + 1][0];
+    a[mt][3] = c[mt][2 * kk + 1][1];
+  }
+}
+
 /* ---- cp.async (sm_80+): global -> shared without a register round trip --------------------------- */
 
 __device__ __forceinline__ void cp_async16(void *smem, const void *gmem) {

@@ -171,13 +171,7 @@ __global__ void __launch_bounds__(kThreads, DqSmem<DH, MT>::min_blocks) flash_bw
 #pragma unroll
     for (int kk = 0; kk < KT / 16; kk++) {
       uint32_t sa[MT][4];
-#pragma unroll
-      for (int mt = 0; mt < MT; mt++) {
-        sa[mt][0] = ds[mt][2 * kk][0];
-        sa[mt][1] = ds[mt][2 * kk][1];
-        sa[mt][2] = ds[mt][2 * kk + 1][0];
-        sa[mt][3] = ds[mt][2 * kk + 1][1];
-      }
+      c_pairs_as_a<MT, NT>(sa, ds, kk);
       mma_rows_are_k<ND, MT, Loads>(dq, sa, ks, ld, 16 * kk, lane);
     }
   }
