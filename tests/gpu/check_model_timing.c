@@ -82,7 +82,8 @@ static void print_plan(const char *label, const trainer *tr) {
 
 /* Times one optimizer step at each stage of a base trainer with `stages` stages; env non-NULL,
  * "TPDIFF_NAME=value", sets that variable for these steps (a kernel variant: TPDIFF_DGELU=kernel,
- * TPDIFF_GELU=epilogue, TPDIFF_ATTN=flash-scalar), named in the rows as ", name value". */
+ * TPDIFF_GELU=epilogue, TPDIFF_ATTN=flash-scalar), named in the rows without the prefix
+ * (", GELU=epilogue"). */
 void time_base(int stages, int clips, dit_recompute recompute, const char *env) {
   tpdiff_config cfg;
   config_base(&cfg, stages, clips);
@@ -99,15 +100,8 @@ void time_base(int stages, int clips, dit_recompute recompute, const char *env) 
     }
     memcpy(var, env, (size_t)(eq - env));
     value = eq + 1;
-    size_t at = strlen(with);
-    snprintf(with + at, sizeof with - at, ", ");
-    for (const char *c = var + 7; *c && strlen(with) + 1 < sizeof with; c++) {
-      at = strlen(with);
-      with[at] = (char)(*c >= 'A' && *c <= 'Z' ? *c - 'A' + 'a' : *c);
-      with[at + 1] = '\0';
-    }
-    at = strlen(with);
-    snprintf(with + at, sizeof with - at, " %s", value);
+    const size_t at = strlen(with);
+    snprintf(with + at, sizeof with - at, ", %s", env + 7); /* ", GELU=epilogue" */
   }
   static trainer tr;
   char err[768];
