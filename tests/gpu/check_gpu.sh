@@ -99,15 +99,14 @@ EOF
 }
 relaxed_cflags="-std=c11 -O3 -g -march=native -fopenmp -Wall -D_POSIX_C_SOURCE=200809L -I."
 
-build_cuda_direct() { # build_cuda_direct BUILD_DIR [NVCC_FLAGS...]: the CUDA library, nvcc alone
+build_cuda_direct() { # build_cuda_direct BUILD_DIR: the CUDA library, nvcc alone
   local dir=$1 f pids=() failed=0
-  shift
   [ -n "$nvcc" ] || { echo "nvcc not found"; return 1; }
   local cuda_home=${nvcc%/bin/nvcc}
   mkdir -p "$dir/cuda" "$dir/lib"
   for f in kernels/cuda/*.cu; do
     "$nvcc" -O3 -std=c++17 -lineinfo -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
-      -gencode arch=compute_90,code=compute_90 -I. -Xcompiler -fPIC,-fvisibility=hidden,-ffp-contract=off "$@" \
+      -gencode arch=compute_90,code=compute_90 -I. -Xcompiler -fPIC,-fvisibility=hidden,-ffp-contract=off \
       -c "$f" -o "$dir/cuda/$(basename "$f" .cu).o" &
     pids+=($!)
   done
@@ -200,7 +199,7 @@ grep -E '^tpdiff cuda:' "$out_dir/check_kernels.out" | sort | uniq -c | head -10
 sed -n '/^slowest ops/,/^$/p' "$out_dir/check_kernels.out"
 # The bf16 flash attention failing: check_kernels ran the same kernels with their default ldmatrix
 # fragment loads, with plain loads (TPDIFF_ATTN=flash-scalar) and with two m-tiles per warp in the
-# forward (flash-wide), and compared the variants' bits with the default's; which of them fail tells a
+# forward and dQ (flash-wide), and compared the variants' bits with the default's; which of them fail tells a
 # fault of the ldmatrix lane maps, of the wide forward or of the rest of the kernels apart.
 attention_fails=$(grep -E '^FAIL attention_' "$out_dir/check_kernels.out" | grep 'bf16-mode' | grep -v ' simple')
 if [ -n "$attention_fails" ]; then
