@@ -136,6 +136,9 @@ $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
+# check_kernels' account of where a failing attention result is off, tested without a GPU
+$(BUILD)/tests/test_check_where: $(BUILD)/tests/gpu/check_kernels_where.o
+
 $(BUILD)/bench/%: $(BUILD)/bench/%.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)

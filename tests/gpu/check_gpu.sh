@@ -193,7 +193,8 @@ if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
   tail -5 "$out_dir/check_kernels.out"
   exit 124
 fi
-grep -E '^(FAIL|stopping)' "$out_dir/check_kernels.out" | head -40
+# a failing attention check is followed by "  where:" lines: which rows, columns, heads and parts are off
+grep -E '^(FAIL|stopping|  where:)' "$out_dir/check_kernels.out" | head -60
 # the backend's own notices (a cuBLASLt fallback, ...): correct results, but worth knowing
 grep -E '^tpdiff cuda:' "$out_dir/check_kernels.out" | sort | uniq -c | head -10
 sed -n '/^slowest ops/,/^$/p' "$out_dir/check_kernels.out"

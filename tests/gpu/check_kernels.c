@@ -126,19 +126,20 @@ static double rel_err(const float *got, const float *want, size_t n, size_t *dif
   return num / (den > 0.0 ? den : 1.0);
 }
 
-static void report(const char *op, const char *shape, double err, double limit, size_t differ, size_t n) {
+static int report(const char *op, const char *shape, double err, double limit, size_t differ, size_t n) {
   int ok = isfinite(err) && err <= limit;
   printf("%s %s %s err=%.3g limit=%.0e bits-differ=%zu/%zu\n", ok ? "PASS" : "FAIL", op, shape, err, limit, differ, n);
   if (ok)
     passed++;
   else
     failed++;
+  return ok;
 }
 
-void compare(const char *op, const char *shape, const float *got, const float *want, size_t n, double limit) {
+int compare(const char *op, const char *shape, const float *got, const float *want, size_t n, double limit) {
   size_t differ = 0;
   double err = rel_err(got, want, n, &differ);
-  report(op, shape, err, limit, differ, n);
+  return report(op, shape, err, limit, differ, n);
 }
 
 void compare_scalar(const char *op, const char *shape, double got, double want, double limit) {

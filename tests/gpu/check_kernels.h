@@ -25,8 +25,8 @@ void infra_fail(const char *op, const char *what); /* a FAIL line for a harness 
 /* Synchronizes after a device op: 1 when it succeeded; else a FAIL line and 0 (finish() when the
  * context is gone). */
 int op_ok(const char *op, const char *shape);
-/* PASS/FAIL `<op> <shape> err=...` for n floats against the CPU's: normwise error <= limit. */
-void compare(const char *op, const char *shape, const float *got, const float *want, size_t n, double limit);
+/* PASS/FAIL `<op> <shape> err=...` for n floats against the CPU's: normwise error <= limit (1 on PASS). */
+int compare(const char *op, const char *shape, const float *got, const float *want, size_t n, double limit);
 /* The same for one double (a loss, a sum of squares). */
 void compare_scalar(const char *op, const char *shape, double got, double want, double limit);
 /* PASS/FAIL `<op>.deterministic <shape>`: two device runs gave the same bytes. */

@@ -11,6 +11,7 @@
 #include "kernels/backend.h"
 #include "kernels/kernels.h"
 #include "tests/gpu/check_kernels.h"
+#include "tests/gpu/check_kernels_where.h"
 
 /* ---- linear ------------------------------------------------------------------------------------- */
 
@@ -450,6 +451,14 @@ static void check_same_bits_as_flash(const char *op, const char *what, const cha
   dev->free(dst);
 }
 
+/* After a FAIL line: which rows, columns, heads and parts of [B][N][parts][D] are off (check_kernels_where.h) */
+static void explain(const float *got, const float *want, int B, int N, int parts, int D, int H, double limit) {
+  where_layout l = {B, N, parts, H, D / H};
+  where_counts w;
+  where_count(got, want, &l, limit, &w);
+  where_print(stdout, &l, got, want, &w);
+}
+
 typedef struct {
   float *probs, *scratch;
   const float *qkv, *out, *dout;
@@ -509,7 +518,7 @@ void check_attention(int B, int N, int D, int H, int timed) {
     char what[192];
     float *got = dev_download("attention_forward", out_dev, nout);
     snprintf(what, sizeof what, "%s out", shape);
-    compare("attention_forward", what, got, out_cpu, nout, fwd_lim);
+    if (!compare("attention_forward", what, got, out_cpu, nout, fwd_lim)) explain(got, out_cpu, B, N, 1, D, H, fwd_lim);
     if (twin) {
       /* into a copy of the lse, so that the backward below gets this variant's forward's; then the
        * two lse (what probs holds for the flash kernels) must agree bit for bit too */
@@ -565,7 +574,7 @@ void check_attention(int B, int N, int D, int H, int timed) {
     char what[192];
     float *got = dev_download("attention_backward", dqkv_dev, nqkv);
     snprintf(what, sizeof what, "%s d_qkv", shape);
-    compare("attention_backward", what, got, dqkv_cpu, nqkv, bwd_lim);
+    if (!compare("attention_backward", what, got, dqkv_cpu, nqkv, bwd_lim)) explain(got, dqkv_cpu, B, N, 3, D, H, bwd_lim);
     if (twin) {
       attention_call c = {probs_dev, scratch_dev, qkv_dev, out_dev, dout_dev, B, N, D, H};
       check_same_bits_as_flash("attention_backward", what, variant, got, nqkv, run_backward, &c);
@@ -588,7 +597,8 @@ void check_attention(int B, int N, int D, int H, int timed) {
       if (op_ok("attention_backward", shape)) {
         float *rerun = dev_download("attention_backward", rerun_dev, nqkv);
         snprintf(what, sizeof what, "%s d_qkv (out = NULL: O recomputed)", shape);
-        compare("attention_backward", what, rerun, dqkv_cpu, nqkv, bwd_lim);
+        if (!compare("attention_backward", what, rerun, dqkv_cpu, nqkv, bwd_lim))
+          explain(rerun, dqkv_cpu, B, N, 3, D, H, bwd_lim);
         if (twin) { /* the forward's D epilogue in the variant: a wrong D_i moves dQ only a little */
           attention_call c = {probs_dev, scratch_dev, qkv_dev, NULL, dout_dev, B, N, D, H};
           check_same_bits_as_flash("attention_backward", what, variant, rerun, nqkv, run_backward, &c);
