@@ -66,6 +66,8 @@ run "config refusals and rules (ASan+UBSan)" build-san/tests/test_config_rules
 # in a GPU session's few minutes
 run "check_kernels harness on the CPU backend" build/tests/gpu/check_kernels --cpu --quick
 run "check_model harness on the CPU backend" build/tests/gpu/check_model --cpu --quick --steps 3
+run "check_kernels: where a failing attention is off" build/tests/test_check_where
+run "make check-gpu's script without a GPU, both builds" tests/cli/check_gpu_cli.sh
 run "parity checker fails on bad dumps" "$PY" tests/ref/check_parity_selftest.py
 run "model vs PyTorch: tiny" tests/ref/parity.sh tiny
 run "model vs PyTorch: tiny, K=3 stage 1, classes" tests/ref/parity.sh tiny-pyramid
