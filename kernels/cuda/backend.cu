@@ -73,16 +73,21 @@ size_t tcu_scratch_alloc_size(size_t bytes) {
   return (bytes + bytes / 4 + 255) & ~(size_t)255;
 }
 
-void *tcu_scratch(tcu_scratch_slot slot, size_t bytes) {
-  if (bytes <= g_scratch_bytes[slot]) return g_scratch[slot];
-  /* Wait for the device first: an earlier op's kernel may still be reading the old buffer. */
-  size_t want = tcu_scratch_alloc_size(bytes);
+/* Gives a slot's buffer back, waiting for the device first: an earlier op's kernel may still be
+ * reading it. */
+static void scratch_release(tcu_scratch_slot slot) {
   if (g_scratch[slot]) {
     CUDA_OK(cudaDeviceSynchronize());
     CUDA_OK(cudaFree(g_scratch[slot]));
   }
   g_scratch[slot] = NULL;
   g_scratch_bytes[slot] = 0;
+}
+
+void *tcu_scratch(tcu_scratch_slot slot, size_t bytes) {
+  if (bytes <= g_scratch_bytes[slot]) return g_scratch[slot];
+  size_t want = tcu_scratch_alloc_size(bytes);
+  scratch_release(slot);
   void *p = NULL;
   cudaError_t err = cudaMalloc(&p, want);
   if (err != cudaSuccess) {
@@ -284,6 +289,11 @@ static int be_set_precision(tpdiff_precision precision, char *err, size_t err_si
     g_tcu.bf16 = was_bf16; /* refused: the precision stays what it was */
     (void)tcu_master_precision_changed();
     return -1;
+  }
+  if (was_bf16 && !g_tcu.bf16) { /* back to fp32: the casts' buffers have no more use */
+    scratch_release(TCU_SCRATCH_BF16_IN);
+    scratch_release(TCU_SCRATCH_BF16_W);
+    scratch_release(TCU_SCRATCH_BF16_DOUT);
   }
   return 0;
 }
