@@ -67,7 +67,7 @@ struct FwdArgs {
 template <int DH, bool DSUM, class Loads, int MT>
 __global__ void __launch_bounds__(kThreads) flash_fwd_kernel(FwdArgs a) {
   constexpr int ld = Row<DH>::ld, KT = kTileRows, NT = KT / 8, ND = DH / 8;
-  extern __shared__ __align__(128) unsigned char smem[];
+  FLASH_DYNAMIC_SMEM(smem);
   __nv_bfloat16 *qs = reinterpret_cast<__nv_bfloat16 *>(smem);
   /* stage s: K at stages + s * stage, V after it (pointer arithmetic, not an array of pointers, which
    * a runtime index would put in local memory) */
@@ -220,7 +220,7 @@ bool launch_fwd(const FwdArgs &a, int BH) {
     configured = true;
   }
   dim3 grid((unsigned)tcu_ceil_div(a.Npad, MT * kBlockRows), (unsigned)BH);
-  flash_fwd_kernel<DH, DSUM, Loads, MT><<<grid, kThreads, bytes>>>(a);
+  TCU_LAUNCH(grid, kThreads, bytes, flash_fwd_kernel<DH, DSUM, Loads, MT>)(a);
   return LAUNCH_OK("flash_fwd_kernel");
 }
 
@@ -251,7 +251,8 @@ bool flash_repack(__nv_bfloat16 *dst, const float *src, long long src_ld, int co
                   int DH) {
   const int Npad = flash::padded_rows(N);
   const long long total = (long long)B * H * Npad * DH;
-  repack_kernel<<<tcu_grid((size_t)total), TCU_THREADS>>>(dst, src, src_ld, col0, N, Npad, H, dh, DH, total);
+  TCU_LAUNCH(tcu_grid((size_t)total), TCU_THREADS, 0, repack_kernel)(dst, src, src_ld, col0, N, Npad, H, dh, DH,
+                                                                     total);
   return LAUNCH_OK("repack_kernel");
 }
 

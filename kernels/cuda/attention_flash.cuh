@@ -1,7 +1,9 @@
 /* attention_flash.cuh — what attention_flash.cu (forward) and attention_flash_bwd.cu (backward) share:
  * the tile geometry, the bf16 operand layout in backend scratch, and the warp-level building blocks
  * of bf16 mode's FlashAttention-2 kernels (mma.sync m16n8k16 with fp32 accumulators, its fragment
- * loads from shared memory, cp.async), plus the host entry points that attention.cu dispatches to.
+ * loads from shared memory, cp.async; the instructions themselves are flash_ptx.cuh, which
+ * tests/emu replaces to run the kernels on the CPU), plus the host entry points that attention.cu
+ * dispatches to.
  *
  * Operand layout: before any tile is read, q, k, v (and in the backward dO) are converted once to
  * bf16 in a head-major, zero-padded copy: head (b, h) owns rows [0, Npad) of DH bf16 each, Npad = N
@@ -26,6 +28,7 @@
 #include <string.h>
 
 #include "kernels/cuda/flash_fragments.h"
+#include "kernels/cuda/flash_ptx.cuh"
 
 namespace flash {
 
@@ -64,15 +67,6 @@ __device__ __forceinline__ float2 unpack_bf16(uint32_t u) {
   return __bfloat1622float2(v);
 }
 
-/* c += a b, one m16n8k16 tensor-core product, bf16 in, fp32 accumulate */
-__device__ __forceinline__ void mma_bf16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-      "{%0, %1, %2, %3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
 /* The fragment loads come in two variants with the same fragments (so the same bits), chosen at run
  * time (TPDIFF_ATTN=flash or flash-scalar, attention.cu) so that one build can check and time both
  * side by side. Each is a struct of static functions, passed to the kernels as a template argument:
@@ -91,43 +85,25 @@ __device__ __forceinline__ void mma_bf16(float (&c)[4], const uint32_t (&a)[4], 
  * fall in 8 different groups of 4 banks: no conflicts (tested there too). .trans turns the smem rows
  * of load_b2_rows_are_k into the column pairs the fragment holds. */
 struct LdmatrixLoads {
-  static __device__ __forceinline__ void x4(uint32_t (&r)[4], const __nv_bfloat16 *p) {
-    const uint32_t s = (uint32_t)__cvta_generic_to_shared(p);
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(s));
-  }
-  static __device__ __forceinline__ void x4_trans(uint32_t (&r)[4], const __nv_bfloat16 *p) {
-    const uint32_t s = (uint32_t)__cvta_generic_to_shared(p);
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(s));
-  }
   static __device__ __forceinline__ void load_a(uint32_t (&a)[4], const __nv_bfloat16 *tile, int ld, int r0, int c0,
                                                 int lane) {
-    x4(a, tile + (r0 + flash_ldsm_a_row(lane)) * ld + c0 + flash_ldsm_a_col(lane));
+    ldsm_x4(a, tile + (r0 + flash_ldsm_a_row(lane)) * ld + c0 + flash_ldsm_a_col(lane));
   }
   static __device__ __forceinline__ void load_b2_rows_are_n(uint32_t (&b)[4], const __nv_bfloat16 *tile, int ld,
                                                             int n0, int k0, int lane) {
-    x4(b, tile + (n0 + flash_ldsm_b_rows_n_row(lane)) * ld + k0 + flash_ldsm_b_rows_n_col(lane));
+    ldsm_x4(b, tile + (n0 + flash_ldsm_b_rows_n_row(lane)) * ld + k0 + flash_ldsm_b_rows_n_col(lane));
   }
   static __device__ __forceinline__ void load_b2_rows_are_k(uint32_t (&b)[4], const __nv_bfloat16 *tile, int ld,
                                                             int k0, int n0, int lane) {
-    x4_trans(b, tile + (k0 + flash_ldsm_b_rows_k_row(lane)) * ld + n0 + flash_ldsm_b_rows_k_col(lane));
+    ldsm_x4_trans(b, tile + (k0 + flash_ldsm_b_rows_k_row(lane)) * ld + n0 + flash_ldsm_b_rows_k_col(lane));
   }
 };
 
 /* The loads the kernels had before ldmatrix (TPDIFF_ATTN=flash-scalar): one 32-bit (or two 16-bit)
  * shared load per register, read straight off the fragment layout above; 4 to 8 times the load
  * instructions. Kept as the plainer twin that tells a fault of the ldmatrix lane maps from one in
- * the rest of the kernels. The 32-bit loads name the shared window explicitly (as ldmatrix does):
- * as generic loads they cost the forward at head dimension 64 a 12-byte register spill on sm_80. */
+ * the rest of the kernels. */
 struct ScalarLoads {
-  static __device__ __forceinline__ uint32_t lds32(const __nv_bfloat16 *p) {
-    uint32_t r;
-    asm volatile("ld.shared.b32 %0, [%1];\n" : "=r"(r) : "r"((uint32_t)__cvta_generic_to_shared(p)));
-    return r;
-  }
   static __device__ __forceinline__ void load_a(uint32_t (&a)[4], const __nv_bfloat16 *tile, int ld, int r0, int c0,
                                                 int lane) {
     const int g = lane >> 2, t = lane & 3;
@@ -231,15 +207,7 @@ __device__ __forceinline__ void c_pairs_as_a(uint32_t (&a)[MT][4], const uint32_
   }
 }
 
-/* ---- cp.async (sm_80+): global -> shared without a register round trip --------------------------- */
-
-__device__ __forceinline__ void cp_async16(void *smem, const void *gmem) {
-  const uint32_t s = (uint32_t)__cvta_generic_to_shared(smem);
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(gmem) : "memory");
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-/* Waits for every cp.async this thread issued; a __syncthreads() after it publishes all threads' copies. */
-__device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::: "memory"); }
+/* ---- tiles ---------------------------------------------------------------------------------------- */
 
 /* Starts copying `rows` contiguous rows of DH bf16 (one tile of the padded operand) into a smem tile
  * with Row<DH>::ld elements per row; every thread of the block takes part. */

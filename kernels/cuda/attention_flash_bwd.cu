@@ -74,7 +74,7 @@ struct DqSmem {
 template <int DH, class Loads, int MT>
 __global__ void __launch_bounds__(kThreads, DqSmem<DH, MT>::min_blocks) flash_bwd_dq_kernel(BwdArgs a) {
   constexpr int ld = Row<DH>::ld, KT = kTileRows, NT = KT / 8, ND = DH / 8;
-  extern __shared__ __align__(128) unsigned char smem[];
+  FLASH_DYNAMIC_SMEM(smem);
   __nv_bfloat16 *qs = reinterpret_cast<__nv_bfloat16 *>(smem);
   __nv_bfloat16 *dos = qs + MT * kBlockRows * ld;
   /* stage s: K at stages + s * stage, V after it (pointer arithmetic: an array of pointers indexed
@@ -203,7 +203,7 @@ template <int DH, class Loads>
 __global__ void __launch_bounds__(kThreads, DkvGeometry<DH>::min_blocks) flash_bwd_dkv_kernel(BwdArgs a) {
   using G = DkvGeometry<DH>;
   constexpr int ld = Row<DH>::ld, QT = G::QT, NT = QT / 8, ND = DH / 8;
-  extern __shared__ __align__(128) unsigned char smem[];
+  FLASH_DYNAMIC_SMEM(smem);
   __nv_bfloat16 *ks = reinterpret_cast<__nv_bfloat16 *>(smem);
   __nv_bfloat16 *vs = ks + kBlockRows * ld;
   /* stage s: Q at stages + s * stage, dO after it */
@@ -335,10 +335,11 @@ bool launch_bwd(const BwdArgs &a, int BH) {
     configured = true;
   }
   dim3 dq_grid((unsigned)tcu_ceil_div(a.Npad, MT * kBlockRows), (unsigned)BH);
-  flash_bwd_dq_kernel<DH, Loads, MT><<<dq_grid, kThreads, DqSmem<DH, MT>::bytes>>>(a);
+  const size_t dq_bytes = DqSmem<DH, MT>::bytes;
+  TCU_LAUNCH(dq_grid, kThreads, dq_bytes, flash_bwd_dq_kernel<DH, Loads, MT>)(a);
   if (!LAUNCH_OK("flash_bwd_dq_kernel")) return false;
   dim3 grid((unsigned)(a.Npad / kBlockRows), (unsigned)BH);
-  flash_bwd_dkv_kernel<DH, Loads><<<grid, kThreads, DkvGeometry<DH>::bytes>>>(a);
+  TCU_LAUNCH(grid, kThreads, DkvGeometry<DH>::bytes, flash_bwd_dkv_kernel<DH, Loads>)(a);
   return LAUNCH_OK("flash_bwd_dkv_kernel");
 }
 
@@ -377,8 +378,8 @@ bool tcu_attention_backward_flash(float *d_qkv, const float *d_out, const float 
     return false;
   if (have_forward) {
     /* the forward's lse and O: its P is recomputed exactly from the same bf16 q, k and lse */
-    dsum_kernel<<<tcu_grid(rows * 32), TCU_THREADS>>>(dsum, out, dout, N, flash::padded_rows(N), D, H, DH,
-                                                      (long long)rows);
+    TCU_LAUNCH(tcu_grid(rows * 32), TCU_THREADS, 0, dsum_kernel)(dsum, out, dout, N, flash::padded_rows(N), D, H, DH,
+                                                              (long long)rows);
     if (!LAUNCH_OK("dsum_kernel")) return false;
   } else if (!flash_forward_padded(NULL, lse, dsum, q, k, v, dout, B, N, D, H, DH, scale, variant)) {
     return false;

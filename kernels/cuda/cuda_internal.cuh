@@ -81,6 +81,12 @@ static inline unsigned tcu_grid(size_t n, unsigned threads = TCU_THREADS) {
 }
 static inline long long tcu_ceil_div(long long a, long long b) { return (a + b - 1) / b; }
 
+/* kernel<<<grid, block, smem>>>(args...) written TCU_LAUNCH(grid, block, smem, kernel)(args...): the
+ * flash attention files launch this way so that tests/emu, which runs their kernels on the CPU, can
+ * put its own launcher in the macro's place. The kernel comes last: a template-id's commas would
+ * split any other macro argument. */
+#define TCU_LAUNCH(grid, block, smem, ...) __VA_ARGS__<<<(grid), (block), (smem)>>>
+
 /* Fixed grid of the deterministic full reductions (mse_loss, sum_squares): a constant, not derived
  * from the device, so every GPU sums in the same order. */
 #define TCU_REDUCE_BLOCKS 1024

@@ -1,7 +1,7 @@
 /* flash_fragments.h — which shared-memory row each lane hands to ldmatrix in the bf16 flash attention
  * kernels (attention_flash.cuh), kept apart as plain C so the CPU test suite checks it
- * (tests/unit/test_flash_fragments.c) against the mma.m16n8k16 fragment layout where no GPU can run
- * the kernels themselves.
+ * (tests/unit/test_flash_fragments.c) against the mma.m16n8k16 fragment layout, apart from the
+ * kernels (which tests/emu runs on the CPU with an emulated ldmatrix).
  *
  * ldmatrix.sync.aligned.m8n8.x4[.trans].shared.b16 loads four 8x8 matrices of 16-bit elements: lane
  * 8i + r gives the address of row r of matrix i (16 contiguous bytes), and lane 4r + w receives in
