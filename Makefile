@@ -100,6 +100,8 @@ CUDA_LIB :=
 -include kernels/cuda/cuda.mk
 # MPI flags for comm/ and its users, and libtpdiff_nccl.so (NCCL_LIB).
 include comm/comm.mk
+# The CUDA flash attention kernels on the CPU (EMU_TEST_BIN).
+include tests/emu/emu.mk
 
 ifeq ($(MAKELEVEL),0)
 $(info tpdiff build: blas=$(BLAS_KIND) hdf5=$(if $(HDF5_LIBS),yes,no) mpi=$(if $(MPICC),yes,no) nvcc=$(if $(NVCC),yes,no) nccl=$(if $(NCCL_HEADER),yes,no)$(if $(NCCL_LIB), (libtpdiff_nccl.so),) cuda-backend=$(if $(BUILD_CUDA),$(if $(CUDA_SRCS),build,no-sources-yet),off))
@@ -147,7 +149,8 @@ $(BUILD)/tests/mpi/%: $(BUILD)/tests/mpi/%.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS) $(MPI_LIBS)
 
-test-build: all $(TEST_BINS) $(BENCH_BINS) $(TOOL_BINS) $(EXPORT_TEST_BINS) $(MPI_TEST_BINS) $(CHECK_GPU_BIN) $(CHECK_MODEL_BIN)
+test-build: all $(TEST_BINS) $(BENCH_BINS) $(TOOL_BINS) $(EXPORT_TEST_BINS) $(MPI_TEST_BINS) $(CHECK_GPU_BIN) $(CHECK_MODEL_BIN) \
+	$(EMU_TEST_BIN)
 
 # The suite: installs what is missing (scripts/setup.sh), builds the normal and the sanitizer
 # flavours, runs every test and prints the summary line.

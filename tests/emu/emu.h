@@ -1,0 +1,71 @@
+/* emu.h — runs the bf16 flash attention kernels (kernels/cuda/attention_flash*.cu, compiled with a
+ * host compiler against tests/emu/include) on the CPU, so that the test suite checks the kernels'
+ * own code where no GPU is present: their tiling, masking, online softmax and fragment bookkeeping.
+ *
+ * Each CUDA thread of a block is a fiber (ucontext) on one OS thread. Fibers run in turn until they
+ * reach a barrier (__syncthreads) or a warp-wide instruction (shuffle, ldmatrix, mma.sync); when the
+ * whole warp (or block) has arrived, emu carries the instruction out for all lanes at once and lets
+ * them go on. So the order of execution is fixed, results are deterministic, and a warp whose lanes
+ * diverge at a warp-wide instruction, or a block that does not all reach a barrier, stops the test
+ * with one line instead of hanging. Blocks run one after another. Shared memory starts as 0xFF bytes
+ * (bf16 NaN) in every block, so a read of a tile element that was never copied shows in the output.
+ *
+ * What it does not model: timing, occupancy, register spills, bank conflicts, and races between
+ * warps that the real barriers would expose. The GPU check (tests/gpu/check_gpu.sh) remains the
+ * judge of the kernels on hardware. */
+#ifndef TPDIFF_EMU_H
+#define TPDIFF_EMU_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <functional>
+#include <tuple>
+#include <utility>
+
+#include "cuda_runtime.h"
+
+struct __nv_bfloat16;
+
+namespace emu {
+
+/* PTX instructions (flash_ptx.cuh) */
+void mma_bf16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1);
+void ldmatrix_x4(uint32_t (&r)[4], const __nv_bfloat16 *p, bool trans);
+uint32_t lds32(const __nv_bfloat16 *p);
+void cp_async16(void *smem, const void *gmem);
+void cp_async_wait_all();
+unsigned char *dynamic_smem();
+
+/* Runs body() as every thread of every block of the grid; records a launch error (cudaGetLastError)
+ * where the configuration is one the GPU would refuse. */
+void run_grid(const void *kernel, dim3 grid, dim3 block, size_t smem_bytes, const std::function<void()> &body);
+
+template <class... P>
+struct Launcher {
+  dim3 grid, block;
+  size_t smem;
+  void (*kernel)(P...);
+  template <class... A>
+  void operator()(A &&...args) const {
+    std::tuple<P...> params(std::forward<A>(args)...); /* by value, as a launch copies them */
+    void (*k)(P...) = kernel;
+    run_grid(reinterpret_cast<const void *>(k), grid, block, smem, [&params, k] { std::apply(k, params); });
+  }
+};
+template <class... P>
+Launcher<P...> launch(dim3 grid, dim3 block, size_t smem, void (*kernel)(P...)) {
+  return Launcher<P...>{grid, block, smem, kernel};
+}
+
+/* The emulated device's limits and what the launches used (for the test's report) */
+struct Stats {
+  size_t launches, blocks, max_smem_bytes;
+};
+Stats stats();
+constexpr int kSm80MaxDynamicSmem = 166912; /* bytes a block may opt in to on sm_80 (163 KiB) */
+constexpr int kSm90MaxDynamicSmem = 232448; /* on sm_90 (227 KiB) */
+
+}  // namespace emu
+
+#endif

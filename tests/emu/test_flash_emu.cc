@@ -1,0 +1,191 @@
+/* test_flash_emu.cc — the bf16 flash attention kernels of the CUDA backend (attention_flash.cu,
+ * attention_flash_bwd.cu), their own code run on the CPU by tests/emu, against the CPU backend's
+ * attention (the executable specification):
+ *
+ *   - forward output and backward d_qkv (with the forward's output and lse, and with out = NULL,
+ *     where the backward recomputes them) within 1e-2 normwise of the CPU's on bf16-valued inputs,
+ *     the limit of tests/gpu/check_kernels.c (P and dS are rounded to bf16 inside the kernels);
+ *   - lse within 1e-2 of the row log-sum-exp computed in float64;
+ *   - every output element written (outputs start as NaN);
+ *   - TPDIFF_ATTN's variants (scalar fragment loads; two m-tiles a warp) with the default's bits;
+ *   - the launches' shared memory within what sm_80 allows a block.
+ * The shapes are check_kernels' (head dimensions 4 to 128 padded to 16/32/64/80/128; N with a
+ * partial last tile, one tile, several), at sizes the emulator runs in seconds. */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/cuda/attention_flash.cuh"
+#include "tests/emu/emu.h"
+extern "C" {
+#include "kernels/kernels.h"
+}
+
+static int passed, failed;
+
+__attribute__((format(printf, 2, 3))) static void check(bool ok, const char *fmt, ...) {
+  char line[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(line, sizeof line, fmt, ap);
+  va_end(ap);
+  printf("%s %s\n", ok ? "PASS" : "FAIL", line);
+  ok ? passed++ : failed++;
+}
+
+/* attention.cu's flash_head_dim: the head dimension the flash kernels are instantiated for */
+static int flash_head_dim(int dh) { return dh <= 16 ? 16 : dh <= 32 ? 32 : dh <= 64 ? 64 : dh <= 80 ? 80 : 128; }
+
+static uint64_t g_state = 0x9e3779b97f4a7c15ull;
+static float *random_bf16(size_t n) {
+  float *x = (float *)malloc(n * sizeof(float));
+  for (size_t i = 0; i < n; i++) {
+    g_state = g_state * 6364136223846793005ull + 1442695040888963407ull;
+    const float u = (float)((double)(g_state >> 11) / 9007199254740992.0 * 2.0 - 1.0);
+    x[i] = __bfloat162float(__float2bfloat16_rn(u)); /* the values the tensor cores multiply */
+  }
+  return x;
+}
+static float *nan_filled(size_t n) {
+  float *x = (float *)malloc(n * sizeof(float));
+  memset(x, 0xFF, n * sizeof(float));
+  return x;
+}
+
+/* max |got - want| / max |want|; +Inf when got has a non-finite value where want is finite */
+static double rel_err(const float *got, const float *want, size_t n) {
+  double num = 0.0, den = 0.0;
+  for (size_t i = 0; i < n; i++) {
+    if (!isfinite(got[i]) && isfinite(want[i])) return INFINITY;
+    num = fmax(num, fabs((double)got[i] - want[i]));
+    den = fmax(den, fabs((double)want[i]));
+  }
+  return num / (den > 0.0 ? den : 1.0);
+}
+static double abs_err(const float *got, const double *want, size_t n) {
+  double e = 0.0;
+  for (size_t i = 0; i < n; i++) {
+    if (!isfinite(got[i])) return INFINITY;
+    e = fmax(e, fabs(got[i] - want[i]));
+  }
+  return e;
+}
+static size_t bits_differ(const float *a, const float *b, size_t n) {
+  size_t d = 0;
+  for (size_t i = 0; i < n; i++) d += memcmp(&a[i], &b[i], sizeof(float)) != 0;
+  return d;
+}
+
+struct Result {
+  float *out, *lse, *dqkv, *dqkv_rerun;
+};
+
+static const char *const kVariantName[3] = {"flash", "flash-scalar", "flash-wide"};
+
+static void check_shape(int B, int N, int D, int H) {
+  const int dh = D / H, DH = flash_head_dim(dh);
+  const float scale = 1.0f / sqrtf((float)dh);
+  const size_t nqkv = (size_t)B * N * 3 * D, nout = (size_t)B * N * D, nrows = (size_t)B * H * N;
+  char shape[96];
+  snprintf(shape, sizeof shape, "B=%d N=%d D=%d H=%d (head %d as %d)", B, N, D, H, dh, DH);
+  float *qkv = random_bf16(nqkv), *dout = random_bf16(nout);
+
+  /* the CPU backend's forward and backward (fp32) on the same bf16 values */
+  float *out_cpu = (float *)malloc(nout * sizeof(float)), *dqkv_cpu = (float *)malloc(nqkv * sizeof(float));
+  float *probs = (float *)malloc((size_t)B * H * N * N * sizeof(float));
+  float *scratch = (float *)malloc(k_attention_scratch_floats(N) * sizeof(float));
+  k_attention_forward(out_cpu, probs, qkv, B, N, D, H);
+  k_attention_backward(dqkv_cpu, dout, qkv, out_cpu, probs, scratch, B, N, D, H);
+  /* the row log-sum-exp in float64 */
+  double *lse_ref = (double *)malloc(nrows * sizeof(double)), *s = (double *)malloc((size_t)N * sizeof(double));
+  for (int b = 0; b < B; b++)
+    for (int h = 0; h < H; h++)
+      for (int i = 0; i < N; i++) {
+        const float *q = qkv + ((size_t)b * N + i) * 3 * D + (size_t)h * dh;
+        double m = -INFINITY, sum = 0.0;
+        for (int j = 0; j < N; j++) {
+          const float *k = qkv + ((size_t)b * N + j) * 3 * D + D + (size_t)h * dh;
+          double dot = 0.0;
+          for (int d = 0; d < dh; d++) dot += (double)q[d] * k[d];
+          s[j] = dot * scale;
+          m = fmax(m, s[j]);
+        }
+        for (int j = 0; j < N; j++) sum += exp(s[j] - m);
+        lse_ref[((size_t)b * H + h) * N + i] = m + log(sum);
+      }
+
+  Result res[3];
+  for (int v = 0; v < 3; v++) {
+    const FlashVariant variant = (FlashVariant)v;
+    Result &r = res[v];
+    r.out = nan_filled(nout);
+    r.lse = nan_filled(nrows);
+    r.dqkv = nan_filled(nqkv);
+    r.dqkv_rerun = nan_filled(nqkv);
+    const bool fwd_ok = tcu_attention_forward_flash(r.out, r.lse, qkv, B, N, D, H, DH, scale, variant);
+    const bool bwd_ok = fwd_ok && tcu_attention_backward_flash(r.dqkv, dout, qkv, r.out, r.lse, B, N, D, H, DH, scale,
+                                                               variant);
+    const bool rerun_ok = tcu_attention_backward_flash(r.dqkv_rerun, dout, qkv, NULL, NULL, B, N, D, H, DH, scale,
+                                                       variant);
+    const char *name = kVariantName[v];
+    if (!fwd_ok || !bwd_ok || !rerun_ok) {
+      check(false, "%s %s: a launch failed (forward %d, backward %d, backward with out = NULL %d)", shape, name, fwd_ok,
+            bwd_ok, rerun_ok);
+      continue;
+    }
+    double e = rel_err(r.out, out_cpu, nout);
+    check(e <= 1e-2, "%s %s forward out: err=%.3g limit=1e-02", shape, name, e);
+    e = abs_err(r.lse, lse_ref, nrows);
+    check(e <= 1e-2, "%s %s forward lse: max abs err=%.3g limit=1e-02", shape, name, e);
+    e = rel_err(r.dqkv, dqkv_cpu, nqkv);
+    check(e <= 1e-2, "%s %s backward d_qkv: err=%.3g limit=1e-02", shape, name, e);
+    e = rel_err(r.dqkv_rerun, dqkv_cpu, nqkv);
+    check(e <= 1e-2, "%s %s backward d_qkv, out = NULL (O and lse recomputed): err=%.3g limit=1e-02", shape, name, e);
+    if (v > 0) {
+      const size_t d_out = bits_differ(r.out, res[0].out, nout), d_lse = bits_differ(r.lse, res[0].lse, nrows),
+                   d_dq = bits_differ(r.dqkv, res[0].dqkv, nqkv),
+                   d_rerun = bits_differ(r.dqkv_rerun, res[0].dqkv_rerun, nqkv);
+      check(d_out + d_lse + d_dq + d_rerun == 0,
+            "%s %s: the bits of TPDIFF_ATTN=flash (values differing: out %zu, lse %zu, d_qkv %zu, d_qkv with out = "
+            "NULL %zu)",
+            shape, name, d_out, d_lse, d_dq, d_rerun);
+    }
+  }
+  for (int v = 0; v < 3; v++) {
+    free(res[v].out);
+    free(res[v].lse);
+    free(res[v].dqkv);
+    free(res[v].dqkv_rerun);
+  }
+  free(qkv);
+  free(dout);
+  free(out_cpu);
+  free(dqkv_cpu);
+  free(probs);
+  free(scratch);
+  free(lse_ref);
+  free(s);
+}
+
+int main(int argc, char **argv) {
+  setvbuf(stdout, NULL, _IOLBF, 0); /* every line out before a sanitizer's report ends the process */
+  const bool quick = argc > 1 && strcmp(argv[1], "--quick") == 0;
+  check_shape(1, 17, 12, 3);  /* head 4 -> 16; one partial tile */
+  check_shape(2, 33, 20, 2);  /* head 10 -> 16; two clips */
+  check_shape(1, 130, 128, 2); /* head 64; three tiles, the last with 2 keys */
+  check_shape(1, 300, 144, 2); /* head 72 -> 80 (large.yaml's); flash-wide's last block half past the rows */
+  if (!quick) {
+    check_shape(2, 77, 96, 3);   /* head 32 */
+    check_shape(1, 97, 256, 2);  /* head 128: flash-wide keeps one m-tile */
+    check_shape(2, 65, 160, 2);  /* head 80 exactly */
+    check_shape(1, 300, 128, 2); /* head 64 with 300 rows: flash-wide's dQ has two m-tiles */
+  }
+  const emu::Stats st = emu::stats();
+  check(st.max_smem_bytes <= (size_t)emu::kSm80MaxDynamicSmem,
+        "dynamic shared memory of every launch within sm_80's %d bytes a block: at most %zu (%zu launches, %zu blocks)",
+        emu::kSm80MaxDynamicSmem, st.max_smem_bytes, st.launches, st.blocks);
+  printf("test_flash_emu: %d passed, %d failed\n", passed, failed);
+  return failed ? 1 : 0;
+}
