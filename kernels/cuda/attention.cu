@@ -367,7 +367,7 @@ int flash_head_dim(int dh) { return dh > 64 && dh <= 80 ? 80 : padded_head_dim(d
 template <int DH>
 bool launch_forward(float *out, float *lse, const float *qkv, int B, int N, int D, int H, float scale) {
   dim3 grid((unsigned)tcu_ceil_div(N, kRows), (unsigned)(B * H));
-  flash_forward_kernel<DH><<<grid, Geometry<DH>::threads>>>(out, lse, qkv, N, D, H, scale);
+  TCU_LAUNCH(grid, Geometry<DH>::threads, 0, flash_forward_kernel<DH>)(out, lse, qkv, N, D, H, scale);
   return LAUNCH_OK("flash_forward_kernel");
 }
 
@@ -378,15 +378,16 @@ bool launch_backward(float *d_qkv, float *dsum, const float *d_out, const float 
   dim3 grid((unsigned)tcu_ceil_div(N, kRows), (unsigned)(B * H));
   if (g_tcu.bf16) {
     float *lse32 = dsum + (size_t)B * H * N;
-    flash_backward_dq_kernel<DH, true>
-        <<<grid, Geometry<DH>::threads>>>(d_qkv, dsum, lse32, d_out, qkv, nullptr, lse, N, D, H, scale);
+    TCU_LAUNCH(grid, Geometry<DH>::threads, 0, flash_backward_dq_kernel<DH, true>)(d_qkv, dsum, lse32, d_out, qkv,
+                                                                                  nullptr, lse, N, D, H, scale);
     lse = lse32;
   } else {
-    flash_backward_dq_kernel<DH, false>
-        <<<grid, Geometry<DH>::threads>>>(d_qkv, dsum, NULL, d_out, qkv, out, lse, N, D, H, scale);
+    TCU_LAUNCH(grid, Geometry<DH>::threads, 0, flash_backward_dq_kernel<DH, false>)(d_qkv, dsum, NULL, d_out, qkv, out,
+                                                                                   lse, N, D, H, scale);
   }
   if (!LAUNCH_OK("flash_backward_dq_kernel")) return false;
-  flash_backward_dkv_kernel<DH><<<grid, Geometry<DH>::threads>>>(d_qkv, dsum, d_out, qkv, lse, N, D, H, scale);
+  TCU_LAUNCH(grid, Geometry<DH>::threads, 0, flash_backward_dkv_kernel<DH>)(d_qkv, dsum, d_out, qkv, lse, N, D, H,
+                                                                            scale);
   return LAUNCH_OK("flash_backward_dkv_kernel");
 }
 

@@ -62,7 +62,7 @@ template <int DH>
 __global__ void __launch_bounds__(kWarps * 32)
     flash_forward_bf16_kernel(float *out, float *lse, const float *qkv, int N, int D, int H, float scale) {
   using L = Smem<DH>;
-  extern __shared__ __align__(128) unsigned char smem[];
+  TCU_DYNAMIC_SMEM(smem);
   __nv_bfloat16 *qs = (__nv_bfloat16 *)(smem + L::q), *ks = (__nv_bfloat16 *)(smem + L::k);
   __nv_bfloat16 *vs = (__nv_bfloat16 *)(smem + L::v), *ps = (__nv_bfloat16 *)(smem + L::p);
   float *ss = (float *)(smem + L::s), *os = (float *)(smem + L::o), *pvs = (float *)(smem + L::pv);
@@ -159,7 +159,7 @@ bool launch(float *out, float *lse, const float *qkv, int B, int N, int D, int H
     configured = true;
   }
   dim3 grid((unsigned)tcu_ceil_div(N, kRows), (unsigned)(B * H));
-  flash_forward_bf16_kernel<DH><<<grid, kWarps * 32, bytes>>>(out, lse, qkv, N, D, H, scale);
+  TCU_LAUNCH(grid, kWarps * 32, bytes, flash_forward_bf16_kernel<DH>)(out, lse, qkv, N, D, H, scale);
   return LAUNCH_OK("flash_forward_bf16_kernel");
 }
 

@@ -67,7 +67,7 @@ struct FwdArgs {
 template <int DH, bool DSUM, class Loads, int MT>
 __global__ void __launch_bounds__(kThreads) flash_fwd_kernel(FwdArgs a) {
   constexpr int ld = Row<DH>::ld, KT = kTileRows, NT = KT / 8, ND = DH / 8;
-  FLASH_DYNAMIC_SMEM(smem);
+  TCU_DYNAMIC_SMEM(smem);
   __nv_bfloat16 *qs = reinterpret_cast<__nv_bfloat16 *>(smem);
   /* stage s: K at stages + s * stage, V after it (pointer arithmetic, not an array of pointers, which
    * a runtime index would put in local memory) */

@@ -74,7 +74,7 @@ struct DqSmem {
 template <int DH, class Loads, int MT>
 __global__ void __launch_bounds__(kThreads, DqSmem<DH, MT>::min_blocks) flash_bwd_dq_kernel(BwdArgs a) {
   constexpr int ld = Row<DH>::ld, KT = kTileRows, NT = KT / 8, ND = DH / 8;
-  FLASH_DYNAMIC_SMEM(smem);
+  TCU_DYNAMIC_SMEM(smem);
   __nv_bfloat16 *qs = reinterpret_cast<__nv_bfloat16 *>(smem);
   __nv_bfloat16 *dos = qs + MT * kBlockRows * ld;
   /* stage s: K at stages + s * stage, V after it (pointer arithmetic: an array of pointers indexed
@@ -203,7 +203,7 @@ template <int DH, class Loads>
 __global__ void __launch_bounds__(kThreads, DkvGeometry<DH>::min_blocks) flash_bwd_dkv_kernel(BwdArgs a) {
   using G = DkvGeometry<DH>;
   constexpr int ld = Row<DH>::ld, QT = G::QT, NT = QT / 8, ND = DH / 8;
-  FLASH_DYNAMIC_SMEM(smem);
+  TCU_DYNAMIC_SMEM(smem);
   __nv_bfloat16 *ks = reinterpret_cast<__nv_bfloat16 *>(smem);
   __nv_bfloat16 *vs = ks + kBlockRows * ld;
   /* stage s: Q at stages + s * stage, dO after it */

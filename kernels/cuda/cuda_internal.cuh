@@ -82,60 +82,22 @@ static inline unsigned tcu_grid(size_t n, unsigned threads = TCU_THREADS) {
 static inline long long tcu_ceil_div(long long a, long long b) { return (a + b - 1) / b; }
 
 /* kernel<<<grid, block, smem>>>(args...) written TCU_LAUNCH(grid, block, smem, kernel)(args...): the
- * flash attention files launch this way so that tests/emu, which runs their kernels on the CPU, can
- * put its own launcher in the macro's place. The kernel comes last: a template-id's commas would
- * split any other macro argument. */
+ * attention files launch this way so that tests/emu, which runs their kernels on the CPU, can put
+ * its own launcher in the macro's place. The kernel comes last: a template-id's commas would split
+ * any other macro argument. */
 #define TCU_LAUNCH(grid, block, smem, ...) __VA_ARGS__<<<(grid), (block), (smem)>>>
+/* Declares `name` as the block's dynamic shared memory (the launch's third argument), 128-byte
+ * aligned; tests/emu has its own. A macro, not a function returning the array: through a function
+ * nvcc derives other address arithmetic for the flash backward kernels, and the dK/dV kernel with
+ * scalar loads then spills 44 bytes at head dimension 64 on sm_80. */
+#define TCU_DYNAMIC_SMEM(name) extern __shared__ __align__(128) unsigned char name[]
 
 /* Fixed grid of the deterministic full reductions (mse_loss, sum_squares): a constant, not derived
  * from the device, so every GPU sums in the same order. */
 #define TCU_REDUCE_BLOCKS 1024
 #define TCU_REDUCE_THREADS 256
 
-/* ---- warp helpers ------------------------------------------------------------------------------ */
-
-/* Butterfly sum: every lane ends with the same bits (IEEE addition is commutative, so each lane adds
- * the same pairs at each level). */
-__device__ __forceinline__ float tcu_warp_sum(float v) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
-__device__ __forceinline__ float tcu_warp_max(float v) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-  return v;
-}
-
-/* ---- the CPU's exp/tanh approximations, operation for operation --------------------------------
- * Copies of k_exp_nonpositive and k_tanh (kernels/cpu/cpu_internal.h) with every multiply and add
- * written as a correctly rounded intrinsic, so nvcc cannot contract them into FMAs: the GPU then
- * computes the same bits as the CPU (gcc does not contract in -std=c11 mode), and GELU/softmax
- * differences between the backends come only from summation order. */
-__device__ __forceinline__ float tcu_exp_nonpositive(float x) {
-  if (x < -87.0f) x = -87.0f;
-  const float log2e = 1.44269504088896341f;
-  const float ln2_hi = 0.693359375f, ln2_lo = -2.12194440e-4f;
-  const float round_magic = 12582912.0f;
-  float n = __fsub_rn(__fadd_rn(__fmul_rn(x, log2e), round_magic), round_magic);
-  float f = __fsub_rn(x, __fmul_rn(n, ln2_hi));
-  f = __fsub_rn(f, __fmul_rn(n, ln2_lo));
-  float p = 1.0f / 720.0f;
-  p = __fadd_rn(__fmul_rn(p, f), 1.0f / 120.0f);
-  p = __fadd_rn(__fmul_rn(p, f), 1.0f / 24.0f);
-  p = __fadd_rn(__fmul_rn(p, f), 1.0f / 6.0f);
-  p = __fadd_rn(__fmul_rn(p, f), 0.5f);
-  p = __fadd_rn(__fmul_rn(p, f), 1.0f);
-  p = __fadd_rn(__fmul_rn(p, f), 1.0f);
-  return __fmul_rn(p, __int_as_float(((int)n + 127) << 23));
-}
-
-__device__ __forceinline__ float tcu_tanh(float u) {
-  float a = u < 0 ? -u : u;
-  float e = tcu_exp_nonpositive(__fmul_rn(-2.0f, a));
-  float t = __fdiv_rn(__fsub_rn(1.0f, e), __fadd_rn(1.0f, e));
-  return u < 0 ? -t : t;
-}
+#include "kernels/cuda/device_math.cuh"
 
 /* out[i] = bf16(in[i]) (round to nearest even) on stream 0 (matmul.cu); false with the error
  * recorded when the launch fails. */

@@ -1,12 +1,12 @@
 /* flash_ptx.cuh — the few GPU instructions the bf16 flash attention kernels (attention_flash.cuh,
  * attention_flash.cu, attention_flash_bwd.cu) use beyond plain C++, each as one inline function:
- * the tensor-core product, the fragment loads from shared memory, cp.async, and the declaration of
- * the block's dynamic shared memory. Everything else of the kernels is ordinary code.
+ * the tensor-core product, the fragment loads from shared memory and cp.async. Everything else of
+ * the kernels is ordinary code.
  *
  * Kept apart so that the CPU test suite can run the kernels themselves: tests/emu compiles the
- * flash sources with a host compiler and its own versions of these functions (and of the
- * launch macro TCU_LAUNCH), which carry out the instructions as the PTX ISA defines them for a
- * whole warp at a time. */
+ * attention sources with a host compiler and its own versions of these functions (and of the
+ * macros TCU_LAUNCH and TCU_DYNAMIC_SMEM), which carry out the instructions as the PTX ISA defines
+ * them for a whole warp at a time. */
 #ifndef TPDIFF_FLASH_PTX_CUH
 #define TPDIFF_FLASH_PTX_CUH
 
@@ -57,11 +57,5 @@ __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commi
 __device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::: "memory"); }
 
 }  // namespace flash
-
-/* Declares `name` as the block's dynamic shared memory (the launch's third argument), 128-byte
- * aligned. A macro, not a function returning the array: through a function nvcc derives other
- * address arithmetic for the backward kernels, and the dK/dV kernel with scalar loads then spills
- * 44 bytes at head dimension 64 on sm_80. */
-#define FLASH_DYNAMIC_SMEM(name) extern __shared__ __align__(128) unsigned char name[]
 
 #endif
