@@ -48,8 +48,8 @@ run "train.recompute (ASan+UBSan)" build-san/tests/test_recompute
 run "noise alignment / linear assignment" build/tests/test_align
 run "CUDA bf16 weight copy: address ranges (ASan+UBSan)" build-san/tests/test_master_range
 run "CUDA flash attention: ldmatrix lane maps" build/tests/test_flash_fragments
-run "CUDA flash attention kernels, run on the CPU" build/tests/test_flash_emu
-run "CUDA flash attention kernels on the CPU (ASan+UBSan)" build-san/tests/test_flash_emu --quick
+run "CUDA attention kernels, run on the CPU" build/tests/test_attention_emu
+run "CUDA attention kernels on the CPU (ASan+UBSan)" build-san/tests/test_attention_emu --quick
 run "pyramid sampler with an oracle model" build/tests/test_sampler
 run "video writer: GIF/PNG round trip (ASan+UBSan)" build-san/tests/test_video_write
 run "synthetic data sets (ASan+UBSan)" build-san/tests/test_synth

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 #include <ucontext.h>
 
 #include <map>
@@ -23,13 +24,15 @@ namespace emu {
 namespace {
 
 enum class Wait { None, Barrier, Warp, Done };
-enum class Op { None, Shfl, Ldsm, LdsmTrans, Mma };
+enum class Op { None, Shfl, Ldsm, LdsmTrans, Mma, SyncWarp, Wmma };
 const char *op_name(Op op) {
   switch (op) {
     case Op::Shfl: return "shfl.sync.bfly";
     case Op::Ldsm: return "ldmatrix.x4";
     case Op::LdsmTrans: return "ldmatrix.x4.trans";
     case Op::Mma: return "mma.sync.m16n8k16";
+    case Op::SyncWarp: return "__syncwarp";
+    case Op::Wmma: return "a wmma function";
     default: return "(none)";
   }
 }
@@ -97,7 +100,7 @@ size_t g_sched_stack_size = 0;
   printf("FAIL emu: block (%u, %u, %u)%s%d: %s\n", g_block_idx.x, g_block_idx.y, g_block_idx.z,
          g_cur ? " thread " : "", g_cur ? g_cur->linear : -1, msg);
   fflush(stdout);
-  exit(1);
+  _exit(1); /* not exit(): this may run on a fiber's stack, which the exit handlers would unmap */
 }
 
 /* From a fiber to the scheduler (and back when the scheduler resumes it). */
@@ -227,6 +230,8 @@ void execute(Fiber **lanes) {
       }
       break;
     }
+    case Op::SyncWarp:
+    case Op::Wmma: break; /* only the meeting: each lane then goes on with its own work */
     default: die("warp waits at no instruction");
   }
   for (int i = 0; i < 32; i++) {
@@ -304,6 +309,18 @@ void syncthreads() {
   yield_to_scheduler();
 }
 
+void syncwarp() { warp_wait(Op::SyncWarp); }
+void warp_collective_sync() { warp_wait(Op::Wmma); }
+
+void wmma_check(const void *p, size_t ld_bytes, size_t extent_bytes) {
+  if ((uintptr_t)p % 32 != 0) die("wmma tile at %p: not 256-bit aligned", p);
+  if (ld_bytes % 16 != 0) die("wmma leading dimension of %zu bytes: not a multiple of 16", ld_bytes);
+  const unsigned char *u = static_cast<const unsigned char *>(p);
+  if (g_smem && u >= g_smem && u < g_smem + g_smem_bytes && u + extent_bytes > g_smem + g_smem_bytes)
+    die("wmma tile at %p (%zu bytes): past the block's %zu bytes of dynamic shared memory", p, extent_bytes,
+        g_smem_bytes);
+}
+
 float shfl_xor(float v, int lane_mask) {
   g_cur->f = v;
   g_cur->mask = lane_mask;
@@ -376,8 +393,10 @@ void run_grid(const void *kernel, dim3 grid, dim3 block, size_t smem_bytes, cons
   g_block_dim = block;
   g_grid_dim = grid;
   g_smem_bytes = smem_bytes;
-  g_smem = static_cast<unsigned char *>(malloc(smem_bytes ? smem_bytes : 1));
-  if (!g_smem) die("out of memory for %zu bytes of shared memory", smem_bytes);
+  /* aligned as the kernels declare it (__align__(128)); wmma tiles inside need 32 bytes */
+  void *smem = nullptr;
+  if (posix_memalign(&smem, 128, smem_bytes ? smem_bytes : 1) != 0) die("out of memory for %zu bytes of shared memory", smem_bytes);
+  g_smem = static_cast<unsigned char *>(smem);
   for (unsigned z = 0; z < grid.z; z++)
     for (unsigned y = 0; y < grid.y; y++)
       for (unsigned x = 0; x < grid.x; x++) {

@@ -36,6 +36,10 @@ uint32_t lds32(const __nv_bfloat16 *p);
 void cp_async16(void *smem, const void *gmem);
 void cp_async_wait_all();
 unsigned char *dynamic_smem();
+/* the warp matrix functions (include/mma.h): wait for the whole warp; check a tile's pointer
+ * (256-bit aligned), leading dimension (a multiple of 16 bytes) and extent */
+void warp_collective_sync();
+void wmma_check(const void *p, size_t ld_bytes, size_t extent_bytes);
 
 /* Runs body() as every thread of every block of the grid; records a launch error (cudaGetLastError)
  * where the configuration is one the GPU would refuse. */
@@ -46,9 +50,9 @@ struct Launcher {
   dim3 grid, block;
   size_t smem;
   void (*kernel)(P...);
-  template <class... A>
-  void operator()(A &&...args) const {
-    std::tuple<P...> params(std::forward<A>(args)...); /* by value, as a launch copies them */
+  /* the kernel's own parameter types, so that the arguments convert as at a launch (NULL included) */
+  void operator()(P... args) const {
+    std::tuple<P...> params(args...); /* by value, as a launch copies them */
     void (*k)(P...) = kernel;
     run_grid(reinterpret_cast<const void *>(k), grid, block, smem, [&params, k] { std::apply(k, params); });
   }

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "kernels/cuda/cuda_internal.cuh"
+#include "tests/emu/emu_tcu.h"
 
 tcu_device_state g_tcu = {4, 1}; /* few SMs: grid-stride kernels then need fewer emulated blocks */
 
@@ -19,6 +20,9 @@ void tcu_fail(const char *file, int line, const char *fmt, ...) {
   va_end(ap);
   printf("emu: %s\n", g_first_error);
 }
+
+const char *emu_first_error() { return g_first_error; }
+void emu_clear_error() { g_first_error[0] = 0; }
 
 bool tcu_cuda_ok(cudaError_t err, const char *what, const char *file, int line) {
   if (err == cudaSuccess) return true;

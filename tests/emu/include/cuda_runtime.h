@@ -13,7 +13,10 @@
 #define __global__
 #define __forceinline__ inline
 #define __launch_bounds__(...)
-#define __align__(n) alignas(n)
+#define __align__(n) __attribute__((aligned(n)))
+/* Blocks run one after another, so a kernel's static shared arrays can be function statics: every
+ * thread (fiber) of the running block sees the same ones. */
+#define __shared__ static
 
 struct uint3 {
   unsigned x, y, z;
@@ -25,6 +28,10 @@ struct dim3 {
 struct float2 {
   float x, y;
 };
+struct alignas(16) float4 {
+  float x, y, z, w;
+};
+inline float4 make_float4(float x, float y, float z, float w) { return float4{x, y, z, w}; }
 struct alignas(16) uint4 {
   unsigned x, y, z, w;
 };
@@ -42,12 +49,24 @@ inline T max(T a, T b) {
 enum cudaError_t { cudaSuccess = 0, cudaErrorInvalidValue = 1, cudaErrorLaunchFailure = 4 };
 enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
 
+/* correctly rounded single operations: the host's, with contraction into FMA off (-ffp-contract=off) */
+inline float __fadd_rn(float a, float b) { return a + b; }
+inline float __fsub_rn(float a, float b) { return a - b; }
+inline float __fmul_rn(float a, float b) { return a * b; }
+inline float __fdiv_rn(float a, float b) { return a / b; }
+inline float __int_as_float(int i) {
+  float f;
+  __builtin_memcpy(&f, &i, sizeof f);
+  return f;
+}
+
 namespace emu {
 const uint3 &thread_idx();
 const uint3 &block_idx();
 const dim3 &block_dim();
 const dim3 &grid_dim();
 void syncthreads();
+void syncwarp();
 float shfl_xor(float v, int lane_mask);
 cudaError_t set_max_dynamic_smem(const void *kernel, int bytes);
 cudaError_t last_error(); /* and clears it, as cudaGetLastError does */
@@ -59,6 +78,10 @@ cudaError_t last_error(); /* and clears it, as cudaGetLastError does */
 #define gridDim (emu::grid_dim())
 
 inline void __syncthreads() { emu::syncthreads(); }
+inline void __syncwarp(unsigned mask = 0xffffffffu) {
+  (void)mask;
+  emu::syncwarp();
+}
 inline float __shfl_xor_sync(unsigned mask, float v, int lane_mask) {
   (void)mask; /* the kernels pass the full warp; emu checks that all 32 lanes take part */
   return emu::shfl_xor(v, lane_mask);

@@ -1,6 +1,6 @@
 /* kernels/cuda/cuda_internal.cuh, as tests/emu sees it: what the flash attention sources take from
- * the real one (errors, the launch helpers, the scratch buffers, the warp sum), with TCU_LAUNCH
- * running a kernel on emu's CPU threads. Kept to the same names and meanings as the real header. */
+ * the real one (errors, the launch helpers, the scratch buffers, the device math, the attention ops'
+ * declarations), with TCU_LAUNCH and TCU_DYNAMIC_SMEM running a kernel on emu's fibers. Kept to the same names and meanings as the real header. */
 #ifndef TPDIFF_CUDA_INTERNAL_CUH
 #define TPDIFF_CUDA_INTERNAL_CUH
 
@@ -46,10 +46,19 @@ static inline unsigned tcu_grid(size_t n, unsigned threads = TCU_THREADS) {
 static inline long long tcu_ceil_div(long long a, long long b) { return (a + b - 1) / b; }
 
 #define TCU_LAUNCH(grid, block, smem, ...) emu::launch((grid), (block), (smem), __VA_ARGS__)
+#define TCU_DYNAMIC_SMEM(name) unsigned char *name = emu::dynamic_smem()
 
-__device__ __forceinline__ float tcu_warp_sum(float v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
+/* the real warp reductions and exp/tanh approximations */
+#include "kernels/cuda/device_math.cuh"
+
+/* the ops of the attention files (attention.cu, attention_bf16.cu) */
+size_t tcu_attention_scratch_need(int B, int N, int D, int H);
+void tcu_attention_forward(float *out, float *probs, const float *qkv, int B, int N, int D, int H);
+void tcu_attention_backward(float *d_qkv, const float *d_out, const float *qkv, const float *out, const float *probs,
+                            float *scratch, int B, int N, int D, int H);
+size_t tcu_attention_probs_floats(int B, int N, int H);
+bool tcu_attention_forward_bf16(float *out, float *lse, const float *qkv, int B, int N, int D, int H, int padded_dh,
+                                float scale);
+size_t tcu_attention_scratch_floats(int N);
 
 #endif

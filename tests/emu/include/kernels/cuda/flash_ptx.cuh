@@ -24,6 +24,4 @@ inline void cp_async_wait_all() { emu::cp_async_wait_all(); }
 
 }  // namespace flash
 
-#define FLASH_DYNAMIC_SMEM(name) unsigned char *name = emu::dynamic_smem()
-
 #endif
