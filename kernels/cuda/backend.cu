@@ -244,7 +244,7 @@ static int init_device(char *why, size_t why_size) {
   double host = 0.0;
   err = cudaMalloc((void **)&probe, sizeof(double));
   if (err == cudaSuccess) {
-    probe_kernel<<<1, 1>>>(probe);
+    TCU_LAUNCH(1, 1, 0, probe_kernel)(probe);
     err = cudaGetLastError();
     if (err == cudaSuccess) err = cudaMemcpy(&host, probe, sizeof host, cudaMemcpyDeviceToHost);
     cudaFree(probe);

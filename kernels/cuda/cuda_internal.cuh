@@ -81,16 +81,17 @@ static inline unsigned tcu_grid(size_t n, unsigned threads = TCU_THREADS) {
 }
 static inline long long tcu_ceil_div(long long a, long long b) { return (a + b - 1) / b; }
 
-/* kernel<<<grid, block, smem>>>(args...) written TCU_LAUNCH(grid, block, smem, kernel)(args...): the
- * attention files launch this way so that tests/emu, which runs their kernels on the CPU, can put
- * its own launcher in the macro's place. The kernel comes last: a template-id's commas would split
- * any other macro argument. */
+/* kernel<<<grid, block, smem>>>(args...) is written TCU_LAUNCH(grid, block, smem, kernel)(args...), and
+ * the block's dynamic shared memory (128-byte aligned) declared TCU_DYNAMIC_SMEM(name), so that
+ * tests/emu, which runs the backend on the CPU, can define its own (its cuda_runtime.h comes first).
+ * The kernel comes last: a template-id's commas would split any other macro argument. The shared
+ * memory is a macro, not a function returning the array: through a function nvcc derives other
+ * address arithmetic for the flash backward kernels, and the dK/dV kernel with scalar loads then
+ * spills 44 bytes at head dimension 64 on sm_80. */
+#ifndef TCU_LAUNCH
 #define TCU_LAUNCH(grid, block, smem, ...) __VA_ARGS__<<<(grid), (block), (smem)>>>
-/* Declares `name` as the block's dynamic shared memory (the launch's third argument), 128-byte
- * aligned; tests/emu has its own. A macro, not a function returning the array: through a function
- * nvcc derives other address arithmetic for the flash backward kernels, and the dK/dV kernel with
- * scalar loads then spills 44 bytes at head dimension 64 on sm_80. */
 #define TCU_DYNAMIC_SMEM(name) extern __shared__ __align__(128) unsigned char name[]
+#endif
 
 /* Fixed grid of the deterministic full reductions (mse_loss, sum_squares): a constant, not derived
  * from the device, so every GPU sums in the same order. */

@@ -70,7 +70,7 @@ void frames_pair(const char *name, float *out, const float *in, int bc, int T, i
   const int Th = T / 2; /* an odd last frame has no partner and is ignored (as on the CPU) */
   long long rows = (long long)bc * Th;
   if (rows == 0 || plane == 0) return;
-  frames_pair_kernel<OP><<<rows_grid(rows, plane), TCU_THREADS>>>(out, in, rows, T, Th, plane);
+  TCU_LAUNCH(rows_grid(rows, plane), TCU_THREADS, 0, frames_pair_kernel<OP>)(out, in, rows, T, Th, plane);
   LAUNCH_OK("frames_pair_kernel");
 }
 
@@ -79,7 +79,7 @@ void frames_spread(const char *name, float *out, const float *in, int bc, int T,
   if (!frames_shape_ok(name, bc, T, plane)) return;
   long long rows = (long long)bc * T;
   if (rows == 0 || plane == 0) return;
-  frames_spread_kernel<ANTISYM><<<rows_grid(rows, plane), TCU_THREADS>>>(out, in, rows, plane);
+  TCU_LAUNCH(rows_grid(rows, plane), TCU_THREADS, 0, frames_spread_kernel<ANTISYM>)(out, in, rows, plane);
   LAUNCH_OK("frames_spread_kernel");
 }
 
@@ -142,6 +142,6 @@ void tcu_combine3_per_clip(float *out, const float *x, const float *y, const flo
   size_t cap = (size_t)(g_tcu.sm_count > 0 ? g_tcu.sm_count : 132) * 8;
   if (gx > cap) gx = cap;
   dim3 grid((unsigned)gx, (unsigned)(B < 65535 ? B : 65535));
-  combine3_kernel<<<grid, TCU_THREADS>>>(out, x, y, z, coef, B, clip_elems);
+  TCU_LAUNCH(grid, TCU_THREADS, 0, combine3_kernel)(out, x, y, z, coef, B, clip_elems);
   LAUNCH_OK("combine3_kernel");
 }

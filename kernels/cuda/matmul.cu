@@ -325,7 +325,7 @@ __global__ void cast_bf16_kernel(__nv_bfloat16 *out, const float *in, size_t n) 
 
 bool tcu_cast_bf16(__nv_bfloat16 *out, const float *in, size_t n) {
   if (n == 0) return true;
-  cast_bf16_kernel<<<tcu_grid(n), TCU_THREADS>>>(out, in, n);
+  TCU_LAUNCH(tcu_grid(n), TCU_THREADS, 0, cast_bf16_kernel)(out, in, n);
   return LAUNCH_OK("cast_bf16_kernel");
 }
 
@@ -380,8 +380,8 @@ bool gemm_impl(bool in_bf16, bool trans_a, bool trans_b, int m, int n, int k, fl
   }
   if (m == 0 || n == 0 || batch == 0) return true;
   if (k == 0) {
-    scale_columns_kernel<<<columns_grid(m, (long long)n * batch), TCU_THREADS>>>(C, bias, beta, m, n, ldc, stride_c,
-                                                                                 batch);
+    TCU_LAUNCH(columns_grid(m, (long long)n * batch), TCU_THREADS, 0, scale_columns_kernel)
+    (C, bias, beta, m, n, ldc, stride_c, batch);
     return LAUNCH_OK("scale_columns_kernel");
   }
   const PlanKey key =
@@ -430,19 +430,19 @@ bool gemm_impl(bool in_bf16, bool trans_a, bool trans_b, int m, int n, int k, fl
   if (use_fallback) {
     size_t total = (size_t)m * (size_t)n * (size_t)batch;
     if (in_bf16)
-      fallback_gemm_kernel<<<tcu_grid(total), TCU_THREADS>>>(
-          trans_a, trans_b, m, n, k, alpha, (const __nv_bfloat16 *)A, lda, stride_a, (const __nv_bfloat16 *)B, ldb,
-          stride_b, beta, C, ldc, stride_c, batch, bias_done ? NULL : bias);
+      TCU_LAUNCH(tcu_grid(total), TCU_THREADS, 0, fallback_gemm_kernel<__nv_bfloat16>)
+      (trans_a, trans_b, m, n, k, alpha, (const __nv_bfloat16 *)A, lda, stride_a, (const __nv_bfloat16 *)B, ldb,
+       stride_b, beta, C, ldc, stride_c, batch, bias_done ? NULL : bias);
     else
-      fallback_gemm_kernel<<<tcu_grid(total), TCU_THREADS>>>(trans_a, trans_b, m, n, k, alpha, (const float *)A, lda,
-                                                             stride_a, (const float *)B, ldb, stride_b, beta, C, ldc,
-                                                             stride_c, batch, bias_done ? NULL : bias);
+      TCU_LAUNCH(tcu_grid(total), TCU_THREADS, 0, fallback_gemm_kernel<float>)
+      (trans_a, trans_b, m, n, k, alpha, (const float *)A, lda, stride_a, (const float *)B, ldb, stride_b, beta, C, ldc,
+       stride_c, batch, bias_done ? NULL : bias);
     if (!LAUNCH_OK("fallback_gemm_kernel")) return false;
     bias_done = true;
   }
   if (!bias_done) {
-    add_bias_columns_kernel<<<columns_grid(m, (long long)n * batch), TCU_THREADS>>>(C, bias, m, n, ldc, stride_c,
-                                                                                    batch);
+    TCU_LAUNCH(columns_grid(m, (long long)n * batch), TCU_THREADS, 0, add_bias_columns_kernel)
+    (C, bias, m, n, ldc, stride_c, batch);
     if (!LAUNCH_OK("add_bias_columns_kernel")) return false;
   }
   return true;

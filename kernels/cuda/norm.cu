@@ -86,8 +86,8 @@ void tcu_layernorm_modulate_forward(float *out, float *mean, float *rstd, const 
   long long rows = (long long)B * N;
   if (rows == 0 || D == 0) return;
   unsigned blocks = (unsigned)tcu_ceil_div(rows, kWarpsPerBlock);
-  layernorm_modulate_forward_kernel<<<blocks, kWarpsPerBlock * 32>>>(out, mean, rstd, x, shift, scale, cond_stride,
-                                                                     rows, N, D, eps);
+  TCU_LAUNCH(blocks, kWarpsPerBlock * 32, 0, layernorm_modulate_forward_kernel)
+  (out, mean, rstd, x, shift, scale, cond_stride, rows, N, D, eps);
   LAUNCH_OK("layernorm_modulate_forward_kernel");
 }
 
@@ -98,8 +98,8 @@ void tcu_layernorm_modulate_backward(float *d_x_accumulate, float *d_shift, floa
   long long rows = (long long)B * N;
   if (rows == 0 || D == 0) return;
   unsigned blocks = (unsigned)tcu_ceil_div(rows, kWarpsPerBlock);
-  layernorm_modulate_backward_dx_kernel<<<blocks, kWarpsPerBlock * 32>>>(d_x_accumulate, d_out, x, mean, rstd, scale,
-                                                                         cond_stride, rows, N, D);
+  TCU_LAUNCH(blocks, kWarpsPerBlock * 32, 0, layernorm_modulate_backward_dx_kernel)
+  (d_x_accumulate, d_out, x, mean, rstd, scale, cond_stride, rows, N, D);
   if (!LAUNCH_OK("layernorm_modulate_backward_dx_kernel")) return;
   /* d_shift += sum_n d_out, d_scale += sum_n d_out xhat: one deterministic pass for both */
   tcu_colsum_source src = {TCU_COLSUM_LAYERNORM, d_out, x, mean, rstd};

@@ -63,7 +63,7 @@ __global__ void __launch_bounds__(TCU_REDUCE_THREADS) finish_sum_kernel(const do
 /* Sums what the partial kernel just wrote and returns it to the host (synchronous copy). NaN with
  * an error recorded on failure, so a broken reduction can never pass for a loss. */
 double finish_and_fetch(void) {
-  finish_sum_kernel<<<1, TCU_REDUCE_THREADS>>>(g_tcu.reduce_partials, g_tcu.reduce_result);
+  TCU_LAUNCH(1, TCU_REDUCE_THREADS, 0, finish_sum_kernel)(g_tcu.reduce_partials, g_tcu.reduce_result);
   if (!LAUNCH_OK("finish_sum_kernel")) return NAN;
   double host = NAN;
   if (!CUDA_OK(cudaMemcpy(&host, g_tcu.reduce_result, sizeof host, cudaMemcpyDeviceToHost))) return NAN;
@@ -96,14 +96,15 @@ double tcu_mse_loss(float *d_pred, const float *pred, const float *target, size_
   if (n == 0) return 0.0 / (double)n; /* the CPU's 0/0 */
   /* g in float exactly as the CPU computes it */
   float g = 2.0f * grad_scale / (float)n;
-  mse_partial_kernel<<<TCU_REDUCE_BLOCKS, TCU_REDUCE_THREADS>>>(d_pred, pred, target, n, g, g_tcu.reduce_partials);
+  TCU_LAUNCH(TCU_REDUCE_BLOCKS, TCU_REDUCE_THREADS, 0, mse_partial_kernel)
+  (d_pred, pred, target, n, g, g_tcu.reduce_partials);
   if (!LAUNCH_OK("mse_partial_kernel")) return NAN;
   return finish_and_fetch() / (double)n;
 }
 
 double tcu_sum_squares(const float *x, size_t n) {
   if (n == 0) return 0.0;
-  sum_squares_partial_kernel<<<TCU_REDUCE_BLOCKS, TCU_REDUCE_THREADS>>>(x, n, g_tcu.reduce_partials);
+  TCU_LAUNCH(TCU_REDUCE_BLOCKS, TCU_REDUCE_THREADS, 0, sum_squares_partial_kernel)(x, n, g_tcu.reduce_partials);
   if (!LAUNCH_OK("sum_squares_partial_kernel")) return NAN;
   return finish_and_fetch();
 }
@@ -117,8 +118,8 @@ void tcu_adamw_step(float *param, const float *grad, float *m, float *v, size_t 
   volatile float lr_wd = lr * weight_decay; /* volatile: two roundings, as the CPU (no host FMA) */
   float step_size = lr / bc1, decay = 1.0f - lr_wd;
   __nv_bfloat16 *copy = tcu_master_bf16(param, n); /* NULL unless param lies wholly in the master weights */
-  adamw_kernel<<<tcu_grid(n), TCU_THREADS>>>(param, copy, grad, m, v, n, beta1, 1.0f - beta1, beta2, 1.0f - beta2, eps,
-                                             step_size, decay, bc2_sqrt);
+  TCU_LAUNCH(tcu_grid(n), TCU_THREADS, 0, adamw_kernel)
+  (param, copy, grad, m, v, n, beta1, 1.0f - beta1, beta2, 1.0f - beta2, eps, step_size, decay, bc2_sqrt);
   /* a range that only overlaps them: refresh the overlap after the step, as any other write */
   if (LAUNCH_OK("adamw_kernel") && !copy) tcu_master_note_write(param, n * sizeof(float));
 }

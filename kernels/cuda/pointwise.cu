@@ -110,25 +110,25 @@ bool bnd_ok(const char *op, int B, int N, int D, int stride) {
 
 void tcu_gelu_forward(float *out, const float *in, size_t n) {
   if (n == 0) return;
-  gelu_forward_kernel<<<tcu_grid(n), TCU_THREADS>>>(out, in, n);
+  TCU_LAUNCH(tcu_grid(n), TCU_THREADS, 0, gelu_forward_kernel)(out, in, n);
   LAUNCH_OK("gelu_forward_kernel");
 }
 
 void tcu_gelu_backward(float *d_in, const float *d_out, const float *in, size_t n) {
   if (n == 0) return;
-  gelu_backward_kernel<<<tcu_grid(n), TCU_THREADS>>>(d_in, d_out, in, n);
+  TCU_LAUNCH(tcu_grid(n), TCU_THREADS, 0, gelu_backward_kernel)(d_in, d_out, in, n);
   LAUNCH_OK("gelu_backward_kernel");
 }
 
 void tcu_silu_forward(float *out, const float *in, size_t n) {
   if (n == 0) return;
-  silu_forward_kernel<<<tcu_grid(n), TCU_THREADS>>>(out, in, n);
+  TCU_LAUNCH(tcu_grid(n), TCU_THREADS, 0, silu_forward_kernel)(out, in, n);
   LAUNCH_OK("silu_forward_kernel");
 }
 
 void tcu_silu_backward(float *d_in, const float *d_out, const float *in, size_t n) {
   if (n == 0) return;
-  silu_backward_kernel<<<tcu_grid(n), TCU_THREADS>>>(d_in, d_out, in, n);
+  TCU_LAUNCH(tcu_grid(n), TCU_THREADS, 0, silu_backward_kernel)(d_in, d_out, in, n);
   LAUNCH_OK("silu_backward_kernel");
 }
 
@@ -137,7 +137,8 @@ void tcu_gated_residual_forward(float *out, const float *x, const float *f, cons
   if (!bnd_ok("gated_residual_forward", B, N, D, gate_stride)) return;
   long long rows = (long long)B * N;
   if (rows == 0 || D == 0) return;
-  gated_residual_forward_kernel<<<rows_grid(rows, D), TCU_THREADS>>>(out, x, f, gate, gate_stride, rows, N, D);
+  TCU_LAUNCH(rows_grid(rows, D), TCU_THREADS, 0, gated_residual_forward_kernel)
+  (out, x, f, gate, gate_stride, rows, N, D);
   LAUNCH_OK("gated_residual_forward_kernel");
 }
 
@@ -146,7 +147,8 @@ void tcu_gated_residual_backward(float *d_f, float *d_gate, const float *d_out, 
   if (!bnd_ok("gated_residual_backward", B, N, D, gate_stride)) return;
   long long rows = (long long)B * N;
   if (rows == 0 || D == 0) return;
-  gated_residual_backward_df_kernel<<<rows_grid(rows, D), TCU_THREADS>>>(d_f, d_out, gate, gate_stride, rows, N, D);
+  TCU_LAUNCH(rows_grid(rows, D), TCU_THREADS, 0, gated_residual_backward_df_kernel)
+  (d_f, d_out, gate, gate_stride, rows, N, D);
   if (!LAUNCH_OK("gated_residual_backward_df_kernel")) return;
   /* d_gate[b] += sum_n d_out ⊙ f: deterministic token sum (reduce.cu) */
   tcu_colsum_source src = {TCU_COLSUM_PRODUCT, d_out, f, NULL, NULL};
@@ -157,18 +159,18 @@ void tcu_add_rows_broadcast(float *x, const float *rows_table, int B, int N, int
   if (!bnd_ok("add_rows_broadcast", B, N, D, 0)) return;
   long long rows = (long long)B * N;
   if (rows == 0 || D == 0) return;
-  add_rows_broadcast_kernel<<<rows_grid(rows, D), TCU_THREADS>>>(x, rows_table, rows, N, D);
+  TCU_LAUNCH(rows_grid(rows, D), TCU_THREADS, 0, add_rows_broadcast_kernel)(x, rows_table, rows, N, D);
   LAUNCH_OK("add_rows_broadcast_kernel");
 }
 
 void tcu_add(float *out, const float *a, const float *b, size_t n) {
   if (n == 0) return;
-  add_kernel<<<tcu_grid(n), TCU_THREADS>>>(out, a, b, n);
+  TCU_LAUNCH(tcu_grid(n), TCU_THREADS, 0, add_kernel)(out, a, b, n);
   LAUNCH_OK("add_kernel");
 }
 
 void tcu_scale(float *x, float s, size_t n) {
   if (n == 0) return;
-  scale_kernel<<<tcu_grid(n), TCU_THREADS>>>(x, s, n);
+  TCU_LAUNCH(tcu_grid(n), TCU_THREADS, 0, scale_kernel)(x, s, n);
   LAUNCH_OK("scale_kernel");
 }

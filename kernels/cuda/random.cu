@@ -65,7 +65,7 @@ template <bool NORMAL>
 void philox_fill(float *out, size_t n, uint64_t key, uint64_t stream, uint64_t first) {
   if (n == 0) return;
   size_t blocks = (size_t)((first + n - 1) / 4 - first / 4 + 1);
-  philox_fill_kernel<NORMAL><<<tcu_grid(blocks), TCU_THREADS>>>(out, n, key, stream, first);
+  TCU_LAUNCH(tcu_grid(blocks), TCU_THREADS, 0, philox_fill_kernel<NORMAL>)(out, n, key, stream, first);
   LAUNCH_OK("philox_fill_kernel");
 }
 

@@ -98,21 +98,21 @@ void tcu_colsum_accumulate(const tcu_colsum_source &src, int groups, int rows, i
   dim3 grid1((unsigned)tcu_ceil_div(width, kColumnsPerBlock), (unsigned)chunks, (unsigned)groups);
   switch (src.kind) {
     case TCU_COLSUM_ROWS:
-      colsum_partial_kernel<TCU_COLSUM_ROWS>
-          <<<grid1, kColumnsPerBlock>>>(src, partials, groups, rows, width, (int)chunks, chunk_rows);
+      TCU_LAUNCH(grid1, kColumnsPerBlock, 0, colsum_partial_kernel<TCU_COLSUM_ROWS>)
+      (src, partials, groups, rows, width, (int)chunks, chunk_rows);
       break;
     case TCU_COLSUM_PRODUCT:
-      colsum_partial_kernel<TCU_COLSUM_PRODUCT>
-          <<<grid1, kColumnsPerBlock>>>(src, partials, groups, rows, width, (int)chunks, chunk_rows);
+      TCU_LAUNCH(grid1, kColumnsPerBlock, 0, colsum_partial_kernel<TCU_COLSUM_PRODUCT>)
+      (src, partials, groups, rows, width, (int)chunks, chunk_rows);
       break;
     case TCU_COLSUM_LAYERNORM:
-      colsum_partial_kernel<TCU_COLSUM_LAYERNORM>
-          <<<grid1, kColumnsPerBlock>>>(src, partials, groups, rows, width, (int)chunks, chunk_rows);
+      TCU_LAUNCH(grid1, kColumnsPerBlock, 0, colsum_partial_kernel<TCU_COLSUM_LAYERNORM>)
+      (src, partials, groups, rows, width, (int)chunks, chunk_rows);
       break;
   }
   if (!LAUNCH_OK("colsum_partial_kernel")) return;
   dim3 grid2((unsigned)tcu_ceil_div(width, kColumnsPerBlock), (unsigned)groups);
-  colsum_finish_kernel<<<grid2, kColumnsPerBlock>>>(partials, groups, (int)chunks, width, dst0, two ? dst1 : NULL,
-                                                    dst_stride);
+  TCU_LAUNCH(grid2, kColumnsPerBlock, 0, colsum_finish_kernel)
+  (partials, groups, (int)chunks, width, dst0, two ? dst1 : NULL, dst_stride);
   LAUNCH_OK("colsum_finish_kernel");
 }

@@ -45,9 +45,9 @@ void patch_permute(float *tokens, float *x, bool to_tokens, int B, int C, int T,
   dim3 grid((unsigned)gx, (unsigned)(total < 65535 ? total : 65535));
   /* 64 threads: a token has C·p·p = 12..64 elements in the configs */
   if (to_tokens)
-    patch_permute_kernel<true><<<grid, 64>>>(tokens, x, B, C, T, H, W, p);
+    TCU_LAUNCH(grid, 64, 0, patch_permute_kernel<true>)(tokens, x, B, C, T, H, W, p);
   else
-    patch_permute_kernel<false><<<grid, 64>>>(tokens, x, B, C, T, H, W, p);
+    TCU_LAUNCH(grid, 64, 0, patch_permute_kernel<false>)(tokens, x, B, C, T, H, W, p);
   LAUNCH_OK("patch_permute_kernel");
 }
 
@@ -124,7 +124,7 @@ void tcu_embedding_add(float *out, const float *table, const int *index_host, in
   long long gx = tcu_ceil_div(D, TCU_THREADS);
   if (gx > 16) gx = 16;
   dim3 grid((unsigned)gx, (unsigned)(B < 65535 ? B : 65535));
-  embedding_add_kernel<<<grid, TCU_THREADS>>>(out, table, index, B, D);
+  TCU_LAUNCH(grid, TCU_THREADS, 0, embedding_add_kernel)(out, table, index, B, D);
   LAUNCH_OK("embedding_add_kernel");
 }
 
@@ -136,6 +136,6 @@ void tcu_embedding_backward(float *d_table, const float *d_out, const int *index
   if (B == 0 || D == 0) return;
   const int *index = upload_index(index_host, B);
   if (!index) return;
-  embedding_backward_kernel<<<(unsigned)tcu_ceil_div(D, 128), 128>>>(d_table, d_out, index, B, D);
+  TCU_LAUNCH((unsigned)tcu_ceil_div(D, 128), 128, 0, embedding_backward_kernel)(d_table, d_out, index, B, D);
   LAUNCH_OK("embedding_backward_kernel");
 }
