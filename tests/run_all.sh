@@ -48,8 +48,6 @@ run "train.recompute (ASan+UBSan)" build-san/tests/test_recompute
 run "noise alignment / linear assignment" build/tests/test_align
 run "CUDA bf16 weight copy: address ranges (ASan+UBSan)" build-san/tests/test_master_range
 run "CUDA flash attention: ldmatrix lane maps" build/tests/test_flash_fragments
-run "CUDA attention kernels, run on the CPU" build/tests/test_attention_emu
-run "CUDA attention kernels on the CPU (ASan+UBSan)" build-san/tests/test_attention_emu --quick
 run "pyramid sampler with an oracle model" build/tests/test_sampler
 run "video writer: GIF/PNG round trip (ASan+UBSan)" build-san/tests/test_video_write
 run "synthetic data sets (ASan+UBSan)" build-san/tests/test_synth
@@ -69,6 +67,16 @@ run "config refusals and rules (ASan+UBSan)" build-san/tests/test_config_rules
 run "check_kernels harness on the CPU backend" build/tests/gpu/check_kernels --cpu --quick
 run "check_model harness on the CPU backend" build/tests/gpu/check_model --cpu --quick --steps 3
 run "check_kernels: where a failing attention is off" build/tests/test_check_where
+# The CUDA backend itself, every .cu file compiled for the CPU against tests/emu (fibers for CUDA
+# threads, the PTX instructions, wmma and cuBLASLt carried out as documented): its attention against
+# float64 and across TPDIFF_ATTN, then make check-gpu's own programs with it as the GPU
+run "CUDA backend on the CPU emulator: attention" build/tests/test_attention_emu
+run "CUDA backend on the CPU emulator: every op (ASan+UBSan)" \
+  build-san/tests/gpu/check_kernels --lib build-san/tests/emu/libtpdiff_cuda_emu.so --quick --no-timing
+run "CUDA backend on the CPU emulator: model, training, fp32" \
+  build/tests/gpu/check_model --lib build/tests/emu/libtpdiff_cuda_emu.so --quick --no-timing --no-base --steps 3
+run "CUDA backend on the CPU emulator: model, training, bf16" \
+  build/tests/gpu/check_model --lib build/tests/emu/libtpdiff_cuda_emu.so --quick --no-timing --no-base --steps 3 --bf16
 run "make check-gpu's script without a GPU, both builds" tests/cli/check_gpu_cli.sh
 run "parity checker fails on bad dumps" "$PY" tests/ref/check_parity_selftest.py
 run "model vs PyTorch: tiny" tests/ref/parity.sh tiny

@@ -1,4 +1,4 @@
-/* emu.cc — the fibers, the scheduler and the warp-wide instructions of emu.h. */
+/* emu.cc — the fibers, the scheduler, the launches and the warp-wide instructions of emu.h. */
 #include "tests/emu/emu.h"
 
 #include <cuda_bf16.h>
@@ -14,6 +14,7 @@
 #include <vector>
 
 #if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
 #define EMU_ASAN 1
 #else
@@ -37,20 +38,85 @@ const char *op_name(Op op) {
   }
 }
 
+/* ---- fiber contexts ----------------------------------------------------------------------------
+ * On x86-64 a switch saves the callee-saved registers, MXCSR and the x87 control word on the old
+ * stack and loads the new stack pointer: no system call (glibc's swapcontext saves the signal mask
+ * with one at every switch, which made the emulator spend a third of its time in the kernel).
+ * Elsewhere, ucontext. */
+#if defined(__x86_64__)
+struct Context {
+  void *sp;
+};
+extern "C" void emu_switch_stacks(void **save_sp, void *load_sp);
+asm(R"(
+  .text
+  .globl emu_switch_stacks
+  .type emu_switch_stacks, @function
+emu_switch_stacks:
+  pushq %rbp
+  pushq %rbx
+  pushq %r12
+  pushq %r13
+  pushq %r14
+  pushq %r15
+  subq $8, %rsp
+  stmxcsr (%rsp)
+  fnstcw 4(%rsp)
+  movq %rsp, (%rdi)
+  movq %rsi, %rsp
+  ldmxcsr (%rsp)
+  fldcw 4(%rsp)
+  addq $8, %rsp
+  popq %r15
+  popq %r14
+  popq %r13
+  popq %r12
+  popq %rbx
+  popq %rbp
+  ret
+  .size emu_switch_stacks, .-emu_switch_stacks
+)");
+void switch_context(Context *save, Context *load) { emu_switch_stacks(&save->sp, load->sp); }
+/* A fresh stack whose first switch "returns" into entry, with the stack aligned as after a call. */
+void make_context(Context *c, char *stack, size_t bytes, void (*entry)()) {
+  uintptr_t top = ((uintptr_t)(stack + bytes)) & ~(uintptr_t)15;
+  uint64_t *at = reinterpret_cast<uint64_t *>(top - 16); /* 16-aligned: entry starts at 8 mod 16 */
+  at[1] = 0;                                            /* entry's own return address: none */
+  at[0] = (uint64_t)(uintptr_t)entry;
+  for (int r = 1; r <= 6; r++) at[-r] = 0; /* rbp, rbx, r12 .. r15 */
+  uint32_t *control = reinterpret_cast<uint32_t *>(at - 7);
+  control[0] = 0x1F80;                     /* MXCSR: exceptions masked, round to nearest */
+  control[1] = 0x037F;                     /* x87 control word, the default */
+  c->sp = at - 7;
+}
+#else
+struct Context {
+  ucontext_t uc;
+};
+void switch_context(Context *save, Context *load) { swapcontext(&save->uc, &load->uc); }
+void make_context(Context *c, char *stack, size_t bytes, void (*entry)()) {
+  getcontext(&c->uc);
+  c->uc.uc_stack.ss_sp = stack;
+  c->uc.uc_stack.ss_size = bytes;
+  c->uc.uc_link = nullptr;
+  makecontext(&c->uc, entry, 0);
+}
+#endif
+
 struct Copy {
   void *dst;
   const void *src;
 };
 
 struct Fiber {
-  ucontext_t ctx;
+  Context ctx;
   char *stack = nullptr;
   uint3 tid{0, 0, 0};
   int linear = 0;
   Wait wait = Wait::None;
   /* a warp-wide instruction: its kind and this lane's operands, then its result */
   Op op = Op::None;
-  float f = 0.0f;
+  double f = 0.0; /* a shuffle's value (float or double) */
   int mask = 0;
   const unsigned char *addr = nullptr;
   uint32_t a[4] = {0, 0, 0, 0}, b[2] = {0, 0};
@@ -74,7 +140,7 @@ struct PoolOwner {
     g_pool.clear();
   }
 } g_pool_owner;
-ucontext_t g_scheduler;
+Context g_scheduler;
 Fiber *g_cur = nullptr;
 uint3 g_block_idx{0, 0, 0};
 dim3 g_block_dim, g_grid_dim;
@@ -110,7 +176,7 @@ void yield_to_scheduler() {
   void *fake = nullptr;
   __sanitizer_start_switch_fiber(self->wait == Wait::Done ? nullptr : &fake, g_sched_stack_bottom, g_sched_stack_size);
 #endif
-  swapcontext(&self->ctx, &g_scheduler);
+  switch_context(&self->ctx, &g_scheduler);
 #if EMU_ASAN
   __sanitizer_finish_switch_fiber(fake, nullptr, nullptr);
 #endif
@@ -133,7 +199,7 @@ void resume(Fiber *f) {
 #if EMU_ASAN
   __sanitizer_start_switch_fiber(&g_fake_stack, f->stack, kStackBytes);
 #endif
-  swapcontext(&g_scheduler, &f->ctx);
+  switch_context(&g_scheduler, &f->ctx);
 #if EMU_ASAN
   __sanitizer_finish_switch_fiber(g_fake_stack, nullptr, nullptr);
 #endif
@@ -170,7 +236,7 @@ void execute(Fiber **lanes) {
           op_name(lanes[i]->op));
   switch (op) {
     case Op::Shfl: { /* every lane reads its partner's input before any lane's changes */
-      float got[32];
+      double got[32];
       for (int i = 0; i < 32; i++) {
         if (lanes[i]->mask != lanes[0]->mask) die("shuffle with different lane masks in one warp");
         got[i] = lanes[i ^ (lanes[i]->mask & 31)]->f;
@@ -255,11 +321,11 @@ void run_block(int nthreads) {
     f->wait = Wait::None;
     f->op = Op::None;
     f->pending.clear();
-    getcontext(&f->ctx);
-    f->ctx.uc_stack.ss_sp = f->stack;
-    f->ctx.uc_stack.ss_size = kStackBytes;
-    f->ctx.uc_link = nullptr;
-    makecontext(&f->ctx, fiber_main, 0);
+#if EMU_ASAN
+    /* the last fiber on this stack left its frames' redzones poisoned */
+    __asan_unpoison_memory_region(f->stack, kStackBytes);
+#endif
+    make_context(&f->ctx, f->stack, kStackBytes, fiber_main);
   }
   for (;;) {
     for (int i = 0; i < nthreads; i++)
@@ -274,11 +340,13 @@ void run_block(int nthreads) {
     bool progressed = false;
     for (int w = 0; w * 32 < nthreads; w++) {
       Fiber **lanes = &g_pool[32 * w];
+      const int count = nthreads - 32 * w < 32 ? nthreads - 32 * w : 32;
       int at = 0, gone = 0;
-      for (int i = 0; i < 32; i++) {
+      for (int i = 0; i < count; i++) {
         at += lanes[i]->wait == Wait::Warp;
         gone += lanes[i]->wait == Wait::Done;
       }
+      if (at == count && count < 32) die("warp %d has %d threads: a full-warp instruction needs 32", w, count);
       if (at == 32) {
         execute(lanes);
         progressed = true;
@@ -321,12 +389,13 @@ void wmma_check(const void *p, size_t ld_bytes, size_t extent_bytes) {
         g_smem_bytes);
 }
 
-float shfl_xor(float v, int lane_mask) {
+double shfl_xor(double v, int lane_mask) {
   g_cur->f = v;
   g_cur->mask = lane_mask;
   warp_wait(Op::Shfl);
   return g_cur->f;
 }
+float shfl_xor(float v, int lane_mask) { return (float)shfl_xor((double)v, lane_mask); }
 
 void mma_bf16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
   memcpy(g_cur->a, a, sizeof g_cur->a);
@@ -369,7 +438,7 @@ cudaError_t set_max_dynamic_smem(const void *kernel, int bytes) {
   return cudaSuccess;
 }
 
-cudaError_t last_error() {
+cudaError_t take_launch_error() {
   cudaError_t e = g_error;
   g_error = cudaSuccess;
   return e;
@@ -379,7 +448,7 @@ void run_grid(const void *kernel, dim3 grid, dim3 block, size_t smem_bytes, cons
   const size_t threads = (size_t)block.x * block.y * block.z;
   const auto it = g_max_smem.find(kernel);
   const size_t allowed = it != g_max_smem.end() && it->second > 48 * 1024 ? (size_t)it->second : 48 * 1024;
-  if (threads == 0 || threads > 1024 || threads % 32 != 0 || grid.x == 0 || grid.y == 0 || grid.z == 0 ||
+  if (threads == 0 || threads > 1024 || grid.x == 0 || grid.y == 0 || grid.z == 0 ||
       grid.y > 65535 || grid.z > 65535 || smem_bytes > allowed) {
     printf("emu: launch refused: grid (%u, %u, %u), block (%u, %u, %u), %zu bytes of dynamic shared memory (allowed "
            "%zu)\n",

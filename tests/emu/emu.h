@@ -1,14 +1,17 @@
-/* emu.h — runs the bf16 flash attention kernels (kernels/cuda/attention_flash*.cu, compiled with a
- * host compiler against tests/emu/include) on the CPU, so that the test suite checks the kernels'
- * own code where no GPU is present: their tiling, masking, online softmax and fragment bookkeeping.
+/* emu.h — runs the CUDA backend (kernels/cuda/*.cu, compiled with a host compiler against
+ * tests/emu/include) on the CPU, so that the test suite checks the backend's own code where no GPU
+ * is present: the kernels' tiling, masking, reductions and fragment bookkeeping, and the host code
+ * around them (plans, scratch, the bf16 weights copy, the dispatch).
  *
- * Each CUDA thread of a block is a fiber (ucontext) on one OS thread. Fibers run in turn until they
- * reach a barrier (__syncthreads) or a warp-wide instruction (shuffle, ldmatrix, mma.sync); when the
- * whole warp (or block) has arrived, emu carries the instruction out for all lanes at once and lets
- * them go on. So the order of execution is fixed, results are deterministic, and a warp whose lanes
- * diverge at a warp-wide instruction, or a block that does not all reach a barrier, stops the test
- * with one line instead of hanging. Blocks run one after another. Shared memory starts as 0xFF bytes
- * (bf16 NaN) in every block, so a read of a tile element that was never copied shows in the output.
+ * Each CUDA thread of a block is a fiber on one OS thread. Fibers run in turn until they reach a
+ * barrier (__syncthreads, __syncwarp) or a warp-wide instruction (shuffle, ldmatrix, mma.sync, a
+ * wmma function); when the whole warp (or block) has arrived, emu carries the instruction out for
+ * all lanes at once and lets them go on. So the order of execution is fixed, results are
+ * deterministic, and a warp whose lanes diverge at a warp-wide instruction, or a block that does
+ * not all reach a barrier, stops the test with one line instead of hanging. Blocks run one after
+ * another. Dynamic shared memory starts as 0xFF bytes (bf16 NaN) in every block, so a read of a
+ * tile element that was never copied shows in the output (static __shared__ arrays keep the last
+ * block's values instead).
  *
  * What it does not model: timing, occupancy, register spills, bank conflicts, and races between
  * warps that the real barriers would expose. The GPU check (tests/gpu/check_gpu.sh) remains the
@@ -40,6 +43,9 @@ unsigned char *dynamic_smem();
  * (256-bit aligned), leading dimension (a multiple of 16 bytes) and extent */
 void warp_collective_sync();
 void wmma_check(const void *p, size_t ld_bytes, size_t extent_bytes);
+
+/* the error of the last refused launch (cudaGetLastError), cleared */
+cudaError_t take_launch_error();
 
 /* Runs body() as every thread of every block of the grid; records a launch error (cudaGetLastError)
  * where the configuration is one the GPU would refuse. */

@@ -1,23 +1,25 @@
-# tests/emu/emu.mk — the CUDA backend's attention kernels run on the CPU.
+# tests/emu/emu.mk — the CUDA backend run on the CPU.
 #
 # Included by the top-level Makefile with BUILD, OPT, LIB, LDFLAGS, LDLIBS and BLAS_CFLAGS set.
-# kernels/cuda/attention*.cu are compiled as C++ by the host compiler against tests/emu/include (a
-# CUDA runtime, bf16 type, wmma and PTX instructions carried out by tests/emu/emu.cc),
-# which comes before the real headers on the include path; no GPU or nvcc is needed. Defines
-# EMU_TEST_BIN:
+# kernels/cuda/*.cu are compiled as C++ by the host compiler against tests/emu/include (the CUDA
+# runtime, bf16, wmma, cuBLASLt and the flash kernels' PTX instructions, carried out by
+# tests/emu/*.cc), which comes before the real headers on the include path; no GPU or nvcc is
+# needed. Defines:
 #
-#   $(BUILD)/tests/test_attention_emu   the kernels against the CPU backend's attention (tests/run_all.sh)
+#   EMU_TEST_BIN  $(BUILD)/tests/test_attention_emu: the attention kernels against the CPU
+#                 backend's attention (tests/run_all.sh)
+#   EMU_LIB       $(BUILD)/tests/emu/libtpdiff_cuda_emu.so: the whole backend, for check_kernels and
+#                 check_model --lib (tests/run_all.sh)
 
 EMU_CXX := $(if $(filter default,$(origin CXX)),g++,$(CXX))
-EMU_CXXFLAGS := -std=c++20 $(OPT) -ffp-contract=off -Wall -Wextra -Werror -Wshadow -Wno-unknown-pragmas -Itests/emu/include -I. \
-	$(BLAS_CFLAGS)
-EMU_KERNEL_SRCS := kernels/cuda/attention.cu kernels/cuda/attention_bf16.cu kernels/cuda/attention_flash.cu \
-	kernels/cuda/attention_flash_bwd.cu
-EMU_OBJS := $(EMU_KERNEL_SRCS:kernels/cuda/%.cu=$(BUILD)/tests/emu/%.o) \
-	$(patsubst tests/emu/%.cc,$(BUILD)/tests/emu/%.o,$(wildcard tests/emu/*.cc))
+EMU_CXXFLAGS := -std=c++20 $(OPT) -fPIC -ffp-contract=off -Wall -Wextra -Werror -Wshadow -Wno-unknown-pragmas \
+	-Itests/emu/include -I. $(BLAS_CFLAGS)
+EMU_KERNEL_OBJS := $(patsubst kernels/cuda/%.cu,$(BUILD)/tests/emu/cuda/%.o,$(wildcard kernels/cuda/*.cu))
+EMU_RUNTIME_OBJS := $(patsubst tests/emu/%.cc,$(BUILD)/tests/emu/%.o,$(filter-out tests/emu/test_%,$(wildcard tests/emu/*.cc)))
 EMU_TEST_BIN := $(BUILD)/tests/test_attention_emu
+EMU_LIB := $(BUILD)/tests/emu/libtpdiff_cuda_emu.so
 
-$(BUILD)/tests/emu/%.o: kernels/cuda/%.cu
+$(BUILD)/tests/emu/cuda/%.o: kernels/cuda/%.cu
 	@mkdir -p $(dir $@)
 	$(EMU_CXX) $(EMU_CXXFLAGS) -MMD -MP -x c++ -c $< -o $@
 
@@ -25,8 +27,12 @@ $(BUILD)/tests/emu/%.o: tests/emu/%.cc
 	@mkdir -p $(dir $@)
 	$(EMU_CXX) $(EMU_CXXFLAGS) -MMD -MP -c $< -o $@
 
-$(EMU_TEST_BIN): $(EMU_OBJS) $(LIB)
+$(EMU_TEST_BIN): $(BUILD)/tests/emu/test_attention_emu.o $(EMU_KERNEL_OBJS) $(EMU_RUNTIME_OBJS) $(LIB)
 	@mkdir -p $(dir $@)
 	$(EMU_CXX) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
--include $(EMU_OBJS:.o=.d)
+$(EMU_LIB): $(EMU_KERNEL_OBJS) $(EMU_RUNTIME_OBJS)
+	@mkdir -p $(dir $@)
+	$(EMU_CXX) $(LDFLAGS) -shared $^ -o $@
+
+-include $(EMU_KERNEL_OBJS:.o=.d) $(EMU_RUNTIME_OBJS:.o=.d) $(BUILD)/tests/emu/test_attention_emu.d

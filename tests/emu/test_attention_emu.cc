@@ -19,12 +19,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kernels/cuda/cuda_internal.cuh"
+#include <cuda_bf16.h>
+
 #include "tests/emu/emu.h"
-#include "tests/emu/emu_tcu.h"
 extern "C" {
+#include "kernels/backend.h"
 #include "kernels/kernels.h"
+const tpdiff_backend *tpdiff_cuda_backend(char *err, size_t err_size); /* kernels/cuda/backend.cu */
 }
+
+static const tpdiff_backend *be; /* the CUDA backend, on the emulator */
 
 static int passed, failed;
 
@@ -138,22 +142,26 @@ static void check_shape(int B, int N, int D, int H) {
   for (int v = 0; v < kModeCount; v++) {
     const Mode &mode = kModes[v];
     Result &r = res[v];
-    g_tcu.bf16 = mode.bf16;
+    char err[512] = "";
+    if (be->set_precision(mode.bf16 ? TPDIFF_BF16 : TPDIFF_FP32, err, sizeof err) != 0) {
+      check(false, "%s %s: set_precision: %s", shape, mode.name, err);
+      continue;
+    }
     if (mode.attn)
       setenv("TPDIFF_ATTN", mode.attn, 1);
     else
       unsetenv("TPDIFF_ATTN");
     r.out = nan_filled(nout);
-    r.lse = nan_filled(tcu_attention_probs_floats(B, N, H));
+    r.lse = nan_filled(be->attention_probs_floats(B, N, H));
     r.dqkv = nan_filled(nqkv);
     r.dqkv_rerun = nan_filled(nqkv);
-    tcu_attention_forward(r.out, r.lse, qkv, B, N, D, H);
-    tcu_attention_backward(r.dqkv, dout, qkv, r.out, r.lse, unused, B, N, D, H);
-    tcu_attention_backward(r.dqkv_rerun, dout, qkv, NULL, r.lse, unused, B, N, D, H);
-    const char *why = emu_first_error();
-    if (why[0]) {
+    /* device memory is host memory on the emulator */
+    be->attention_forward(r.out, r.lse, qkv, B, N, D, H);
+    be->attention_backward(r.dqkv, dout, qkv, r.out, r.lse, unused, B, N, D, H);
+    be->attention_backward(r.dqkv_rerun, dout, qkv, NULL, r.lse, unused, B, N, D, H);
+    const char *why = be->last_error();
+    if (be->synchronize() != 0 || (why && why[0])) {
       check(false, "%s %s: %s", shape, mode.name, why);
-      emu_clear_error();
       continue;
     }
     double e = rel_err(r.out, out_cpu, nout);
@@ -195,6 +203,12 @@ static void check_shape(int B, int N, int D, int H) {
 
 int main(int argc, char **argv) {
   setvbuf(stdout, NULL, _IOLBF, 0); /* every line out before a sanitizer's report ends the process */
+  char err[512] = "";
+  be = tpdiff_cuda_backend(err, sizeof err);
+  if (!be) {
+    printf("FAIL the CUDA backend on the emulator: %s\n", err);
+    return 1;
+  }
   const bool quick = argc > 1 && strcmp(argv[1], "--quick") == 0;
   check_shape(1, 17, 12, 3);  /* head 4 -> 16; one partial tile */
   check_shape(2, 33, 20, 2);  /* head 10 -> 16; two clips */

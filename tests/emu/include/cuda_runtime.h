@@ -1,12 +1,14 @@
-/* cuda_runtime.h, as tests/emu sees it: the little of the CUDA language and runtime that the flash
- * attention sources use, for a host compiler. Placed before the real CUDA headers on the include
- * path of the emulator build only. Threads, blocks, barriers and warp collectives are carried out
- * by tests/emu/emu.cc. */
+/* cuda_runtime.h, as tests/emu sees it: the part of the CUDA language and runtime API that the CUDA
+ * backend (kernels/cuda) uses, for a host compiler. Placed before the real CUDA headers on the
+ * include path of the emulator build only. Threads, blocks, barriers and warp-wide instructions are
+ * carried out by tests/emu/emu.cc; "device" memory is host memory. */
 #ifndef TPDIFF_EMU_CUDA_RUNTIME_H
 #define TPDIFF_EMU_CUDA_RUNTIME_H
 
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #define __host__
 #define __device__
@@ -46,19 +48,64 @@ inline T max(T a, T b) {
   return a < b ? b : a;
 }
 
-enum cudaError_t { cudaSuccess = 0, cudaErrorInvalidValue = 1, cudaErrorLaunchFailure = 4 };
-enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
-
 /* correctly rounded single operations: the host's, with contraction into FMA off (-ffp-contract=off) */
 inline float __fadd_rn(float a, float b) { return a + b; }
 inline float __fsub_rn(float a, float b) { return a - b; }
 inline float __fmul_rn(float a, float b) { return a * b; }
 inline float __fdiv_rn(float a, float b) { return a / b; }
+inline float __fsqrt_rn(float a) { return sqrtf(a); }
+inline double __dadd_rn(double a, double b) { return a + b; }
+inline double __dsub_rn(double a, double b) { return a - b; }
+inline double __dmul_rn(double a, double b) { return a * b; }
+inline unsigned __umulhi(unsigned a, unsigned b) { return (unsigned)(((uint64_t)a * b) >> 32); }
 inline float __int_as_float(int i) {
   float f;
-  __builtin_memcpy(&f, &i, sizeof f);
+  memcpy(&f, &i, sizeof f);
   return f;
 }
+
+/* ---- runtime API -------------------------------------------------------------------------------- */
+
+enum cudaError_t {
+  cudaSuccess = 0,
+  cudaErrorInvalidValue = 1,
+  cudaErrorMemoryAllocation = 2,
+  cudaErrorLaunchFailure = 4,
+  cudaErrorInvalidDevice = 101,
+};
+typedef cudaError_t cudaError;
+enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
+enum cudaMemcpyKind {
+  cudaMemcpyHostToHost = 0,
+  cudaMemcpyHostToDevice = 1,
+  cudaMemcpyDeviceToHost = 2,
+  cudaMemcpyDeviceToDevice = 3,
+};
+struct cudaDeviceProp {
+  char name[256];
+  size_t totalGlobalMem;
+  int major, minor;
+  int multiProcessorCount;
+};
+
+cudaError_t cudaGetDeviceCount(int *count);
+cudaError_t cudaSetDevice(int device);
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp *prop, int device);
+cudaError_t cudaMalloc(void **ptr, size_t bytes);
+template <class T>
+inline cudaError_t cudaMalloc(T **ptr, size_t bytes) {
+  return cudaMalloc(reinterpret_cast<void **>(ptr), bytes);
+}
+cudaError_t cudaFree(void *ptr);
+cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind);
+cudaError_t cudaMemset(void *ptr, int value, size_t bytes);
+cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total_bytes);
+cudaError_t cudaDeviceSynchronize();
+cudaError_t cudaGetLastError();
+const char *cudaGetErrorString(cudaError_t e);
+const char *cudaGetErrorName(cudaError_t e);
+
+/* ---- the language: thread indices, barriers, shuffles ----------------------------------------- */
 
 namespace emu {
 const uint3 &thread_idx();
@@ -68,8 +115,8 @@ const dim3 &grid_dim();
 void syncthreads();
 void syncwarp();
 float shfl_xor(float v, int lane_mask);
+double shfl_xor(double v, int lane_mask);
 cudaError_t set_max_dynamic_smem(const void *kernel, int bytes);
-cudaError_t last_error(); /* and clears it, as cudaGetLastError does */
 }  // namespace emu
 
 #define threadIdx (emu::thread_idx())
@@ -82,8 +129,13 @@ inline void __syncwarp(unsigned mask = 0xffffffffu) {
   (void)mask;
   emu::syncwarp();
 }
+/* the kernels pass the full warp; emu checks that all 32 lanes take part */
 inline float __shfl_xor_sync(unsigned mask, float v, int lane_mask) {
-  (void)mask; /* the kernels pass the full warp; emu checks that all 32 lanes take part */
+  (void)mask;
+  return emu::shfl_xor(v, lane_mask);
+}
+inline double __shfl_xor_sync(unsigned mask, double v, int lane_mask) {
+  (void)mask;
   return emu::shfl_xor(v, lane_mask);
 }
 
@@ -92,9 +144,11 @@ inline cudaError_t cudaFuncSetAttribute(K *kernel, cudaFuncAttribute attr, int v
   if (attr != cudaFuncAttributeMaxDynamicSharedMemorySize) return cudaErrorInvalidValue;
   return emu::set_max_dynamic_smem(reinterpret_cast<const void *>(kernel), value);
 }
-inline cudaError_t cudaGetLastError() { return emu::last_error(); }
-inline const char *cudaGetErrorString(cudaError_t e) {
-  return e == cudaSuccess ? "no error" : e == cudaErrorInvalidValue ? "invalid argument" : "unspecified launch failure";
-}
+
+/* kernels/cuda/cuda_internal.cuh's launch and shared-memory macros, emu's way */
+#define TCU_LAUNCH(grid, block, smem, ...) emu::launch((grid), (block), (smem), __VA_ARGS__)
+#define TCU_DYNAMIC_SMEM(name) unsigned char *name = emu::dynamic_smem()
+
+#include "tests/emu/emu.h"
 
 #endif
