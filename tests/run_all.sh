@@ -77,6 +77,7 @@ run "CUDA backend on the CPU emulator: model, training, fp32" \
   build/tests/gpu/check_model --lib build/tests/emu/libtpdiff_cuda_emu.so --quick --no-timing --no-base --steps 3
 run "CUDA backend on the CPU emulator: model, training, bf16" \
   build/tests/gpu/check_model --lib build/tests/emu/libtpdiff_cuda_emu.so --quick --no-timing --no-base --steps 3 --bf16
+run "tpdiff-train/-sample --device cuda on the CPU emulator" tests/cli/cuda_emu_cli.sh
 run "make check-gpu's script without a GPU, both builds" tests/cli/check_gpu_cli.sh
 run "parity checker fails on bad dumps" "$PY" tests/ref/check_parity_selftest.py
 run "model vs PyTorch: tiny" tests/ref/parity.sh tiny
