@@ -1,4 +1,4 @@
-/* emu.h — runs the CUDA backend (kernels/cuda/*.cu, compiled with a host compiler against
+/* emu.h — runs the CUDA backend (every .cu file of kernels/cuda, compiled with a host compiler against
  * tests/emu/include) on the CPU, so that the test suite checks the backend's own code where no GPU
  * is present: the kernels' tiling, masking, reductions and fragment bookkeeping, and the host code
  * around them (plans, scratch, the bf16 weights copy, the dispatch).
