@@ -11,6 +11,7 @@
 #include <ucontext.h>
 
 #include <map>
+#include <mutex>
 #include <vector>
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -445,6 +446,9 @@ cudaError_t take_launch_error() {
 }
 
 void run_grid(const void *kernel, dim3 grid, dim3 block, size_t smem_bytes, const std::function<void()> &body) {
+  /* one launch at a time, as on one stream: the running block's state is global */
+  static std::mutex launch_lock;
+  std::lock_guard<std::mutex> hold(launch_lock);
   const size_t threads = (size_t)block.x * block.y * block.z;
   const auto it = g_max_smem.find(kernel);
   const size_t allowed = it != g_max_smem.end() && it->second > 48 * 1024 ? (size_t)it->second : 48 * 1024;
