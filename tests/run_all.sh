@@ -63,7 +63,7 @@ run "config loading (ASan+UBSan)" build-san/tests/test_config_load configs
 run "config refusals and rules (ASan+UBSan)" build-san/tests/test_config_rules
 # make check-gpu's programs with the CPU backend playing the GPU: every case runs end to end (inputs,
 # poisoning, comparisons, the recompute and training checks), so a broken checker shows here and not
-# in a GPU session's few minutes
+# in the few minutes of a GPU run
 run "check_kernels harness on the CPU backend" build/tests/gpu/check_kernels --cpu --quick
 run "check_model harness on the CPU backend" build/tests/gpu/check_model --cpu --quick --steps 3
 run "check_kernels: where a failing attention is off" build/tests/test_check_where

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # check_gpu_cli.sh — `make check-gpu`'s script (tests/gpu/check_gpu.sh) on a machine without a GPU.
-# A GPU session has a few minutes of device time; a script that no longer parses, or a build path
+# GPU time is scarce and a check on it short; a script that no longer parses, or a build path
 # that no longer compiles, must show here and not there. Checked:
 #   - the normal path (make check-gpu-build) builds, then stops with exit 3 and one line naming the
 #     missing GPU, and writes its log;

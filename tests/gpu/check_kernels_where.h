@@ -2,9 +2,9 @@
  *
  * A wrong ldmatrix lane map, fragment index, tail mask or softmax scale in the flash kernels leaves
  * a pattern: only some rows of every 16-row mma tile, some columns of every 16-column block, the
- * last (partial) 64-row block, one of q/k/v in d_qkv. A GPU session has minutes, so a FAIL line is
+ * last (partial) 64-row block, one of q/k/v in d_qkv. GPU time is scarce, so a FAIL line is
  * followed by the counts that tell these apart, without a second run. Plain C, no GPU: the CPU
- * test suite checks the counting (tests/unit/test_error_where.c). */
+ * test suite checks the counting (tests/unit/test_check_where.c). */
 #ifndef TPDIFF_CHECK_KERNELS_WHERE_H
 #define TPDIFF_CHECK_KERNELS_WHERE_H
 

@@ -1,6 +1,6 @@
 /* test_check_where.c — the counts that follow a failing attention check on a GPU
  * (tests/gpu/check_kernels_where.c): they must point at the rows, columns, head and part that are
- * wrong, or a GPU session reads the wrong fault out of them. A known pattern is planted in a copy of
+ * wrong, or a GPU run is read for the wrong fault. A known pattern is planted in a copy of
  * random values and the counts and the printed lines are compared with what was planted. */
 #include <math.h>
 #include <stdint.h>
