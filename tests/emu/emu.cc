@@ -10,6 +10,7 @@
 #include <unistd.h>
 #include <ucontext.h>
 
+#include <algorithm>
 #include <map>
 #include <mutex>
 #include <vector>
@@ -26,7 +27,7 @@ namespace emu {
 namespace {
 
 enum class Wait { None, Barrier, Warp, Done };
-enum class Op { None, Shfl, Ldsm, LdsmTrans, Mma, SyncWarp, Wmma };
+enum class Op { None, Shfl, Ldsm, LdsmTrans, Mma, SyncWarp, Wmma, WmmaLoad };
 const char *op_name(Op op) {
   switch (op) {
     case Op::Shfl: return "shfl.sync.bfly";
@@ -35,6 +36,7 @@ const char *op_name(Op op) {
     case Op::Mma: return "mma.sync.m16n8k16";
     case Op::SyncWarp: return "__syncwarp";
     case Op::Wmma: return "a wmma function";
+    case Op::WmmaLoad: return "wmma::load_matrix_sync";
     default: return "(none)";
   }
 }
@@ -123,6 +125,8 @@ struct Fiber {
   uint32_t a[4] = {0, 0, 0, 0}, b[2] = {0, 0};
   float c[4] = {0, 0, 0, 0};
   uint32_t r[4] = {0, 0, 0, 0};
+  const float *share = nullptr; /* a wmma load: this lane's share of the tile, and where the tile goes */
+  float *tile = nullptr;
   std::vector<Copy> pending; /* cp.async issued, not yet waited for */
 };
 
@@ -297,6 +301,10 @@ void execute(Fiber **lanes) {
       }
       break;
     }
+    case Op::WmmaLoad:
+      for (int i = 0; i < 32; i++)
+        for (int e = 0; e < 16 * 16; e++) lanes[i]->tile[e] = lanes[e % 32]->share[e];
+      break;
     case Op::SyncWarp:
     case Op::Wmma: break; /* only the meeting: each lane then goes on with its own work */
     default: die("warp waits at no instruction");
@@ -307,7 +315,8 @@ void execute(Fiber **lanes) {
   }
 }
 
-void run_block(int nthreads) {
+/* reverse: resume the block's threads from the last, each time round (TPDIFF_EMU_ORDER) */
+void run_block(int nthreads, bool reverse) {
   while ((int)g_pool.size() < nthreads) {
     void *mem = mmap(nullptr, kStackBytes + kGuardBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (mem == MAP_FAILED || mprotect(mem, kGuardBytes, PROT_NONE) != 0) die("out of memory for fiber stacks");
@@ -328,9 +337,36 @@ void run_block(int nthreads) {
 #endif
     make_context(&f->ctx, f->stack, kStackBytes, fiber_main);
   }
+  /* Warp by warp: each runs as far as it can (through its warp-wide instructions) before the next
+   * starts, up to a block barrier or its exit. A GPU may schedule warps that way, and it is the
+   * order in which a missing __syncthreads shows: a warp reads shared memory that the others have
+   * not written yet. */
+  const int warps = (nthreads + 31) / 32;
   for (;;) {
-    for (int i = 0; i < nthreads; i++)
-      if (g_pool[i]->wait == Wait::None) resume(g_pool[i]);
+    for (int k = 0; k < warps; k++) {
+      const int w = reverse ? warps - 1 - k : k;
+      Fiber **lanes = &g_pool[32 * w];
+      const int count = nthreads - 32 * w < 32 ? nthreads - 32 * w : 32;
+      for (;;) {
+        for (int q = 0; q < count; q++) {
+          Fiber *f = lanes[reverse ? count - 1 - q : q];
+          if (f->wait == Wait::None) resume(f);
+        }
+        int at = 0, gone = 0;
+        for (int i = 0; i < count; i++) {
+          at += lanes[i]->wait == Wait::Warp;
+          gone += lanes[i]->wait == Wait::Done;
+        }
+        if (at == count && count < 32) die("warp %d has %d threads: a full-warp instruction needs 32", w, count);
+        if (at == 32) {
+          execute(lanes);
+          continue;
+        }
+        if (at > 0 && gone > 0)
+          die("warp %d: %d lanes wait at %s while %d have exited", w, at, op_name(lanes[0]->op), gone);
+        break; /* at a barrier, exited, or stuck */
+      }
+    }
     int done = 0, barrier = 0, warp = 0;
     for (int i = 0; i < nthreads; i++) {
       done += g_pool[i]->wait == Wait::Done;
@@ -338,24 +374,6 @@ void run_block(int nthreads) {
       warp += g_pool[i]->wait == Wait::Warp;
     }
     if (done == nthreads) return;
-    bool progressed = false;
-    for (int w = 0; w * 32 < nthreads; w++) {
-      Fiber **lanes = &g_pool[32 * w];
-      const int count = nthreads - 32 * w < 32 ? nthreads - 32 * w : 32;
-      int at = 0, gone = 0;
-      for (int i = 0; i < count; i++) {
-        at += lanes[i]->wait == Wait::Warp;
-        gone += lanes[i]->wait == Wait::Done;
-      }
-      if (at == count && count < 32) die("warp %d has %d threads: a full-warp instruction needs 32", w, count);
-      if (at == 32) {
-        execute(lanes);
-        progressed = true;
-      } else if (at > 0 && gone > 0) {
-        die("warp %d: %d lanes wait at %s while %d have exited", w, at, op_name(lanes[0]->op), gone);
-      }
-    }
-    if (progressed) continue;
     if (barrier > 0 && barrier + done == nthreads) {
       if (done > 0) die("__syncthreads reached by %d threads while %d have exited", barrier, done);
       for (int i = 0; i < nthreads; i++) g_pool[i]->wait = Wait::None;
@@ -363,6 +381,64 @@ void run_block(int nthreads) {
     }
     die("deadlock: %d threads at __syncthreads, %d at a warp instruction (not the whole warp), %d exited", barrier,
         warp, done);
+  }
+}
+
+enum class Order { Forward, Reverse, Check };
+
+Order order_from_environment() {
+  const char *v = getenv("TPDIFF_EMU_ORDER");
+  if (!v || !*v || !strcmp(v, "forward")) return Order::Forward;
+  if (!strcmp(v, "reverse")) return Order::Reverse;
+  if (!strcmp(v, "check")) return Order::Check;
+  printf("FAIL emu: TPDIFF_EMU_ORDER=%s: expected forward, reverse or check\n", v);
+  fflush(stdout);
+  _exit(2);
+}
+
+/* Every block of the grid, by index or from the last. */
+void run_blocks(dim3 grid, int threads, bool reverse) {
+  const size_t blocks = (size_t)grid.x * grid.y * grid.z;
+  for (size_t k = 0; k < blocks; k++) {
+    const size_t b = reverse ? blocks - 1 - k : k;
+    g_block_idx = uint3{(unsigned)(b % grid.x), (unsigned)(b / grid.x % grid.y), (unsigned)(b / grid.x / grid.y)};
+    memset(g_smem, 0xFF, g_smem_bytes); /* bf16 NaN: a tile element read before it is written shows */
+    run_block(threads, reverse);
+    g_stats.blocks++;
+  }
+}
+
+struct Region {
+  unsigned char *p;
+  size_t bytes;
+  std::vector<unsigned char> saved;
+};
+
+/* TPDIFF_EMU_ORDER=check: the launch forward, then in reverse from the same device memory; every
+ * byte must agree. */
+void run_blocks_both_ways(const char *name, dim3 grid, dim3 block, int threads) {
+  std::vector<Region> regions;
+  for_each_allocation([&regions](unsigned char *p, size_t bytes) { regions.push_back(Region{p, bytes, {}}); });
+  for (Region &r : regions) r.saved.assign(r.p, r.p + r.bytes);
+  run_blocks(grid, threads, false);
+  for (Region &r : regions) std::swap_ranges(r.p, r.p + r.bytes, r.saved.begin()); /* saved: forward's results */
+  run_blocks(grid, threads, true);
+  for (const Region &r : regions) {
+    if (!memcmp(r.p, r.saved.data(), r.bytes)) continue;
+    size_t at = 0;
+    while (r.p[at] == r.saved[at]) at++;
+    const size_t word = at / 4 * 4;
+    float fwd = 0.0f, rev = 0.0f;
+    if (word + 4 <= r.bytes) {
+      memcpy(&fwd, &r.saved[word], 4);
+      memcpy(&rev, r.p + word, 4);
+    }
+    printf("FAIL emu: %s, grid (%u, %u, %u), block (%u, %u, %u): device memory differs when its blocks and threads "
+           "run in reverse order (threads or blocks racing: a missing barrier?): byte %zu of a %zu-byte allocation "
+           "(as float %zu: %.9g forward, %.9g reverse)\n",
+           name, grid.x, grid.y, grid.z, block.x, block.y, block.z, at, r.bytes, word / 4, (double)fwd, (double)rev);
+    fflush(stdout);
+    _exit(1);
   }
 }
 
@@ -379,7 +455,14 @@ void syncthreads() {
 }
 
 void syncwarp() { warp_wait(Op::SyncWarp); }
+int lane_id() { return g_cur->linear % 32; }
 void warp_collective_sync() { warp_wait(Op::Wmma); }
+
+void wmma_pool_shares(float *tile, const float *share) {
+  g_cur->tile = tile;
+  g_cur->share = share;
+  warp_wait(Op::WmmaLoad);
+}
 
 void wmma_check(const void *p, size_t ld_bytes, size_t extent_bytes) {
   if ((uintptr_t)p % 32 != 0) die("wmma tile at %p: not 256-bit aligned", p);
@@ -445,7 +528,9 @@ cudaError_t take_launch_error() {
   return e;
 }
 
-void run_grid(const void *kernel, dim3 grid, dim3 block, size_t smem_bytes, const std::function<void()> &body) {
+void run_grid(const void *kernel, const char *name, dim3 grid, dim3 block, size_t smem_bytes,
+              const std::function<void()> &body) {
+  static const Order order = order_from_environment();
   /* one launch at a time, as on one stream: the running block's state is global */
   static std::mutex launch_lock;
   std::lock_guard<std::mutex> hold(launch_lock);
@@ -470,14 +555,10 @@ void run_grid(const void *kernel, dim3 grid, dim3 block, size_t smem_bytes, cons
   void *smem = nullptr;
   if (posix_memalign(&smem, 128, smem_bytes ? smem_bytes : 1) != 0) die("out of memory for %zu bytes of shared memory", smem_bytes);
   g_smem = static_cast<unsigned char *>(smem);
-  for (unsigned z = 0; z < grid.z; z++)
-    for (unsigned y = 0; y < grid.y; y++)
-      for (unsigned x = 0; x < grid.x; x++) {
-        g_block_idx = uint3{x, y, z};
-        memset(g_smem, 0xFF, smem_bytes); /* bf16 NaN: a tile element read before it is written shows */
-        run_block((int)threads);
-        g_stats.blocks++;
-      }
+  if (order == Order::Check)
+    run_blocks_both_ways(name, grid, block, (int)threads);
+  else
+    run_blocks(grid, (int)threads, order == Order::Reverse);
   free(g_smem);
   g_smem = nullptr;
   g_body = nullptr;

@@ -1,7 +1,8 @@
 /* emu_runtime.cc — the CUDA runtime API of include/cuda_runtime.h on the CPU: one device (an
  * "sm_90" with one multiprocessor, so that grid-stride kernels need few emulated blocks), whose
- * memory is host memory, 256-byte aligned as cudaMalloc's. Allocations are tracked so that a
- * cudaFree of something never allocated, or freed twice, fails as on a GPU. */
+ * memory is host memory, 256-byte aligned as cudaMalloc's and NaN-filled. Allocations are tracked
+ * so that a cudaFree of something never allocated, or freed twice, fails as on a GPU, and so that
+ * TPDIFF_EMU_ORDER=check can compare all of device memory. */
 #include <cuda_runtime.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +18,11 @@ std::mutex g_lock;
 
 size_t physical_bytes() { return (size_t)sysconf(_SC_PHYS_PAGES) * (size_t)sysconf(_SC_PAGESIZE); }
 }  // namespace
+
+void emu::for_each_allocation(const std::function<void(unsigned char *, size_t)> &fn) {
+  std::lock_guard<std::mutex> hold(g_lock);
+  for (const auto &a : g_allocations) fn(static_cast<unsigned char *>(a.first), a.second);
+}
 
 cudaError_t cudaGetDeviceCount(int *count) {
   *count = 1;
@@ -36,6 +42,9 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp *prop, int device) {
 cudaError_t cudaMalloc(void **ptr, size_t bytes) {
   void *p = nullptr;
   if (posix_memalign(&p, 256, bytes ? bytes : 1) != 0) return cudaErrorMemoryAllocation;
+  /* NaN bytes, as emu's shared memory: a kernel that reads device memory nobody wrote gives NaN
+   * results, the same in every run, instead of whatever the host heap held */
+  memset(p, 0xFF, bytes);
   std::lock_guard<std::mutex> hold(g_lock);
   g_allocations[p] = bytes;
   g_allocated += bytes;

@@ -146,7 +146,8 @@ inline cudaError_t cudaFuncSetAttribute(K *kernel, cudaFuncAttribute attr, int v
 }
 
 /* kernels/cuda/cuda_internal.cuh's launch and shared-memory macros, emu's way */
-#define TCU_LAUNCH(grid, block, smem, ...) emu::launch((grid), (block), (smem), __VA_ARGS__)
+/* the kernel's name goes along for emu's messages */
+#define TCU_LAUNCH(grid, block, smem, ...) emu::launch((grid), (block), (smem), #__VA_ARGS__, __VA_ARGS__)
 #define TCU_DYNAMIC_SMEM(name) unsigned char *name = emu::dynamic_smem()
 
 #include "tests/emu/emu.h"

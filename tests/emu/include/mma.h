@@ -1,9 +1,10 @@
 /* mma.h, as tests/emu sees it: the warp matrix functions (nvcuda::wmma) that attention_bf16.cu uses,
  * 16x16x16 with bf16 operands and fp32 accumulators. The hardware spreads a fragment over the warp
  * in a layout CUDA does not specify, and kernels may only use it through these functions; here
- * every lane holds the whole 16x16 tile. Each function is warp-wide: it waits for all 32 lanes
- * first (as the real ones must be reached by the whole warp). Pointers must be 256-bit aligned and
- * leading dimensions multiples of 16 bytes, as CUDA requires. */
+ * every lane holds the whole 16x16 tile, and a store writes the lane's share of it. Each function
+ * is warp-wide: it waits for all 32 lanes first (as the real ones must be reached by the whole
+ * warp). Pointers must be 256-bit aligned and leading dimensions multiples of 16 bytes, as CUDA
+ * requires. */
 #ifndef TPDIFF_EMU_MMA_H
 #define TPDIFF_EMU_MMA_H
 
@@ -38,13 +39,18 @@ inline float value(const __nv_bfloat16 &v) { return __bfloat162float(v); }
 inline float value(const float &v) { return v; }
 }  // namespace detail
 
+/* Each lane reads its share (every 32nd element) when it arrives, as the hardware's lanes read
+ * theirs, and the warp then pools the shares: the load is no barrier, so the lanes' writes it reads
+ * need a __syncwarp before it, or TPDIFF_EMU_ORDER=check sees the race. */
 template <class Use, class T, class Layout>
 inline void load_matrix_sync(fragment<Use, 16, 16, 16, T, Layout> &f, const T *p, unsigned ld) {
-  emu::warp_collective_sync();
   detail::check(p, ld, sizeof(T));
-  for (int r = 0; r < 16; r++)
-    for (int c = 0; c < 16; c++)
-      f.x[r * 16 + c] = detail::value(std::is_same<Layout, col_major>::value ? p[c * ld + r] : p[r * ld + c]);
+  float share[16 * 16];
+  for (int e = emu::lane_id(); e < 16 * 16; e += 32) {
+    const int r = e / 16, c = e % 16;
+    share[e] = detail::value(std::is_same<Layout, col_major>::value ? p[c * ld + r] : p[r * ld + c]);
+  }
+  emu::wmma_pool_shares(f.x, share);
 }
 
 inline void fill_fragment(fragment<accumulator, 16, 16, 16, float> &f, float v) {
@@ -70,8 +76,12 @@ inline void mma_sync(fragment<accumulator, 16, 16, 16, float> &d,
 inline void store_matrix_sync(float *p, const fragment<accumulator, 16, 16, 16, float> &f, unsigned ld, layout_t l) {
   emu::warp_collective_sync();
   detail::check(p, ld, sizeof(float));
-  for (int r = 0; r < 16; r++)
-    for (int c = 0; c < 16; c++) (l == mem_row_major ? p[r * ld + c] : p[c * ld + r]) = f.x[r * 16 + c];
+  /* each lane stores its share (every 32nd element), as the hardware's lanes store theirs: a lane that
+   * reads what another stored must wait for it (__syncwarp), or TPDIFF_EMU_ORDER=check sees the race */
+  for (int e = emu::lane_id(); e < 16 * 16; e += 32) {
+    const int r = e / 16, c = e % 16;
+    (l == mem_row_major ? p[r * ld + c] : p[c * ld + r]) = f.x[e];
+  }
 }
 
 }  // namespace wmma
