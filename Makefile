@@ -100,7 +100,7 @@ CUDA_LIB :=
 -include kernels/cuda/cuda.mk
 # MPI flags for comm/ and its users, and libtpdiff_nccl.so (NCCL_LIB).
 include comm/comm.mk
-# The CUDA backend on the CPU (EMU_TEST_BIN, EMU_LIB).
+# The CUDA backend on the CPU (EMU_TEST_BIN, EMU_ORDER_BIN, EMU_LIB).
 include tests/emu/emu.mk
 
 ifeq ($(MAKELEVEL),0)
@@ -150,7 +150,7 @@ $(BUILD)/tests/mpi/%: $(BUILD)/tests/mpi/%.o $(LIB)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS) $(MPI_LIBS)
 
 test-build: all $(TEST_BINS) $(BENCH_BINS) $(TOOL_BINS) $(EXPORT_TEST_BINS) $(MPI_TEST_BINS) $(CHECK_GPU_BIN) $(CHECK_MODEL_BIN) \
-	$(EMU_TEST_BIN) $(EMU_LIB)
+	$(EMU_TEST_BIN) $(EMU_ORDER_BIN) $(EMU_LIB)
 
 # The suite: installs what is missing (scripts/setup.sh), builds the normal and the sanitizer
 # flavours, runs every test and prints the summary line.

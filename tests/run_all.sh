@@ -69,10 +69,15 @@ run "check_model harness on the CPU backend" build/tests/gpu/check_model --cpu -
 run "check_kernels: where a failing attention is off" build/tests/test_check_where
 # The CUDA backend itself, every .cu file compiled for the CPU against tests/emu (fibers for CUDA
 # threads, the PTX instructions, wmma and cuBLASLt carried out as documented): its attention against
-# float64 and across TPDIFF_ATTN, then make check-gpu's own programs with it as the GPU
-run "CUDA backend on the CPU emulator: attention" build/tests/test_attention_emu
+# float64 and across TPDIFF_ATTN, then make check-gpu's own programs with it as the GPU. Under
+# TPDIFF_EMU_ORDER=check every launch also runs with its blocks and threads in reverse order and
+# must leave the same bytes: a race between threads or blocks fails it.
+run "emulator: its race check against known races (ASan+UBSan)" build-san/tests/test_emu_order
+TPDIFF_EMU_ORDER=check run "CUDA backend on the CPU emulator: attention, race-checked" build/tests/test_attention_emu
 run "CUDA backend on the CPU emulator: every op (ASan+UBSan)" \
   build-san/tests/gpu/check_kernels --lib build-san/tests/emu/libtpdiff_cuda_emu.so --quick --no-timing
+TPDIFF_EMU_ORDER=check run "CUDA backend on the CPU emulator: every op, race-checked" \
+  build/tests/gpu/check_kernels --lib build/tests/emu/libtpdiff_cuda_emu.so --quick --no-timing
 run "CUDA backend on the CPU emulator: model, training, fp32" \
   build/tests/gpu/check_model --lib build/tests/emu/libtpdiff_cuda_emu.so --quick --no-timing --no-base --steps 3
 run "CUDA backend on the CPU emulator: model, training, bf16" \

@@ -8,6 +8,8 @@
 #
 #   EMU_TEST_BIN  $(BUILD)/tests/test_attention_emu: the attention kernels against the CPU
 #                 backend's attention (tests/run_all.sh)
+#   EMU_ORDER_BIN $(BUILD)/tests/test_emu_order: the race check (TPDIFF_EMU_ORDER) against kernels
+#                 with known races and their correct twins
 #   EMU_LIB       $(BUILD)/tests/emu/libtpdiff_cuda_emu.so: the whole backend, for check_kernels and
 #                 check_model --lib (tests/run_all.sh)
 
@@ -17,6 +19,7 @@ EMU_CXXFLAGS := -std=c++20 $(OPT) -fPIC -ffp-contract=off -Wall -Wextra -Werror 
 EMU_KERNEL_OBJS := $(patsubst kernels/cuda/%.cu,$(BUILD)/tests/emu/cuda/%.o,$(wildcard kernels/cuda/*.cu))
 EMU_RUNTIME_OBJS := $(patsubst tests/emu/%.cc,$(BUILD)/tests/emu/%.o,$(filter-out tests/emu/test_%,$(wildcard tests/emu/*.cc)))
 EMU_TEST_BIN := $(BUILD)/tests/test_attention_emu
+EMU_ORDER_BIN := $(BUILD)/tests/test_emu_order
 EMU_LIB := $(BUILD)/tests/emu/libtpdiff_cuda_emu.so
 
 $(BUILD)/tests/emu/cuda/%.o: kernels/cuda/%.cu
@@ -31,8 +34,13 @@ $(EMU_TEST_BIN): $(BUILD)/tests/emu/test_attention_emu.o $(EMU_KERNEL_OBJS) $(EM
 	@mkdir -p $(dir $@)
 	$(EMU_CXX) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
+$(EMU_ORDER_BIN): $(BUILD)/tests/emu/test_emu_order.o $(EMU_RUNTIME_OBJS)
+	@mkdir -p $(dir $@)
+	$(EMU_CXX) $(LDFLAGS) $^ -o $@
+
 $(EMU_LIB): $(EMU_KERNEL_OBJS) $(EMU_RUNTIME_OBJS)
 	@mkdir -p $(dir $@)
 	$(EMU_CXX) $(LDFLAGS) -shared $^ -o $@
 
--include $(EMU_KERNEL_OBJS:.o=.d) $(EMU_RUNTIME_OBJS:.o=.d) $(BUILD)/tests/emu/test_attention_emu.d
+-include $(EMU_KERNEL_OBJS:.o=.d) $(EMU_RUNTIME_OBJS:.o=.d) $(BUILD)/tests/emu/test_attention_emu.d \
+	$(BUILD)/tests/emu/test_emu_order.d

@@ -52,10 +52,16 @@ static float *random_bf16(size_t n) {
   }
   return x;
 }
+/* Outputs live in (emulated) device memory, NaN-filled: an element no kernel writes shows, and
+ * TPDIFF_EMU_ORDER=check, which compares device memory, sees every output. */
 static float *nan_filled(size_t n) {
-  float *x = (float *)malloc(n * sizeof(float));
+  void *x = NULL;
+  if (cudaMalloc(&x, n * sizeof(float)) != cudaSuccess) {
+    printf("FAIL cudaMalloc of %zu floats\n", n);
+    exit(1);
+  }
   memset(x, 0xFF, n * sizeof(float));
-  return x;
+  return (float *)x;
 }
 
 /* max |got - want| / max |want|; +Inf when got has a non-finite value where want is finite */
@@ -155,7 +161,7 @@ static void check_shape(int B, int N, int D, int H) {
     r.lse = nan_filled(be->attention_probs_floats(B, N, H));
     r.dqkv = nan_filled(nqkv);
     r.dqkv_rerun = nan_filled(nqkv);
-    /* device memory is host memory on the emulator */
+    /* the inputs may stay in host memory: the emulator's device memory is host memory */
     be->attention_forward(r.out, r.lse, qkv, B, N, D, H);
     be->attention_backward(r.dqkv, dout, qkv, r.out, r.lse, unused, B, N, D, H);
     be->attention_backward(r.dqkv_rerun, dout, qkv, NULL, r.lse, unused, B, N, D, H);
@@ -185,10 +191,10 @@ static void check_shape(int B, int N, int D, int H) {
   }
   unsetenv("TPDIFF_ATTN");
   for (int v = 0; v < kModeCount; v++) {
-    free(res[v].out);
-    free(res[v].lse);
-    free(res[v].dqkv);
-    free(res[v].dqkv_rerun);
+    cudaFree(res[v].out);
+    cudaFree(res[v].lse);
+    cudaFree(res[v].dqkv);
+    cudaFree(res[v].dqkv_rerun);
   }
   free(unused);
   free(qkv);
