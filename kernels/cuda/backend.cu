@@ -113,7 +113,8 @@ static size_t be_scratch_bytes(const tpdiff_scratch_shape *s) {
   size_t need[TCU_SCRATCH_SLOTS] = {0};
   need[TCU_SCRATCH_COLSUM] = tcu_colsum_scratch_bound(s->sum_columns);
   need[TCU_SCRATCH_INDEX] = (size_t)(s->clips > 0 ? s->clips : 0) * sizeof(int);
-  need[TCU_SCRATCH_COEF] = (size_t)(s->clips > 0 ? s->clips : 0) * 3 * sizeof(float);
+  /* the sampler combines its videos 64 at a time whatever the training microbatch (model/sampler.c) */
+  need[TCU_SCRATCH_COEF] = (size_t)(s->clips > 64 ? s->clips : 64) * 3 * sizeof(float);
   need[TCU_SCRATCH_ATTENTION] = tcu_attention_scratch_need(s->clips, s->tokens, s->dim, s->heads);
   if (g_tcu.bf16) {
     need[TCU_SCRATCH_BF16_IN] = s->linear_in * sizeof(__nv_bfloat16);
