@@ -191,6 +191,7 @@ int train_run(const tpdiff_config *cfg, const tpdiff_backend *be, const start_op
   printf(", weights/gradients/optimizer %.1f MiB, microbatch %.1f MiB", tr.plan.state_bytes / 1048576.0,
          tr.plan.batch_bytes / 1048576.0);
   if (tr.plan.scratch_bytes) printf(", backend buffers %.1f MiB", tr.plan.scratch_bytes / 1048576.0);
+  printf(", sampling %.1f MiB", tr.plan.sample_bytes / 1048576.0);
   printf("; total %.1f MiB", tr.plan.total_bytes / 1048576.0);
   if (tr.plan.free_bytes) printf(" of %.1f MiB free", tr.plan.free_bytes / 1048576.0);
   printf("\n");

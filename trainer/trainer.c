@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/sampler.h"
+
 dit_recompute trainer_recompute(const tpdiff_config *cfg) {
   int mode = dit_recompute_from_name(cfg->train_recompute);
   return mode < 0 ? DIT_RECOMPUTE_NONE : (dit_recompute)mode; /* the config's choices list checked the name */
@@ -67,7 +69,12 @@ void trainer_plan(const tpdiff_config *cfg, const dit_model *m, trainer_memory_p
   size_t copies = 4 + (cfg->train_ema > 0); /* weights, grads, m, v (+ ema) */
   p->state_bytes = copies * m->num_floats * sizeof(float) + master_copy_bytes(cfg, m);
   p->batch_bytes = 6 * batch_floats * sizeof(float);
-  p->total_bytes = p->arena_bytes + p->state_bytes + p->batch_bytes + p->scratch_bytes;
+  /* sample_round.c: the sampler's work and the videos, beside everything training holds; its model
+   * passes run in the arena, in chunks of the last stage's microbatch */
+  const dit_shape *s = &m->shape;
+  const size_t video = (size_t)s->channels * s->frames * s->height * s->width;
+  p->sample_bytes = (sampler_work_floats(s, cfg->sample_count) + video * (size_t)cfg->sample_count) * sizeof(float);
+  p->total_bytes = p->arena_bytes + p->state_bytes + p->batch_bytes + p->scratch_bytes + p->sample_bytes;
 }
 
 /* Headroom left beside the plan for what the backend allocates beyond its planned scratch (the CUDA
@@ -89,17 +96,27 @@ static int check_memory(const tpdiff_config *cfg, const dit_model *m, trainer_me
   p->free_bytes = free_bytes + already;
   p->device_bytes = total_bytes;
   if (p->total_bytes + TRAIN_MEMORY_HEADROOM_BYTES <= p->free_bytes) return 0;
+  const double gib = 1024.0 * 1024.0 * 1024.0;
+  if (p->total_bytes - p->sample_bytes + TRAIN_MEMORY_HEADROOM_BYTES <= p->free_bytes) {
+    /* training fits; the sampling rounds' videos do not */
+    snprintf(err, err_size,
+             "%s: sample.count: the run needs %.1f GiB of %s memory (training %.1f GiB, sampling %.1f GiB for %d "
+             "videos) but %.1f GiB are free on %s; lower sample.count",
+             cfg->source, (p->total_bytes + TRAIN_MEMORY_HEADROOM_BYTES) / gib, be->name,
+             (p->total_bytes - p->sample_bytes) / gib, p->sample_bytes / gib, cfg->sample_count, p->free_bytes / gib,
+             be->device);
+    return -1;
+  }
   int worst = 0;
   for (int k = 1; k < p->stages; k++)
     if (p->stage_acts_bytes[k] > p->stage_acts_bytes[worst]) worst = k;
-  const double gib = 1024.0 * 1024.0 * 1024.0;
   snprintf(err, err_size,
            "%s: train.clips_per_microbatch: the run needs %.1f GiB of %s memory (activations %.1f GiB for %d "
            "clips of %d tokens at stage %d, weights/gradients/optimizer %.1f GiB, microbatch %.1f GiB, backend "
-           "buffers %.1f GiB) but %.1f GiB are free on %s; lower train.clips_per_microbatch%s",
+           "buffers %.1f GiB, sampling %.1f GiB) but %.1f GiB are free on %s; lower train.clips_per_microbatch%s",
            cfg->source, (p->total_bytes + TRAIN_MEMORY_HEADROOM_BYTES) / gib, be->name, p->stage_acts_bytes[worst] / gib,
            p->stage_clips[worst], dit_stage_tokens(&m->shape, worst), worst, p->state_bytes / gib,
-           p->batch_bytes / gib, p->scratch_bytes / gib, p->free_bytes / gib, be->device,
+           p->batch_bytes / gib, p->scratch_bytes / gib, p->sample_bytes / gib, p->free_bytes / gib, be->device,
            trainer_recompute(cfg) == DIT_RECOMPUTE_BLOCKS  ? ""
            : trainer_recompute(cfg) == DIT_RECOMPUTE_CHEAP ? " or set train.recompute: blocks"
                                                             : " or set train.recompute: cheap (or blocks)");

@@ -42,6 +42,7 @@ typedef struct {
   size_t state_bytes;  /* weights, gradients, AdamW moments, EMA (and in bf16 mode the weights' bf16 copy) */
   size_t batch_bytes;  /* the microbatch buffers (X, eps, x_t, target, d_out, scratch) */
   size_t scratch_bytes; /* the backend's own buffers (bf16 casts, attention operands): the largest stage's */
+  size_t sample_bytes; /* a sampling round's state and videos (sample.count videos; there is one at the end) */
   size_t total_bytes;  /* all of the above */
   size_t free_bytes, device_bytes; /* the backend's memory_info before the plan (0 when unknown) */
 } trainer_memory_plan;

@@ -112,5 +112,16 @@ for mode in none blocks; do
   check "recompute $mode: a plan past the memory is refused in one line (exit $rc), nothing written" $ok \
     "$(head -c 400 "$tmp/huge-$mode.err"; ls "$tmp/huge-$mode" 2>/dev/null)"
 done
+# the sampling rounds' videos are in the plan too: a training run that fits but whose sample.count
+# does not is refused at the start, naming sample.count, and not at its first sampling round
+"$BIN" configs/tiny.yaml --sample.count=200000 --train.out="$tmp/huge-sample" >/dev/null 2>"$tmp/huge-sample.err"
+rc=$?
+[ "$rc" -eq 1 ] && [ "$(wc -l <"$tmp/huge-sample.err")" -eq 1 ] &&
+  grep -q "sample.count: the run needs .* GiB .* sampling .* GiB for 200000 videos.*; lower sample.count$" \
+    "$tmp/huge-sample.err" && [ ! -e "$tmp/huge-sample" ]
+check "sample.count past the memory is refused in one line (exit $rc), nothing written" $? \
+  "$(head -c 400 "$tmp/huge-sample.err"; ls "$tmp/huge-sample" 2>/dev/null)"
+grep -q "sampling [0-9.]* MiB; total" "$tmp/rc-blocks.log"
+check "the memory line plans the sampling rounds" $? "$(grep '# memory' "$tmp/rc-blocks.log")"
 "$BIN" configs/tiny.yaml --train.steps=3 --model.classes=4 --train.out="$tmp/run3" >"$tmp/run3.log" 2>&1
 check "class-conditional tiny run exits 0" $? "$(tail -2 "$tmp/run3.log")"
