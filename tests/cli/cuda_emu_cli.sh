@@ -6,6 +6,8 @@
 #   - a run stopped at a checkpoint and continued ends bit-identical to one that never stopped;
 #   - tpdiff-sample --device cuda gives the CPU's videos (fp32 sampling, 1e-5);
 #   - a config that cannot fit is refused in one line naming the key, with nothing written;
+#   - the memory plan the run prints covers the device memory it then holds at its peak, the
+#     sampling round at its end included;
 #   - two MPI ranks (the gradient through host memory, as without NCCL) give the losses of one rank
 #     with both microbatches.
 set -uo pipefail
@@ -81,6 +83,27 @@ rc=$?
   grep -q 'free on tpdiff CPU emulator' "$tmp/big.err" && [ ! -e "$tmp/too-big" ]
 check "train.device=cuda: base.yaml with 64 clips refused in one line (exit $rc), nothing written" $? \
   "$(head -c 400 "$tmp/big.err")"
+
+# ---- the memory plan holds -----------------------------------------------------------------------
+# The plan promises that what the run allocates after planning stays within its total; what was
+# allocated before (the weights, gradients and bf16 copy, which the plan counts, and the backend's
+# workspaces, which it does not) is what the free memory it prints lacks of the device's:
+# peak <= device - printed free + printed total. The emulator's device is this machine's memory.
+TPDIFF_EMU_PEAK=1 "$BIN_DIR/tpdiff-train" configs/tiny.yaml --train.device=cuda --train.precision=bf16 \
+  --pyramid.stages=3 --sample.count=16 --sample.steps=2 --train.steps=2 --train.out="$tmp/peak" >"$tmp/peak.log" 2>&1
+rc=$?
+device_mib=$(awk -v p="$(getconf _PHYS_PAGES)" -v s="$(getconf PAGESIZE)" 'BEGIN {printf "%.1f", p * s / 1048576}')
+line=$(grep -m1 '^# memory' "$tmp/peak.log")
+total=$(sed -n 's/.*; total \([0-9.]*\) MiB of .*/\1/p' <<<"$line")
+free=$(sed -n 's/.* MiB of \([0-9.]*\) MiB free.*/\1/p' <<<"$line")
+peak=$(sed -n 's/^emu: device memory peak \([0-9]*\) bytes$/\1/p' "$tmp/peak.log")
+verdict=$(awk -v d="$device_mib" -v f="$free" -v t="$total" -v p="$peak" 'BEGIN {
+  if (f == "" || t == "" || p == "") { print "bad"; exit }
+  bound = d - f + t + 0.2; peak = p / 1048576  # 0.2 MiB: the printed figures round to 0.1
+  printf "%s peak %.1f MiB, bound %.1f MiB", (peak <= bound ? "ok" : "over"), peak, bound }')
+[ "$rc" -eq 0 ] && [[ $verdict == ok* ]] && grep -q ', sampling [0-9.]* MiB; total' <<<"$line"
+check "train.device=cuda: the planned memory covers the run's device memory, sampling included: ${verdict#* }" $? \
+  "exit $rc: $verdict | $line | $(grep '^emu: device' "$tmp/peak.log")"
 
 # ---- two ranks ----------------------------------------------------------------------------------
 one=("$BIN_DIR/tpdiff-train" configs/tiny.yaml --train.device=cuda --train.steps=2 --train.clips_per_microbatch=2

@@ -13,8 +13,12 @@
 
 namespace {
 std::map<void *, size_t> g_allocations;
-size_t g_allocated = 0;
+size_t g_allocated = 0, g_peak = 0;
 std::mutex g_lock;
+
+/* TPDIFF_EMU_PEAK=1: the most device memory held at once, on stderr at exit (to hold against a
+ * memory plan) */
+void report_peak() { fprintf(stderr, "emu: device memory peak %zu bytes\n", g_peak); }
 
 size_t physical_bytes() { return (size_t)sysconf(_SC_PHYS_PAGES) * (size_t)sysconf(_SC_PAGESIZE); }
 }  // namespace
@@ -48,6 +52,12 @@ cudaError_t cudaMalloc(void **ptr, size_t bytes) {
   std::lock_guard<std::mutex> hold(g_lock);
   g_allocations[p] = bytes;
   g_allocated += bytes;
+  if (g_allocated > g_peak) g_peak = g_allocated;
+  static bool reporting = false;
+  if (!reporting && getenv("TPDIFF_EMU_PEAK")) {
+    reporting = true;
+    atexit(report_peak);
+  }
   *ptr = p;
   return cudaSuccess;
 }
