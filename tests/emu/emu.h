@@ -25,8 +25,13 @@
  * same bits in any order.) A wmma load or store reads or writes each lane's share only, so lanes that
  * read what other lanes wrote need the __syncwarp the hardware needs.
  *
- * What it does not model: timing, occupancy, register spills, bank conflicts, and interleavings
- * finer than the stretch between two barriers or warp-wide instructions. The GPU check
+ * Streams (emu_streams.cc): the legacy default stream, on which the backend computes, runs each
+ * launch at once; a created stream (comm/nccl_reduce.cu's) queues its work, which goes on whenever
+ * emu makes progress, so an NCCL all-reduce (emu_nccl.cc) stays pending until its peers arrive.
+ *
+ * What it does not model: timing, occupancy, register spills, bank conflicts, interleavings finer
+ * than the stretch between two barriers or warp-wide instructions, and default-stream work running
+ * behind the host (so a missing event between the default stream and another one goes unseen). The GPU check
  * (tests/gpu/check_gpu.sh) remains the judge of the kernels on hardware. */
 #ifndef TPDIFF_EMU_H
 #define TPDIFF_EMU_H
@@ -70,22 +75,41 @@ void run_grid(const void *kernel, const char *name, dim3 grid, dim3 block, size_
 /* Device memory (emu_runtime.cc): calls fn(pointer, bytes) for every live allocation. */
 void for_each_allocation(const std::function<void(unsigned char *, size_t)> &fn);
 
+/* Streams (emu_streams.cc). A step of a stream's work returns true when it is done; one that
+ * returns false (waiting for an event or another process) is called again at the next progress. */
+using Step = std::function<bool()>;
+void stream_enqueue(cudaStream_t stream, Step step); /* stream 0: waits for its events, then runs it */
+void streams_progress();                             /* runs every stream's work as far as it can */
+void default_stream_wait(); /* before work on stream 0: the events it waits for have completed */
+
 template <class... P>
 struct Launcher {
   dim3 grid, block;
   size_t smem;
   const char *name;
   void (*kernel)(P...);
+  cudaStream_t stream;
   /* the kernel's own parameter types, so that the arguments convert as at a launch (NULL included) */
   void operator()(P... args) const {
     std::tuple<P...> params(args...); /* by value, as a launch copies them */
     void (*k)(P...) = kernel;
-    run_grid(reinterpret_cast<const void *>(k), name, grid, block, smem, [&params, k] { std::apply(k, params); });
+    dim3 g = grid, b = block;
+    size_t bytes = smem;
+    const char *n = name;
+    stream_enqueue(stream, [params, k, g, b, bytes, n] {
+      run_grid(reinterpret_cast<const void *>(k), n, g, b, bytes, [&params, k] { std::apply(k, params); });
+      return true;
+    });
   }
 };
 template <class... P>
 Launcher<P...> launch(dim3 grid, dim3 block, size_t smem, const char *name, void (*kernel)(P...)) {
-  return Launcher<P...>{grid, block, smem, name, kernel};
+  return Launcher<P...>{grid, block, smem, name, kernel, nullptr};
+}
+template <class... P>
+Launcher<P...> launch_on(cudaStream_t stream, dim3 grid, dim3 block, size_t smem, const char *name,
+                         void (*kernel)(P...)) {
+  return Launcher<P...>{grid, block, smem, name, kernel, stream};
 }
 
 /* The emulated device's limits and what the launches used (for the test's report) */

@@ -196,8 +196,9 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc
                               cudaStream_t stream) {
   (void)workspace;
   (void)workspace_bytes;
-  (void)stream;
   if (!handle || !algo) return CUBLAS_STATUS_INVALID_VALUE;
+  if (stream) return CUBLAS_STATUS_NOT_SUPPORTED; /* the backend computes on the legacy default stream */
+  emu::default_stream_wait();
   uint64_t m, n, k;
   cublasStatus_t st = shapes(desc, a, b, c, d, &m, &n, &k);
   if (st != CUBLAS_STATUS_SUCCESS) return st;

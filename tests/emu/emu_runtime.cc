@@ -71,12 +71,15 @@ cudaError_t cudaFree(void *ptr) {
   free(ptr);
   return cudaSuccess;
 }
+/* the synchronous copies and sets are work on the legacy default stream */
 cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind) {
   (void)kind;
+  emu::default_stream_wait();
   if (bytes) memmove(dst, src, bytes);
   return cudaSuccess;
 }
 cudaError_t cudaMemset(void *ptr, int value, size_t bytes) {
+  emu::default_stream_wait();
   memset(ptr, value, bytes);
   return cudaSuccess;
 }
@@ -86,7 +89,6 @@ cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total_bytes) {
   *free_bytes = *total_bytes > g_allocated ? *total_bytes - g_allocated : 0;
   return cudaSuccess;
 }
-cudaError_t cudaDeviceSynchronize() { return cudaSuccess; }
 cudaError_t cudaGetLastError() { return emu::take_launch_error(); }
 const char *cudaGetErrorString(cudaError_t e) {
   switch (e) {
@@ -94,6 +96,8 @@ const char *cudaGetErrorString(cudaError_t e) {
     case cudaErrorInvalidValue: return "invalid argument";
     case cudaErrorMemoryAllocation: return "out of memory";
     case cudaErrorInvalidDevice: return "invalid device ordinal";
+    case cudaErrorInvalidResourceHandle: return "invalid resource handle";
+    case cudaErrorNotReady: return "device not ready";
     default: return "unspecified launch failure";
   }
 }
@@ -103,6 +107,8 @@ const char *cudaGetErrorName(cudaError_t e) {
     case cudaErrorInvalidValue: return "cudaErrorInvalidValue";
     case cudaErrorMemoryAllocation: return "cudaErrorMemoryAllocation";
     case cudaErrorInvalidDevice: return "cudaErrorInvalidDevice";
+    case cudaErrorInvalidResourceHandle: return "cudaErrorInvalidResourceHandle";
+    case cudaErrorNotReady: return "cudaErrorNotReady";
     default: return "cudaErrorLaunchFailure";
   }
 }

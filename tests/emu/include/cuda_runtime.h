@@ -72,6 +72,8 @@ enum cudaError_t {
   cudaErrorMemoryAllocation = 2,
   cudaErrorLaunchFailure = 4,
   cudaErrorInvalidDevice = 101,
+  cudaErrorInvalidResourceHandle = 400,
+  cudaErrorNotReady = 600,
 };
 typedef cudaError_t cudaError;
 enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
@@ -104,6 +106,25 @@ cudaError_t cudaDeviceSynchronize();
 cudaError_t cudaGetLastError();
 const char *cudaGetErrorString(cudaError_t e);
 const char *cudaGetErrorName(cudaError_t e);
+
+/* Streams and events (tests/emu/emu_streams.cc). The legacy default stream (0) runs its work at
+ * once, after the events it was made to wait for; a created stream runs its work in order as far as
+ * it can whenever the emulator makes progress (every launch, cudaEventQuery, ncclCommGetAsyncError),
+ * so work that waits on another process (an NCCL all-reduce) stays pending as on a GPU. */
+typedef struct emu_stream *cudaStream_t;
+typedef struct emu_event *cudaEvent_t;
+#define cudaStreamDefault 0x0u
+#define cudaStreamNonBlocking 0x1u
+#define cudaEventDefault 0x0u
+#define cudaEventDisableTiming 0x2u
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t *stream, unsigned flags);
+cudaError_t cudaStreamDestroy(cudaStream_t stream);
+cudaError_t cudaStreamSynchronize(cudaStream_t stream);
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t *event, unsigned flags);
+cudaError_t cudaEventDestroy(cudaEvent_t event);
+cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream = 0);
+cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned flags = 0);
+cudaError_t cudaEventQuery(cudaEvent_t event);
 
 /* ---- the language: thread indices, barriers, shuffles ----------------------------------------- */
 
@@ -148,6 +169,8 @@ inline cudaError_t cudaFuncSetAttribute(K *kernel, cudaFuncAttribute attr, int v
 /* kernels/cuda/cuda_internal.cuh's launch and shared-memory macros, emu's way */
 /* the kernel's name goes along for emu's messages */
 #define TCU_LAUNCH(grid, block, smem, ...) emu::launch((grid), (block), (smem), #__VA_ARGS__, __VA_ARGS__)
+#define TCU_LAUNCH_STREAM(grid, block, smem, stream, ...) \
+  emu::launch_on((stream), (grid), (block), (smem), #__VA_ARGS__, __VA_ARGS__)
 #define TCU_DYNAMIC_SMEM(name) unsigned char *name = emu::dynamic_smem()
 
 #include "tests/emu/emu.h"
