@@ -15,6 +15,12 @@
 
 #include "comm/nccl_api.h"
 
+// kernel<<<grid, block, smem, stream>>>(args...), written so that tests/emu, whose cuda_runtime.h comes
+// first and defines its own, can run this file on the CPU with several ranks
+#ifndef TCU_LAUNCH_STREAM
+#define TCU_LAUNCH_STREAM(grid, block, smem, stream, ...) __VA_ARGS__<<<(grid), (block), (smem), (stream)>>>
+#endif
+
 namespace {
 
 double now_seconds() {
@@ -46,7 +52,8 @@ int wait_comm(ncclComm_t comm, double deadline, const char *what, double timeout
       return -1;
     }
     if (now_seconds() > deadline) {
-      snprintf(err, err_size, "NCCL %s did not complete within train.comm_timeout = %g s", what, timeout_s);
+      snprintf(err, err_size, "NCCL %s did not complete within train.comm_timeout = %g s (another rank stopped, hung or died)",
+               what, timeout_s);
       ncclCommAbort(comm);
       return -1;
     }
@@ -155,7 +162,7 @@ int begin(void *p, float *grads, size_t off, size_t n, double timeout_s, char *e
   cudaStreamWaitEvent(s->stream, s->grads_ready, 0);
   ncclResult_t r;
   if (s->wire) {
-    to_bf16<<<grid_for(n), 256, 0, s->stream>>>(s->wire + off, grads + off, n);
+    TCU_LAUNCH_STREAM(grid_for(n), 256, 0, s->stream, to_bf16)(s->wire + off, grads + off, n);
     r = ncclAllReduce(s->wire + off, s->wire + off, n, ncclBfloat16, ncclAvg, s->comm, s->stream);
   } else {
     r = ncclAllReduce(grads + off, grads + off, n, ncclFloat32, ncclAvg, s->comm, s->stream);
@@ -171,7 +178,7 @@ int begin(void *p, float *grads, size_t off, size_t n, double timeout_s, char *e
     s->comm = NULL;
     return -1;
   }
-  if (s->wire) from_bf16<<<grid_for(n), 256, 0, s->stream>>>(grads + off, s->wire + off, n);
+  if (s->wire) TCU_LAUNCH_STREAM(grid_for(n), 256, 0, s->stream, from_bf16)(grads + off, s->wire + off, n);
   return 0;
 }
 
@@ -201,7 +208,9 @@ int finish(void *p, double timeout_s, char *err, size_t err_size) {
       return -1;
     }
     if (now_seconds() > deadline) {
-      snprintf(err, err_size, "NCCL all-reduce did not complete within train.comm_timeout = %g s", timeout_s);
+      snprintf(err, err_size,
+               "NCCL all-reduce did not complete within train.comm_timeout = %g s (another rank stopped, hung or died)",
+               timeout_s);
       ncclCommAbort(s->comm);
       s->comm = NULL;
       return -1;

@@ -1,5 +1,5 @@
 /* cuda_bf16.h, as tests/emu sees it: bf16 storage and the conversions the flash attention sources
- * use, with CUDA's rounding (to nearest, ties to even; NaN stays NaN). */
+ * and comm/nccl_reduce.cu use, with CUDA's rounding (to nearest, ties to even; NaN stays NaN). */
 #ifndef TPDIFF_EMU_CUDA_BF16_H
 #define TPDIFF_EMU_CUDA_BF16_H
 
@@ -25,6 +25,7 @@ inline __nv_bfloat16 __float2bfloat16_rn(float f) {
     r.bits = (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
   return r;
 }
+inline __nv_bfloat16 __float2bfloat16(float f) { return __float2bfloat16_rn(f); } /* CUDA's also rounds to nearest */
 inline float __bfloat162float(__nv_bfloat16 h) {
   uint32_t u = (uint32_t)h.bits << 16;
   float f;
