@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # mpi_train.sh — synchronous data-parallel training on the CPU under mpirun -np 1, 2 and 4
 # (oversubscribed on a 2-core machine):
-#  - the reduced gradient equals the single-process gradient over the same global batch (1e-6
-#    relative; tests/mpi/mpi_train_check.c), K = 3 balanced with labels, and in several buckets;
+#  - the reduced gradient equals the single-process gradient over the same global batch at step 3
+#    (1e-6 relative; tests/mpi/mpi_train_check.c), K = 3 balanced with labels, and in several buckets;
 #  - after 20 steps every rank holds bit-identical weights, AdamW moments and EMA;
 #  - -np 1 and -np 2 with the same global batch and seed give the same loss curve (1e-5 relative),
 #    in-process and through tpdiff-train itself (whose rank 0 alone logs and writes samples).

@@ -1,13 +1,21 @@
 /* mpi_train_check.c — data-parallel training checked against itself, under mpirun (CPU backend):
  *
  *   mpi_train_check grad CONFIG [--key=value ...]
- *       one step on every rank with the gradient reduced by comm/; rank 0 then computes the
- *       single-process gradient over the same global batch (world · train.microbatches microbatches
- *       on one process) and compares: normwise relative error of the gradient and of the loss, limit
- *       1e-6 (train.grad_clip must be 0, so the step leaves the reduced gradient in place).
+ *       kGradStep steps on every rank with the gradient reduced by comm/; rank 0 then takes the same
+ *       steps on one process over the same global batches (world · train.microbatches microbatches)
+ *       and compares the last step's gradients: normwise relative error of the gradient and of the
+ *       loss, limit 1e-6 (train.grad_clip must be 0, so the step leaves the reduced gradient in
+ *       place). Not the first step: the model starts adaLN-Zero (every gate 0), so at step 1 the
+ *       gradient of most of each block is exactly 0 and a bucket reduced before its layers'
+ *       gradients were written would pass unnoticed.
  *   mpi_train_check steps CONFIG [--key=value ...]
  *       train.steps steps; rank 0 prints "loss <step> <value %.9e>" per step, then every rank's
  *       weights, AdamW moments and EMA are compared bit for bit with rank 0's.
+ *
+ * Both run on the backend train.device names (the CPU by default; `cuda` with libtpdiff_cuda.so, or
+ * the emulated backend through $TPDIFF_CUDA_LIB) and reduce as tpdiff-train does: MPI, or NCCL where
+ * libtpdiff_nccl.so loads, with train.comm_dtype on the wire (bf16: the gradient limit is 2^-8, one
+ * bf16 rounding, instead of 1e-6).
  *
  * Prints PASS/FAIL lines from rank 0 (tests/run_all.sh counts them); exit status 1 when a case failed. */
 #include <math.h>
@@ -21,7 +29,10 @@
 #include "tests/unit/test_report.h"
 #include "trainer/batch.h"
 #include "trainer/clip_source.h"
+#include "trainer/device.h"
 #include "trainer/trainer.h"
+
+static const tpdiff_backend *g_backend; /* train.device's */
 
 typedef struct {
   batch_builder builder;
@@ -37,12 +48,12 @@ static int next_microbatch(void *ctx, int micro, stage_microbatch *out, char *er
 /* A trainer and its data for cfg as rank of world (reduce NULL: one process). Exits on failure. */
 static void open_run(trainer *tr, run_data *d, const tpdiff_config *cfg, int rank, int world, comm_world *comm) {
   char err[1024];
-  if (trainer_create(tr, cfg, tpdiff_cpu_backend(), err, sizeof err) != 0 ||
+  if (trainer_create(tr, cfg, g_backend, err, sizeof err) != 0 ||
       clip_source_open(&d->source, cfg, err, sizeof err) != 0 ||
       batch_builder_create(&d->builder, cfg, &tr->schedule, d->source, rank, world, err, sizeof err) != 0)
     comm_abort(comm, 1, "setting up the run: %s", err);
   if (comm) {
-    comm_reduce_configure(comm, tpdiff_cpu_backend(), cfg->train_comm_bucket_mb, 0);
+    comm_reduce_configure(comm, g_backend, cfg->train_comm_bucket_mb, strcmp(cfg->train_comm_dtype, "bf16") == 0);
     tr->reduce = comm_grad_reduce;
     /* TPDIFF_CHECK_NO_OVERLAP=1: every bucket after the backward, as without comm_grad_ready */
     const char *no = getenv("TPDIFF_CHECK_NO_OVERLAP");
@@ -64,6 +75,14 @@ static step_stats step_or_abort(trainer *tr, run_data *d, long step, comm_world 
   return st;
 }
 
+/* A host copy of n floats of the backend's memory (the caller frees it). Exits on failure. */
+static float *to_host(comm_world *comm, const float *buffer, size_t n) {
+  float *host = malloc(n * sizeof(float));
+  if (!host || g_backend->copy_to_host(host, buffer, n * sizeof(float)) != 0)
+    comm_abort(comm, 1, "copying %zu floats to the host: %s", n, host ? g_backend->last_error() : "out of memory");
+  return host;
+}
+
 static double rel_error(const float *a, const float *b, size_t n) {
   double num = 0, den = 0;
   for (size_t i = 0; i < n; i++) {
@@ -74,23 +93,32 @@ static double rel_error(const float *a, const float *b, size_t n) {
   return sqrt(num / (den > 0 ? den : 1));
 }
 
+enum { kGradStep = 3 };
+
 static void check_gradient(comm_world *comm, const tpdiff_config *cfg) {
   static trainer tr, ref;
   static run_data d, rd;
   if (cfg->train_grad_clip != 0) comm_abort(comm, 2, "the grad check needs --train.grad_clip=0");
   open_run(&tr, &d, cfg, comm->rank, comm->world, comm);
-  step_stats st = step_or_abort(&tr, &d, 1, comm);
+  step_stats st = {0};
+  for (long step = 1; step <= kGradStep; step++) st = step_or_abort(&tr, &d, step, comm);
   if (comm->rank == 0) {
     /* the same global batch on one process: microbatch g = rank · M + micro for every rank */
     tpdiff_config one = *cfg;
     one.train_microbatches = cfg->train_microbatches * comm->world;
     open_run(&ref, &rd, &one, 0, 1, NULL);
-    step_stats rs = step_or_abort(&ref, &rd, 1, comm);
+    step_stats rs = {0};
+    for (long step = 1; step <= kGradStep; step++) rs = step_or_abort(&ref, &rd, step, comm);
     size_t n = tr.model.num_floats;
     char name[128];
-    snprintf(name, sizeof name, "reduced gradient = single-process gradient (%d ranks x %d microbatches)",
-             comm->world, cfg->train_microbatches);
-    report(name, rel_error(tr.model.grads, ref.model.grads, n), 1e-6, "%zu floats, %ld clips", n, st.clips);
+    snprintf(name, sizeof name, "reduced gradient = single-process gradient at step %d (%d ranks x %d microbatches)",
+             kGradStep, comm->world, cfg->train_microbatches);
+    float *grads = to_host(comm, tr.model.grads, n), *ref_grads = to_host(comm, ref.model.grads, n);
+    int bf16_wire = strcmp(cfg->train_comm_dtype, "bf16") == 0 && strcmp(g_backend->name, "cpu") != 0;
+    report(name, rel_error(grads, ref_grads, n), bf16_wire ? 1.0 / 256 : 1e-6, "%zu floats, %ld clips, %s on %s", n,
+           st.clips, bf16_wire ? "bf16 wire" : "fp32", g_backend->name);
+    free(grads);
+    free(ref_grads);
     float a = (float)st.loss, b = (float)rs.loss;
     snprintf(name, sizeof name, "step loss over all ranks = single-process loss (%d ranks)", comm->world);
     report(name, rel_error(&a, &b, 1), 1e-6, "%.9f vs %.9f", st.loss, rs.loss);
@@ -130,7 +158,9 @@ static void check_steps(comm_world *comm, const tpdiff_config *cfg) {
   char name[160];
   for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
     if (!parts[i].buffer) continue;
-    int same = same_everywhere(comm, parts[i].buffer, n);
+    float *host = to_host(comm, parts[i].buffer, n);
+    int same = same_everywhere(comm, host, n);
+    free(host);
     snprintf(name, sizeof name, "%s bit-identical on all %d ranks after %d steps", parts[i].what, comm->world,
              cfg->train_steps);
     if (comm->rank == 0) check(name, same, "%zu floats", n);
@@ -154,6 +184,14 @@ int main(int argc, char **argv) {
   static tpdiff_config cfg;
   if (config_load(&cfg, argv[2], argc - 3, argv + 3, err, sizeof err) != 0) comm_abort(&comm, 2, "%s", err);
   comm_set_timeout(&comm, cfg.train_comm_timeout);
+  if (strcmp(cfg.train_device, "cpu") != 0) comm_pick_gpu(&comm);
+  char notice[1024] = "", why[512] = "";
+  g_backend = device_open("train.device", cfg.train_device, notice, sizeof notice, err, sizeof err);
+  if (!g_backend) comm_abort(&comm, 2, "%s", err);
+  if (notice[0] && comm.rank == 0) printf("# %s\n", notice);
+  if (g_backend->set_precision(strcmp(cfg.train_precision, "bf16") == 0 ? TPDIFF_BF16 : TPDIFF_FP32, why, sizeof why) != 0)
+    comm_abort(&comm, 2, "train.precision: %s", why);
+  if (comm.rank == 0) printf("# backend: %s on %s\n", g_backend->name, g_backend->device);
   /* tpdiff-train's rule (trainer/train_main.c): the global count split evenly over the ranks */
   if (cfg.train_global_microbatches > 0) {
     if (cfg.train_global_microbatches % comm.world != 0) comm_abort(&comm, 2, "train.global_microbatches is not divisible by the world size");
