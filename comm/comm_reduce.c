@@ -117,7 +117,9 @@ int comm_grad_reduce(void *ctx, float *grads, size_t count, double *stats, int s
   }
   c->next_bucket = c->buckets; /* the next step starts afresh */
   if (c->nccl) {
-    if (comm_nccl_finish(c, err, err_size) != 0) return -1;
+    /* the communicator is aborted: no rank can go on, so stop the job naming this rank, as a
+     * timeout of the MPI path does */
+    if (comm_nccl_finish(c, err, err_size) != 0) comm_abort(c, 3, "%s", err);
     comm_wait(c, &req[c->buckets], 1, "the all-reduce of the step's loss");
   } else {
     comm_wait(c, req, c->buckets + 1, "the gradient all-reduce");
