@@ -109,6 +109,7 @@ run "export: PyTorch strict load + forward, sampling" tests/export/export_checks
 BINDIR=build-san/bin TOOLDIR=build-san/tests/export run "export and sampling (ASan+UBSan)" tests/export/export_checks.sh
 run "MPI: reduced gradient, replicas, loss curves" tests/mpi/mpi_train.sh
 run "MPI: killed/stopped rank, bad input" tests/mpi/mpi_failures.sh
+run "NCCL path with several ranks, on the CPU emulator" tests/mpi/nccl_emu.sh
 run "SLURM: launch/tpdiff.sbatch on a local cluster" tests/mpi/slurm_batch.sh
 
 echo "$passed passed, $failed failed"

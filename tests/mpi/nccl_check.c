@@ -1,6 +1,6 @@
 /* nccl_check.c — libtpdiff_nccl.so on one GPU as a world of one (a GPU machine; NCCL refuses two
- * ranks on one device, so the several-rank path is exercised by the MPI tests on the CPU and by real
- * multi-GPU runs): loads the CUDA backend and the NCCL library, makes a gradient with backend ops on
+ * ranks on one device, so the several-rank path is exercised on the CPU emulator by
+ * tests/mpi/nccl_emu.sh, which also runs this check there, and by real multi-GPU runs): loads the CUDA backend and the NCCL library, makes a gradient with backend ops on
  * the legacy default stream right before the reduction and scales it right after, and checks that the
  * reduction ran between them (the mean over one rank is the gradient itself: bit-identical in fp32,
  * within bf16 rounding, 2^-8 relative, with train.comm_dtype=bf16), in several buckets.

@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# nccl_emu.sh — the gradient all-reduce's NCCL path (comm/nccl_reduce.cu: the unique id's broadcast,
+# the non-blocking start-up, buckets enqueued on its own stream during the backward, the bf16 wire,
+# the deadline) with several ranks, where no GPU is present: the CUDA backend and NCCL emulated on
+# the CPU (tests/emu; libtpdiff_cuda_emu.so is both $TPDIFF_CUDA_LIB and $TPDIFF_NCCL_LIB, and the
+# ranks of one mpirun share memory where NCCL's would share a network):
+#  - tests/mpi/nccl_check (a world of one: fp32 bit-identical, bf16 within its rounding, buckets
+#    started while stream 0 still works);
+#  - the reduced gradient at step 3 equals the single-process gradient over the same global batch
+#    (tests/mpi/mpi_train_check.c): 2 and 4 ranks, buckets started during the backward, fp32 (1e-6)
+#    and bf16 on the wire (2^-8);
+#  - after 10 bf16 steps every rank holds bit-identical weights, AdamW moments and EMA;
+#  - tpdiff-train under mpirun -np 2 gives the losses of -np 1 with both microbatches, bit for bit;
+#  - a rank that stops answering: rank 0 aborts the job after train.comm_timeout in one line.
+set -u
+cd "$(dirname "$0")/../.."
+. tests/mpi/mpi_common.sh
+LIB=${EMU_LIB:-build/tests/emu/libtpdiff_cuda_emu.so}
+[ -e "$LIB" ] || { echo "FAIL the emulated CUDA backend $LIB was not built (make test-build)"; exit 1; }
+export TPDIFF_CUDA_LIB=$PWD/$LIB TPDIFF_NCCL_LIB=$PWD/$LIB
+work=$(mktemp -d "${TMPDIR:-/tmp}/tpdiff-nccl-emu.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+
+PYR=(configs/tiny.yaml --train.device=cuda --pyramid.stages=3 --pyramid.schedule=balanced
+  --train.clips_per_microbatch=2 --model.classes=4 --model.class_dropout=0.2)
+
+# check_nccl LABEL NP ARGS...: mpi_train_check on NP ranks; its PASS/FAIL lines (labelled), and a
+# FAIL unless rank 0 reported the NCCL path
+check_nccl() {
+  local label=$1 np=$2
+  shift 2
+  mpi "$np" 180 -x TPDIFF_CUDA_LIB -x TPDIFF_NCCL_LIB "$@" "$CHECK" "${ARGS[@]}" >"$work/check.log" 2>&1
+  grep -E '^(PASS|FAIL) ' "$work/check.log" | sed "s/\$/ [$label]/"
+  grep -q "^# comm: gradient all-reduce: NCCL .* over $np ranks" "$work/check.log" ||
+    { fail "$label: the reduction did not take the NCCL path"; grep -m3 'comm:\|rror' "$work/check.log"; }
+}
+
+# the library's own check (tests/mpi/nccl_check.c, written for one GPU): a world of one
+NCCL_CHECK=${NCCL_CHECK:-build/tests/mpi/nccl_check}
+timeout -k 5 120 "$NCCL_CHECK" "$TPDIFF_NCCL_LIB" >"$work/nccl_check.log" 2>&1
+rc=$?
+grep -E '^(PASS|FAIL) ' "$work/nccl_check.log" | sed 's/$/ [emulated, world of one]/'
+[ "$rc" -eq 0 ] || fail "$NCCL_CHECK on the emulator: exit $rc: $(tail -2 "$work/nccl_check.log" | tr '\n' ' ')"
+
+ARGS=(grad "${PYR[@]}" --train.grad_clip=0 --train.comm_bucket_mb=0.1)
+check_nccl "NCCL, 2 ranks, 7 buckets started during the backward" 2
+check_nccl "NCCL, 4 ranks" 4
+ARGS=(grad "${PYR[@]}" --train.grad_clip=0 --train.microbatches=2 --train.comm_dtype=bf16)
+check_nccl "NCCL, 2 ranks x 2 microbatches, bf16 on the wire" 2
+ARGS=(steps "${PYR[@]}" --train.steps=10 --train.precision=bf16 --train.comm_bucket_mb=0.1)
+check_nccl "NCCL, train.precision=bf16" 2
+
+# ---- tpdiff-train itself: -np 2 over NCCL against -np 1
+one=("$BIN" configs/tiny.yaml --train.device=cuda --train.steps=3 --train.clips_per_microbatch=2 --sample.count=1)
+timeout -k 5 180 "${one[@]}" --train.microbatches=2 --train.out="$work/np1" >"$work/np1.log" 2>&1
+rc1=$?
+mpi 2 180 -x TPDIFF_CUDA_LIB -x TPDIFF_NCCL_LIB "${one[@]}" --train.microbatches=1 --train.comm_bucket_mb=0.1 \
+  --train.out="$work/np2" >"$work/np2.log" 2>&1
+rc2=$?
+# the losses bit for bit; the gradient norms to 1e-12 (one process accumulates its two microbatches
+# inside the weight-gradient matmuls, two ranks add theirs afterwards: the last bits may differ)
+losses1=$(cut -f2 "$work/np1/log.tsv" 2>/dev/null | tr '\n' ' ')
+losses2=$(cut -f2 "$work/np2/log.tsv" 2>/dev/null | tr '\n' ' ')
+norms=$(paste "$work/np1/log.tsv" "$work/np2/log.tsv" 2>/dev/null | awk -F'\t' -v n="$(head -1 "$work/np1/log.tsv" | tr '\t' '\n' | wc -l)" '
+  NR > 1 { a = $4; b = $(n + 4); d = a - b; if (d < 0) d = -d; if (d / a > worst) worst = d / a; rows++ }
+  END { printf "%d steps, gradient norms within %.2g", rows, worst; exit !(rows == 3 && worst <= 1e-12) }')
+ok=$?
+if [ "$rc1" -eq 0 ] && [ "$rc2" -eq 0 ] && grep -q 'NCCL .* over 2 ranks, fp32' "$work/np2.log" && [ -n "$losses1" ] &&
+  [ "$losses1" = "$losses2" ] && [ "$ok" -eq 0 ]; then
+  pass "tpdiff-train -np 2 over NCCL: the losses of -np 1 with both microbatches, bit for bit; $norms (limit 1e-12)"
+else
+  fail "tpdiff-train -np 2 over NCCL: exit $rc1/$rc2; -np 1: $losses1; -np 2: $losses2; $norms"
+  grep -m3 'comm:\|rror' "$work/np2.log"
+fi
+
+# ---- a rank that stops answering (SIGSTOP) while the other waits for its NCCL all-reduce
+mpi 2 120 -x TPDIFF_CUDA_LIB -x TPDIFF_NCCL_LIB "$BIN" configs/tiny.yaml --train.device=cuda --train.steps=100000 \
+  --train.log_every=1 --train.comm_timeout=3 --train.out="$work/stalled" >"$work/stalled.log" 2>&1 &
+launcher=$!
+victim=
+for _ in $(seq 600); do
+  if grep -qE '^ +3 ' "$work/stalled.log" 2>/dev/null; then
+    for p in $(pgrep -f -- "--train.out=$work/stalled\$"); do
+      [ "$(cat /proc/"$p"/comm 2>/dev/null)" = tpdiff-train ] || continue
+      tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=1" && victim=$p
+    done
+    break
+  fi
+  sleep 0.1
+done
+if [ -n "$victim" ]; then
+  t0=$SECONDS
+  kill -STOP "$victim"
+  wait "$launcher"
+  rc=$?
+  elapsed=$((SECONDS - t0))
+  kill -KILL "$victim" 2>/dev/null
+  line=$(grep -m1 'did not complete within train.comm_timeout = 3 s' "$work/stalled.log")
+  # rank 1 may stop before or after its part of the step's all-reduce: rank 0 then waits in NCCL, or
+  # in the stop-signal check that follows the step; either is the right name, as long as it is rank 0's
+  if [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && [ "$elapsed" -le 30 ] &&
+    echo "$line" | grep -qE 'rank 0 of 2: .*(NCCL all-reduce|the stop-signal check) did not complete'; then
+    pass "NCCL, a stopped rank: rank 0 aborts the job after train.comm_timeout=3 s (status $rc after ${elapsed} s): $line"
+  else
+    fail "NCCL, a stopped rank: status $rc after ${elapsed} s, message '$line'"
+    tail -5 "$work/stalled.log"
+  fi
+else
+  kill "$launcher" 2>/dev/null
+  fail "NCCL, a stopped rank: the run never reached step 3"
+  tail -5 "$work/stalled.log"
+fi
