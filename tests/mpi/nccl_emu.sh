@@ -96,10 +96,11 @@ if [ -n "$victim" ]; then
   elapsed=$((SECONDS - t0))
   kill -KILL "$victim" 2>/dev/null
   line=$(grep -m1 'did not complete within train.comm_timeout = 3 s' "$work/stalled.log")
-  # rank 1 may stop before or after its part of the step's all-reduce: rank 0 then waits in NCCL, or
-  # in the stop-signal check that follows the step; either is the right name, as long as it is rank 0's
+  # rank 1 may stop before or after its part of the step's all-reduce: rank 0 then waits in NCCL, in
+  # the MPI all-reduce of the step's loss beside it, or in the stop-signal check after the step; each
+  # is the right name, as long as it is rank 0's
   if [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && [ "$elapsed" -le 30 ] &&
-    echo "$line" | grep -qE 'rank 0 of 2: .*(NCCL all-reduce|the stop-signal check) did not complete'; then
+    echo "$line" | grep -qE "rank 0 of 2: .*(NCCL all-reduce|the all-reduce of the step's loss|the stop-signal check) did not complete"; then
     pass "NCCL, a stopped rank: rank 0 aborts the job after train.comm_timeout=3 s (status $rc after ${elapsed} s): $line"
   else
     fail "NCCL, a stopped rank: status $rc after ${elapsed} s, message '$line'"
