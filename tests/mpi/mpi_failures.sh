@@ -20,25 +20,6 @@ start_run() {
   launcher=$!
 }
 
-# wait_training LOG: until the log shows step 3 (at most 60 s); 0 when it did
-wait_training() {
-  for _ in $(seq 600); do
-    grep -qE '^ +3 ' "$1" 2>/dev/null && return 0
-    sleep 0.1
-  done
-  return 1
-}
-
-# rank_pid NAME RANK: the pid of rank RANK of the run NAME (its tpdiff-train process, found by its
-# train.out on the command line and OMPI_COMM_WORLD_RANK in its environment)
-rank_pid() {
-  local p
-  for p in $(pgrep -f -- "--train.out=$work/$1\$"); do
-    [ "$(cat /proc/"$p"/comm 2>/dev/null)" = tpdiff-train ] || continue
-    tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$2" && echo "$p"
-  done
-}
-
 # finish_run: waits for the job; sets rc and elapsed (seconds since the call)
 finish_run() {
   local t0=$SECONDS
@@ -50,7 +31,7 @@ finish_run() {
 # ---- a rank killed mid-run
 start_run killed
 if wait_training "$work/killed.log"; then
-  victim=$(rank_pid killed 1)
+  victim=$(rank_pid "$work/killed" 1)
   kill -9 "$victim"
   finish_run
   if [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && [ "$elapsed" -le 30 ]; then
@@ -62,32 +43,17 @@ else
   fail "a rank killed mid-run: the run never reached step 3"; tail -5 "$work/killed.log"; kill "$launcher"
 fi
 
-# ---- a rank that stops answering (SIGSTOP): the others give up after train.comm_timeout
+# ---- a rank that stops answering (SIGSTOP): the others give up after train.comm_timeout. Rank 1 can
+# be stopped while rank 0 waits in either per-step collective: the gradient all-reduce, or the
+# stop-signal check that follows it; either is the right name, as long as it is rank 0's
 start_run stalled --train.comm_timeout=3
-if wait_training "$work/stalled.log"; then
-  victim=$(rank_pid stalled 1)
-  kill -STOP "$victim"
-  finish_run
-  kill -KILL "$victim" 2>/dev/null # in case the launcher left it stopped
-  line=$(grep -m1 'did not complete within train.comm_timeout = 3 s' "$work/stalled.log")
-  # rank 1 can be stopped while rank 0 waits in either per-step collective: the gradient all-reduce,
-  # or the stop-signal check that follows it; either is the right name, as long as it is rank 0's
-  if [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && [ "$elapsed" -le 30 ] &&
-    echo "$line" | grep -qE 'rank 0 of 2: the (gradient all-reduce|stop-signal check) did not complete'; then
-    pass "a stopped rank: rank 0 aborts the job after train.comm_timeout=3 s (status $rc after ${elapsed} s): $line"
-  else
-    fail "a stopped rank: status $rc after ${elapsed} s, message '$line' (wanted rank 0 naming the all-reduce or the stop-signal check, and the timeout)"
-    tail -5 "$work/stalled.log"
-  fi
-else
-  fail "a stopped rank: the run never reached step 3"; tail -5 "$work/stalled.log"; kill "$launcher"
-fi
+stopped_rank "a stopped rank" "$launcher" "$work/stalled" "the gradient all-reduce|the stop-signal check"
 
 # ---- SIGTERM to one rank (a scheduler's pre-emption reaches ranks at different moments): every rank
 # stops after the same step, rank 0 writes that step's checkpoint, and the same command resumes there
 start_run sigterm --train.ckpt_every=0
 if wait_training "$work/sigterm.log"; then
-  kill -TERM "$(rank_pid sigterm 1)"
+  kill -TERM "$(rank_pid "$work/sigterm" 1)"
   finish_run
   stopped=$(sed -n 's/^# stopped by SIGTERM after step \([0-9]*\);.*/\1/p' "$work/sigterm.log")
   if [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && [ -n "$stopped" ] && [ -f "$work/sigterm/ckpt-$(printf %07d "$stopped").h5" ] &&

@@ -73,41 +73,10 @@ else
   grep -m3 'comm:\|rror' "$work/np2.log"
 fi
 
-# ---- a rank that stops answering (SIGSTOP) while the other waits for its NCCL all-reduce
+# ---- a rank that stops answering (SIGSTOP) while the other waits for its NCCL all-reduce. Rank 1 may
+# stop before or after its part of the step's all-reduce: rank 0 then waits in NCCL, in the MPI
+# all-reduce of the step's loss beside it, or in the stop-signal check after the step
 mpi 2 120 -x TPDIFF_CUDA_LIB -x TPDIFF_NCCL_LIB "$BIN" configs/tiny.yaml --train.device=cuda --train.steps=100000 \
   --train.log_every=1 --train.comm_timeout=3 --train.out="$work/stalled" >"$work/stalled.log" 2>&1 &
-launcher=$!
-victim=
-for _ in $(seq 600); do
-  if grep -qE '^ +3 ' "$work/stalled.log" 2>/dev/null; then
-    for p in $(pgrep -f -- "--train.out=$work/stalled\$"); do
-      [ "$(cat /proc/"$p"/comm 2>/dev/null)" = tpdiff-train ] || continue
-      tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=1" && victim=$p
-    done
-    break
-  fi
-  sleep 0.1
-done
-if [ -n "$victim" ]; then
-  t0=$SECONDS
-  kill -STOP "$victim"
-  wait "$launcher"
-  rc=$?
-  elapsed=$((SECONDS - t0))
-  kill -KILL "$victim" 2>/dev/null
-  line=$(grep -m1 'did not complete within train.comm_timeout = 3 s' "$work/stalled.log")
-  # rank 1 may stop before or after its part of the step's all-reduce: rank 0 then waits in NCCL, in
-  # the MPI all-reduce of the step's loss beside it, or in the stop-signal check after the step; each
-  # is the right name, as long as it is rank 0's
-  if [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && [ "$elapsed" -le 30 ] &&
-    echo "$line" | grep -qE "rank 0 of 2: .*(NCCL all-reduce|the all-reduce of the step's loss|the stop-signal check) did not complete"; then
-    pass "NCCL, a stopped rank: rank 0 aborts the job after train.comm_timeout=3 s (status $rc after ${elapsed} s): $line"
-  else
-    fail "NCCL, a stopped rank: status $rc after ${elapsed} s, message '$line'"
-    tail -5 "$work/stalled.log"
-  fi
-else
-  kill "$launcher" 2>/dev/null
-  fail "NCCL, a stopped rank: the run never reached step 3"
-  tail -5 "$work/stalled.log"
-fi
+stopped_rank "NCCL, a stopped rank" $! "$work/stalled" \
+  "NCCL all-reduce|the all-reduce of the step's loss|the stop-signal check"
