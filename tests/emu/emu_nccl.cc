@@ -204,10 +204,12 @@ ncclResult_t ncclCommInitRankConfig(ncclComm_t *out, int nranks, ncclUniqueId id
   close(fd);
   if (map == MAP_FAILED) return ncclSystemError;
   c->board = static_cast<Board *>(map);
-  int expected = 0;
-  if (!c->board->world.compare_exchange_strong(expected, nranks) && expected != nranks) return ncclInvalidUsage;
-  int none = 0;
-  if (!c->board->pid[rank].compare_exchange_strong(none, (int)getpid())) return ncclInvalidUsage; /* rank taken */
+  int expected = 0, none = 0;
+  if ((!c->board->world.compare_exchange_strong(expected, nranks) && expected != nranks) ||
+      !c->board->pid[rank].compare_exchange_strong(none, (int)getpid())) { /* another world size; rank taken */
+    shm_unlink(c->name.c_str()); /* the communicator cannot start: leave no board behind */
+    return ncclInvalidUsage;
+  }
   c->board->joined.fetch_add(1);
   *out = new ncclComm{c};
   if (config && !config->blocking) return init_state(*c) == ncclSuccess ? ncclSuccess : ncclInProgress;
