@@ -52,8 +52,9 @@ int wait_comm(ncclComm_t comm, double deadline, const char *what, double timeout
       return -1;
     }
     if (now_seconds() > deadline) {
-      snprintf(err, err_size, "NCCL %s did not complete within train.comm_timeout = %g s (another rank stopped, hung or died)",
-               what, timeout_s);
+      snprintf(err, err_size,
+               "NCCL %s did not complete within train.comm_timeout = %g s (another rank stopped, hung or died)", what,
+               timeout_s);
       ncclCommAbort(comm);
       return -1;
     }

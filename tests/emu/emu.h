@@ -31,8 +31,8 @@
  *
  * What it does not model: timing, occupancy, register spills, bank conflicts, interleavings finer
  * than the stretch between two barriers or warp-wide instructions, and default-stream work running
- * behind the host (so a missing event between the default stream and another one goes unseen). The GPU check
- * (tests/gpu/check_gpu.sh) remains the judge of the kernels on hardware. */
+ * behind the host (so a missing event between the default stream and another one goes unseen).
+ * The GPU check (tests/gpu/check_gpu.sh) remains the judge of the kernels on hardware. */
 #ifndef TPDIFF_EMU_H
 #define TPDIFF_EMU_H
 

@@ -1,4 +1,4 @@
-/* mpi_train_check.c — data-parallel training checked against itself, under mpirun (CPU backend):
+/* mpi_train_check.c — data-parallel training checked against itself, under mpirun:
  *
  *   mpi_train_check grad CONFIG [--key=value ...]
  *       kGradStep steps on every rank with the gradient reduced by comm/; rank 0 then takes the same
@@ -14,8 +14,8 @@
  *
  * Both run on the backend train.device names (the CPU by default; `cuda` with libtpdiff_cuda.so, or
  * the emulated backend through $TPDIFF_CUDA_LIB) and reduce as tpdiff-train does: MPI, or NCCL where
- * libtpdiff_nccl.so loads, with train.comm_dtype on the wire (bf16: the gradient limit is 2^-8, one
- * bf16 rounding, instead of 1e-6).
+ * libtpdiff_nccl.so loads, with train.comm_dtype on the wire (bf16: the gradient limit is 2^-8
+ * instead of 1e-6, for the rounding of each rank's part and of the mean).
  *
  * Prints PASS/FAIL lines from rank 0 (tests/run_all.sh counts them); exit status 1 when a case failed. */
 #include <math.h>
