@@ -189,8 +189,8 @@ int main(int argc, char **argv) {
   g_backend = device_open("train.device", cfg.train_device, notice, sizeof notice, err, sizeof err);
   if (!g_backend) comm_abort(&comm, 2, "%s", err);
   if (notice[0] && comm.rank == 0) printf("# %s\n", notice);
-  if (g_backend->set_precision(strcmp(cfg.train_precision, "bf16") == 0 ? TPDIFF_BF16 : TPDIFF_FP32, why, sizeof why) != 0)
-    comm_abort(&comm, 2, "train.precision: %s", why);
+  tpdiff_precision precision = strcmp(cfg.train_precision, "bf16") == 0 ? TPDIFF_BF16 : TPDIFF_FP32;
+  if (g_backend->set_precision(precision, why, sizeof why) != 0) comm_abort(&comm, 2, "train.precision: %s", why);
   if (comm.rank == 0) printf("# backend: %s on %s\n", g_backend->name, g_backend->device);
   /* tpdiff-train's rule (trainer/train_main.c): the global count split evenly over the ranks */
   if (cfg.train_global_microbatches > 0) {
