@@ -190,7 +190,7 @@ int main(int argc, char **argv) {
   if (!g_backend) comm_abort(&comm, 2, "%s", err);
   if (notice[0] && comm.rank == 0) printf("# %s\n", notice);
   tpdiff_precision precision = strcmp(cfg.train_precision, "bf16") == 0 ? TPDIFF_BF16 : TPDIFF_FP32;
-  if (g_backend->set_precision(precision, why, sizeof why) != 0) comm_abort(&comm, 2, "train.precision: %s", why);
+  if (g_backend->set_precision(precision, why, sizeof why) != 0) comm_abort(&comm, 2, "%s", why);
   if (comm.rank == 0) printf("# backend: %s on %s\n", g_backend->name, g_backend->device);
   /* tpdiff-train's rule (trainer/train_main.c): the global count split evenly over the ranks */
   if (cfg.train_global_microbatches > 0) {
