@@ -16,11 +16,13 @@
  * call into backend scratch buffers that grow to the largest layer and are then reused. The bias is
  * fused as a BIAS epilogue in fp32 (the bias type follows D, fp32) where cuBLASLt offers one, else
  * added by a separate fp32 kernel, as in fp32 mode. The backward of the MLP's second Linear
- * (linear_backward_gelu) applies the GELU derivative to its d_in product in cuBLASLt's DGELU
- * epilogue, reading the GELU's fp32 input as the epilogue's auxiliary matrix: the separate GELU
- * backward kernel's three passes over B*N*4D floats (read d_in and the GELU input, write d_pre) go.
- * TPDIFF_DGELU=kernel keeps the separate kernel (check_model times both); fp32 mode always does, so
- * it stays the exact twin of the CPU's. The forward's twin, the MLP's first Linear with the GELU in
+ * (linear_backward_gelu) applies the GELU derivative as a separate kernel after its d_in product,
+ * as fp32 mode does (the exact twin of the CPU's). TPDIFF_DGELU=epilogue applies it in cuBLASLt's
+ * DGELU epilogue instead, reading the GELU's fp32 input as the epilogue's auxiliary matrix: that
+ * saves the kernel's three passes over B*N*4D floats (read d_in and the GELU input, write d_pre), but
+ * on an H100 the base workload's bf16 step took 3-4% longer with it (98.1 against 95.4 ms at stage 2,
+ * check_model's timing table: the epilogue's algorithm is slower than the plain product's), so it is
+ * opt-in. The forward's twin, the MLP's first Linear with the GELU in
  * a GELU_AUX_BIAS epilogue (linear_gelu_forward: D = gelu(A B + bias), the pre-activation written
  * beside it as the auxiliary matrix), is opt-in, TPDIFF_GELU=epilogue: its GELU is cuBLASLt's, equal
  * to the GELU kernel's to rounding but not bit for bit, so train.recompute=cheap, which recomputes
@@ -493,13 +495,15 @@ int gemm_bf16_aux(AuxEpilogue kind, bool trans_a, int m, int n, int k, const __n
   return done;
 }
 
-/* Whether bf16 mode applies gelu' in the DGELU epilogue: TPDIFF_DGELU unset, empty or "epilogue";
- * "kernel" runs the separate GELU backward kernel; anything else is an error (recorded), and the
- * kernel runs. Read at every call, like TPDIFF_ATTN, so check_model times both in one process. */
+/* Whether bf16 mode applies gelu' in the DGELU epilogue: only with TPDIFF_DGELU=epilogue (see the
+ * top of this file for why it is opt-in); unset, empty or "kernel" run the separate GELU backward
+ * kernel; anything else is an error (recorded), and the kernel runs. Read at every call, like
+ * TPDIFF_ATTN, so check_model times both in one process. */
 bool dgelu_in_epilogue(void) {
   const char *v = getenv("TPDIFF_DGELU");
-  if (!v || !v[0] || !strcmp(v, "epilogue")) return true;
-  if (strcmp(v, "kernel") != 0) TCU_FAIL("TPDIFF_DGELU=%.40s: expected \"epilogue\" (the default) or \"kernel\"", v);
+  if (!v || !v[0] || !strcmp(v, "kernel")) return false;
+  if (!strcmp(v, "epilogue")) return true;
+  TCU_FAIL("TPDIFF_DGELU=%.40s: expected \"kernel\" (the default) or \"epilogue\"", v);
   return false;
 }
 
@@ -620,7 +624,8 @@ void linear_backward_impl(float *d_in, float *d_weight, float *d_bias, const flo
     tcu_colsum_source src = {TCU_COLSUM_ROWS, d_out, NULL, NULL, NULL};
     tcu_colsum_accumulate(src, 1, M, N, d_bias, NULL, 0);
   }
-  /* the GELU's backward as its own kernel (fp32 mode, TPDIFF_DGELU=kernel, or no epilogue algorithm) */
+  /* the GELU's backward as its own kernel: fp32 mode, bf16's default, and TPDIFF_DGELU=epilogue where
+   * K is not a multiple of 8 or no algorithm offers the epilogue */
   if (gelu_pre && !fused) tcu_gelu_backward(d_in, d_in, gelu_pre, (size_t)M * (size_t)K);
 }
 

@@ -28,7 +28,8 @@
 # into ${OUT:-bench/results}/pyramid-gpu.txt; and tpdiff-train trains configs/demo.yaml for 400
 # steps in fp32 and in bf16 from the same seed and data, into precision-gpu.txt: the mean loss of
 # the last 100 steps and the median ms per step of each, the measured loss curve on which to choose
-# train.precision for the reference configs.
+# train.precision for the reference configs. Where the trainer's libraries are missing on the GPU
+# machine, CHECK_GPU_PREBUILT=DIR names tpdiff-train and bench_pyramid built elsewhere (see below).
 #
 # Robust to a bare GPU machine: it builds only the CUDA library and the checker (not the trainer,
 # whose libyaml/HDF5 may be missing there); if that build fails it retries once without -Werror
@@ -197,7 +198,7 @@ fi
 grep -E '^(FAIL|stopping|  where:)' "$out_dir/check_kernels.out" | head -60
 # the backend's own notices (a cuBLASLt fallback, ...): correct results, but worth knowing
 grep -E '^tpdiff cuda:' "$out_dir/check_kernels.out" | sort | uniq -c | head -10
-sed -n '/^slowest ops/,/^$/p' "$out_dir/check_kernels.out"
+sed -n -e '/^bf16 ops and their variants/,/^$/p' -e '/^slowest ops/,/^$/p' "$out_dir/check_kernels.out"
 # The bf16 flash attention failing: check_kernels ran the same kernels with their default ldmatrix
 # fragment loads, with plain loads (TPDIFF_ATTN=flash-scalar) and with two m-tiles per warp in the
 # forward and dQ (flash-wide), and compared the variants' bits with the default's; which of them fail tells a
@@ -273,22 +274,45 @@ else
   bf16_rc=$run_rc bf16_s=$run_s bf16_summary=$run_summary
 fi
 
-# ---- benchmark: the pyramid's savings on this GPU (needs the trainer's libraries: libyaml, HDF5,
-# libav; skipped where they are missing or the normal build was not used) ----------------------------
+# ---- the trainer's binaries for the two benchmarks below: built here with make where the trainer's
+# libraries (libyaml, giflib, HDF5, libav) are installed and the normal build was used; or, with
+# CHECK_GPU_PREBUILT=DIR, tpdiff-train and bench_pyramid built on another machine for this one's CPU
+# (e.g. make ARCH=-march=x86-64-v3 CUDA=0), with the shared libraries this machine lacks in DIR/lib.
+# Either way they load the CUDA library checked above. --------------------------------------------------
+prebuilt=${CHECK_GPU_PREBUILT:-}
+if [ -n "$prebuilt" ]; then
+  export LD_LIBRARY_PATH="$prebuilt/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  # built against another 1.10.x release of HDF5 (the same ABI), whose version check would abort
+  export HDF5_DISABLE_VERSION_CHECK=1
+fi
+case "$lib" in /*) TPDIFF_CUDA_LIB=$lib ;; *) TPDIFF_CUDA_LIB=$PWD/$lib ;; esac
+export TPDIFF_CUDA_LIB
+# trainer_binary TARGET: prints the binary's path, building it if needed; fails where it cannot
+trainer_binary() {
+  if [ -n "$prebuilt" ]; then
+    section "prebuilt: $prebuilt/$(basename "$1")"
+    [ -x "$prebuilt/$(basename "$1")" ] && echo "$prebuilt/$(basename "$1")"
+    return
+  fi
+  [ "$build_dir" = build ] && [ -z "${CHECK_GPU_LIB:-}" ] || return 1
+  section "build: $1"
+  make -j"$jobs" "$1" >>"$log" 2>&1 && echo "$1"
+}
+
+# ---- benchmark: the pyramid's savings on this GPU (needs the trainer's binaries) -------------------
 pyramid_s=0 pyramid_summary="not run"
-if [ "$build_dir" = build ] && [ -z "${CHECK_GPU_LIB:-}" ]; then
-  section "build: bench_pyramid"
-  if make -j"$jobs" build/bench/bench_pyramid >>"$log" 2>&1; then
+if [ "$build_dir" = build ] || [ -n "$prebuilt" ]; then
+  if pyramid_bin=$(trainer_binary build/bench/bench_pyramid); then
     section "bench_pyramid configs/base.yaml --train.device=cuda --train.precision=bf16 (limit ${pyramid_limit_s}s)"
     t0=$SECONDS
-    timeout -k 10 "$pyramid_limit_s" build/bench/bench_pyramid configs/base.yaml --train.device=cuda \
+    timeout -k 10 "$pyramid_limit_s" "$pyramid_bin" configs/base.yaml --train.device=cuda \
       --train.precision=bf16 >"$out_dir/pyramid-gpu.txt" 2>&1
     pyramid_rc=$? pyramid_s=$((SECONDS - t0))
     cat "$out_dir/pyramid-gpu.txt" >>"$log"
     if [ "$pyramid_rc" -eq 0 ]; then pyramid_summary="$out_dir/pyramid-gpu.txt"
     else pyramid_summary="exit status $pyramid_rc: $(tail -1 "$out_dir/pyramid-gpu.txt")"; fi
   else
-    pyramid_summary="bench_pyramid did not build here (the trainer's libraries?); see $log"
+    pyramid_summary="bench_pyramid did not build here (the trainer's libraries?; CHECK_GPU_PREBUILT); see $log"
   fi
 fi
 
@@ -297,9 +321,8 @@ fi
 # choice of train.precision in configs/base.yaml can rest on a measured loss curve. Needs the trainer
 # (as bench_pyramid); never changes the exit status. -------------------------------------------------
 precision_s=0 precision_summary="not run"
-if [ "$build_dir" = build ] && [ -z "${CHECK_GPU_LIB:-}" ]; then
-  section "build: tpdiff-train"
-  if make -j"$jobs" bin/tpdiff-train >>"$log" 2>&1; then
+if [ "$build_dir" = build ] || [ -n "$prebuilt" ]; then
+  if train_bin=$(trainer_binary bin/tpdiff-train); then
     t0=$SECONDS
     runs=$(mktemp -d "${TMPDIR:-/tmp}/tpdiff-precision.XXXXXX")
     {
@@ -308,7 +331,7 @@ if [ "$build_dir" = build ] && [ -z "${CHECK_GPU_LIB:-}" ]; then
     } >"$out_dir/precision-gpu.txt"
     for p in fp32 bf16; do
       section "tpdiff-train configs/demo.yaml --train.device=cuda --train.precision=$p (limit ${precision_limit_s}s)"
-      timeout -k 10 "$precision_limit_s" bin/tpdiff-train configs/demo.yaml --train.device=cuda \
+      timeout -k 10 "$precision_limit_s" "$train_bin" configs/demo.yaml --train.device=cuda \
         --train.precision="$p" --train.steps=400 --train.log_every=10 --train.ckpt_every=0 \
         --train.out="$runs/$p" >"$runs/$p.log" 2>&1
       p_rc=$?
@@ -327,7 +350,7 @@ if [ "$build_dir" = build ] && [ -z "${CHECK_GPU_LIB:-}" ]; then
     cat "$out_dir/precision-gpu.txt" >>"$log"
     precision_summary="$out_dir/precision-gpu.txt"
   else
-    precision_summary="tpdiff-train did not build here (the trainer's libraries?); see $log"
+    precision_summary="tpdiff-train did not build here (the trainer's libraries?; CHECK_GPU_PREBUILT); see $log"
   fi
 fi
 
